@@ -1,0 +1,78 @@
+//! `rotor`: the native server and its command-line tools.
+
+mod api;
+mod cli;
+mod engine;
+mod server;
+mod stream;
+mod ws;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let args = cli::Args::parse();
+    match args.command {
+        Some(cli::Command::Genconfig { config }) => cli::genconfig(&config),
+        Some(cli::Command::Gentoken { config, user, ttl, quiet }) => cli::gentoken(config.as_deref(), &user, ttl, quiet),
+        Some(cli::Command::Checktoken { config, token }) => cli::checktoken(config.as_deref(), &token),
+        Some(cli::Command::Version) => {
+            println!("rotor {}", env!("CARGO_PKG_VERSION"));
+            std::process::ExitCode::SUCCESS
+        }
+        None => serve(args),
+    }
+}
+
+fn serve(args: cli::Args) -> std::process::ExitCode {
+    let loaded = match cli::load(args.config.as_deref()) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("rotor: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let mut config = loaded.config;
+    if let Some(port) = args.port {
+        config.port = port;
+    }
+    if let Some(address) = args.address {
+        config.address = address;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    runtime.block_on(async move {
+        let listener = match server::bind(&config.address, config.port).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("rotor: cannot listen on {}:{}: {e}", config.address, config.port);
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        let local = listener.local_addr().expect("bound socket has an address");
+        let config = std::sync::Arc::new(config);
+        let node_name = if config.name.is_empty() { format!("rotor_{}", local.port()) } else { config.name.clone() };
+        let engine = match engine::start(config.clone(), node_name) {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("rotor: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        cli::print_banner(&config, local, loaded.embedded);
+        tokio::spawn(server::serve(listener, engine.clone()));
+        shutdown_signal().await;
+        eprintln!("rotor: shutting down");
+        engine.shutdown().await;
+        // Give writers a moment to flush the disconnect pushes and close frames.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        std::process::ExitCode::SUCCESS
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}

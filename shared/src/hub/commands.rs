@@ -1,0 +1,483 @@
+//! Client commands after connect: subscribe and friends, and how broker replies finish them.
+
+use std::sync::Arc;
+
+use super::connect::SubscriptionPlan;
+use super::session::{State, SubState};
+use super::{ms, Hub, Pending, SessionId};
+use crate::auth::TokenError;
+use crate::broker::{BrokerOp, BrokerReply, HistoryOptions, PublishOp};
+use crate::config::ChannelOptions;
+use crate::hub::timers::Timer;
+use crate::protocol::{
+    Command, Disconnect, Empty, Error, Expiry, HistoryResult, PresenceResult, PresenceStatsResult, Publication,
+    RefreshResult, Reply, StreamPosition, SubscribeRequest, SubscribeResult, FLAG_REJECT_UNRECOVERED,
+};
+use crate::time::Timestamp;
+
+/// Commands answered straight from a broker reply.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum CommandKind {
+    Publish,
+    Presence,
+    PresenceStats,
+    History,
+}
+
+impl Hub {
+    pub(crate) fn dispatch(&mut self, session: SessionId, command: Command, now: Timestamp) {
+        let Some(s) = self.sessions.get_mut(&session) else { return };
+        if s.unusable {
+            return self.disconnect(session, Disconnect::bad_request(), now);
+        }
+        if let Some(request) = command.connect {
+            if s.state != State::Opened || command.id == 0 {
+                return self.disconnect(session, Disconnect::bad_request(), now);
+            }
+            return self.connect(session, command.id, request, now);
+        }
+        if s.state != State::Connected {
+            return self.disconnect(session, Disconnect::bad_request(), now);
+        }
+        if command.is_pong() {
+            if s.pong_deadline.take().is_none() {
+                // A pong nobody asked for.
+                return self.disconnect(session, Disconnect::bad_request(), now);
+            }
+            return;
+        }
+        let id = command.id;
+        if let Some(r) = command.subscribe {
+            self.subscribe(session, id, r, now)
+        } else if let Some(r) = command.unsubscribe {
+            self.unsubscribe(session, id, &r.channel, now)
+        } else if let Some(r) = command.publish {
+            self.publish(session, id, r.channel, r.data, now)
+        } else if let Some(r) = command.presence {
+            self.presence(session, id, &r.channel, CommandKind::Presence, now)
+        } else if let Some(r) = command.presence_stats {
+            self.presence(session, id, &r.channel, CommandKind::PresenceStats, now)
+        } else if let Some(r) = command.history {
+            self.history(session, id, r, now)
+        } else if command.rpc.is_some() {
+            // No RPC handler is configured: tell the caller plainly.
+            self.error_reply(session, id, Error::method_not_found())
+        } else if command.send.is_some() {
+            // Asynchronous messages need a handler too; without one they are dropped.
+        } else if let Some(r) = command.refresh {
+            self.refresh(session, id, &r.token, now)
+        } else if let Some(r) = command.sub_refresh {
+            self.sub_refresh(session, id, &r.channel, &r.token, now)
+        } else {
+            // `ping` commands and commands with nothing in them are not part of protocol v2.
+            self.disconnect(session, Disconnect::bad_request(), now)
+        }
+    }
+
+    // ---- permissions
+
+    pub(crate) fn history_options(&self, opts: &ChannelOptions) -> HistoryOptions {
+        let meta = if ms(opts.history_meta_ttl) > 0 { opts.history_meta_ttl } else { self.config.global_history_meta_ttl };
+        HistoryOptions { size: opts.history_size, ttl_ms: ms(opts.history_ttl), meta_ttl_ms: ms(meta) }
+    }
+
+    /// Client-chosen channel names: within `channel_max_length`, ASCII unless the namespace
+    /// has a `channel_regex`.
+    pub(crate) fn valid_channel_name(&self, channel: &str, opts: &ChannelOptions) -> bool {
+        !channel.is_empty()
+            && channel.len() <= self.config.channel_max_length as usize
+            && (channel.is_ascii() || !opts.channel_regex.is_empty())
+    }
+
+    pub(crate) fn may_subscribe_without_token(&self, user: &str, channel: &str, opts: &ChannelOptions) -> bool {
+        let c = &self.config;
+        if c.is_private(channel) {
+            return false;
+        }
+        if let Some(users) = c.user_limited_users(channel) {
+            // A channel naming users (`#42`, `dialog#42,43`) belongs to them: rotor keeps
+            // everyone else out even where the namespace lets clients subscribe freely.
+            return (opts.allow_user_limited_channels && users.contains(&user)) || c.client_insecure;
+        }
+        (opts.allow_subscribe_for_client && (!user.is_empty() || opts.allow_subscribe_for_anonymous)) || c.client_insecure
+    }
+
+    fn allowed(&self, user: &str, subscribed: bool, for_subscriber: bool, for_client: bool, for_anonymous: bool) -> bool {
+        (for_subscriber && subscribed) || (for_client && (!user.is_empty() || for_anonymous)) || self.config.client_insecure
+    }
+
+    // ---- subscribe
+
+    fn subscribe(&mut self, session: SessionId, id: u32, req: SubscribeRequest, now: Timestamp) {
+        let Some(s) = self.sessions.get(&session) else { return };
+        let channel = req.channel.clone();
+        if channel.is_empty() {
+            return self.disconnect(session, Disconnect::bad_request(), now);
+        }
+        if s.subs.contains_key(channel.as_str()) {
+            return self.error_reply(session, id, Error::already_subscribed());
+        }
+        if s.active_channels() >= self.config.client_channel_limit as usize {
+            return self.error_reply(session, id, Error::limit_exceeded());
+        }
+        let Ok(opts) = self.config.namespace_for(&channel) else {
+            return self.error_reply(session, id, Error::unknown_channel());
+        };
+        if !self.valid_channel_name(&channel, opts) {
+            return self.error_reply(session, id, Error::bad_request());
+        }
+        let opts = opts.clone();
+        let user = s.user.clone();
+        let (client, history) = (s.client.clone(), self.history_options(&opts));
+        let mut plan = SubscriptionPlan {
+            server_side: false,
+            chan_info: Default::default(),
+            expires_at: None,
+            recoverable: false,
+            positioned: false,
+            presence: opts.presence,
+            emit_join_leave: opts.join_leave,
+            push_join_leave: false,
+            history,
+            data: Default::default(),
+        };
+        if !req.token.is_empty() {
+            match self.sub_verifier.verify_subscribe(&req.token, now.as_millis()) {
+                Ok(claims) => {
+                    if claims.channel != channel || claims.user != *user || (!claims.client.is_empty() && claims.client != *client) {
+                        return self.disconnect(session, Disconnect::invalid_token(), now);
+                    }
+                    plan.chan_info = claims.info.map(Into::into).unwrap_or_default();
+                    plan.data = claims.data.map(Into::into).unwrap_or_default();
+                    plan.expires_at = claims.expires_at_ms.map(Timestamp);
+                }
+                Err(TokenError::Expired) => return self.error_reply(session, id, Error::token_expired()),
+                Err(TokenError::Invalid(_)) => return self.error_reply(session, id, Error::permission_denied()),
+            }
+        } else if !self.may_subscribe_without_token(&user, &channel, &opts) {
+            return self.error_reply(session, id, Error::permission_denied());
+        }
+        let history_access = self.allowed(&user, true, opts.allow_history_for_subscriber, opts.allow_history_for_client, opts.allow_history_for_anonymous);
+        let presence_access = self.allowed(&user, true, opts.allow_presence_for_subscriber, opts.allow_presence_for_client, opts.allow_presence_for_anonymous);
+        plan.recoverable = history.enabled() && (opts.force_recovery || (req.recoverable && (opts.allow_recovery || history_access)));
+        plan.positioned = history.enabled()
+            && (opts.force_positioning || plan.recoverable || (req.positioned && (opts.allow_positioning || history_access)));
+        plan.push_join_leave = opts.join_leave && (opts.force_push_join_leave || (req.join_leave && presence_access));
+        let since = (req.recover && plan.recoverable).then(|| StreamPosition { offset: req.offset, epoch: req.epoch.clone() });
+        let reject = req.flag & FLAG_REJECT_UNRECOVERED != 0;
+        let expires_at = plan.expires_at;
+        if let Some(s) = self.sessions.get_mut(&session) {
+            s.busy = true;
+        }
+        self.start_subscription(session, Arc::from(channel.as_str()), plan, Some(id), since, reject);
+        if let Some(at) = expires_at {
+            let grace = ms(self.config.client_expired_sub_close_delay);
+            self.schedule(at.after_ms(grace), session, Timer::SubExpire(Arc::from(channel.as_str())));
+        }
+    }
+
+    /// The broker answered a subscription: build its result, then reply (client subscribe) or
+    /// count it into the pending connect.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_subscribed(
+        &mut self,
+        session: SessionId,
+        channel: Arc<str>,
+        command: Option<u32>,
+        recover: Option<StreamPosition>,
+        reject_unrecovered: bool,
+        token_data: bytes::Bytes,
+        result: Result<BrokerReply, Error>,
+        now: Timestamp,
+    ) {
+        let Some(s) = self.sessions.get_mut(&session) else { return };
+        let Some(sub) = s.subs.get_mut(&channel) else { return };
+        let outcome: Result<SubscribeResult, Error> = match result {
+            Ok(BrokerReply::Subscribed { top, publications }) => {
+                let mut r = SubscribeResult { data: token_data, ..Default::default() };
+                if let Some(at) = sub.expires_at {
+                    r.expires = true;
+                    r.ttl = now.until(at).div_ceil(1000) as u32;
+                }
+                if sub.positioned || sub.recoverable {
+                    r.positioned = sub.positioned;
+                    r.recoverable = sub.recoverable;
+                    r.epoch = top.epoch.clone();
+                    r.offset = top.offset;
+                }
+                sub.epoch = Arc::from(top.epoch.as_str());
+                sub.offset = top.offset;
+                match recover {
+                    Some(since) => {
+                        r.was_recovering = true;
+                        let recovered = since.epoch == top.epoch
+                            && match (publications.first(), publications.last()) {
+                                (Some(first), Some(last)) => first.offset == since.offset + 1 && last.offset == top.offset,
+                                _ => top.offset == since.offset,
+                            };
+                        if recovered {
+                            r.recovered = true;
+                            r.offset = since.offset;
+                            r.publications = publications.iter().map(|p| Publication::clone(p)).collect();
+                            Ok(r)
+                        } else if reject_unrecovered {
+                            Err(Error::unrecoverable_position())
+                        } else {
+                            Ok(r)
+                        }
+                    }
+                    None => Ok(r),
+                }
+            }
+            Ok(_) => Err(Error::internal()),
+            Err(e) => Err(e),
+        };
+        match command {
+            None => {
+                let Some(pending) = s.connect.as_mut() else { return };
+                pending.waiting = pending.waiting.saturating_sub(1);
+                match outcome {
+                    Ok(r) => {
+                        pending.results.insert(channel.to_string(), r);
+                    }
+                    Err(e) => pending.failed = Some(e),
+                }
+                self.finish_connect_if_ready(session, now);
+            }
+            Some(id) => {
+                s.busy = false;
+                match outcome {
+                    Ok(r) => {
+                        self.reply(session, Reply { id, subscribe: Some(r), ..Default::default() });
+                        self.activate(session, &channel, now);
+                    }
+                    Err(e) => {
+                        s.subs.remove(&channel);
+                        self.error_reply(session, id, e);
+                        self.leave_channel_quietly(session, &channel);
+                    }
+                }
+                self.drain(session, now);
+            }
+        }
+    }
+
+    /// A subscription starts receiving: buffered publications go out, presence and join follow.
+    pub(crate) fn activate(&mut self, session: SessionId, channel: &Arc<str>, _now: Timestamp) {
+        let Some(s) = self.sessions.get_mut(&session) else { return };
+        let Some(sub) = s.subs.get(channel) else { return };
+        if sub.state == SubState::Active {
+            return;
+        }
+        let info = s.info(&sub.chan_info);
+        let Some(sub) = s.subs.get_mut(channel) else { return };
+        sub.state = SubState::Active;
+        let buffered = std::mem::take(&mut sub.buffer);
+        let (presence, join) = (sub.presence, sub.emit_join_leave);
+        if let Some(subs) = self.channels.get_mut(channel) {
+            subs.pending.remove(&session);
+            subs.active.insert(session);
+        }
+        for (epoch, publication) in buffered {
+            self.deliver_to(session, channel, &epoch, &publication);
+        }
+        if presence {
+            let ttl = ms(self.config.global_presence_ttl);
+            self.request(channel, BrokerOp::PresenceAdd { info: info.clone(), ttl_ms: ttl }, Pending::Ignore);
+        }
+        if join {
+            self.request(channel, BrokerOp::Join { info }, Pending::Ignore);
+        }
+    }
+
+    fn leave_channel_quietly(&mut self, session: SessionId, channel: &Arc<str>) {
+        let info = Default::default();
+        self.leave_channel(session, channel, false, false, info, Timestamp(0));
+    }
+
+    fn unsubscribe(&mut self, session: SessionId, id: u32, channel: &str, now: Timestamp) {
+        if channel.is_empty() {
+            return self.disconnect(session, Disconnect::bad_request(), now);
+        }
+        self.remove_subscription(session, channel, now);
+        self.reply(session, Reply { id, unsubscribe: Some(Empty {}), ..Default::default() });
+    }
+
+    /// Drops one subscription of a session (no push); presence and leave follow.
+    pub(crate) fn remove_subscription(&mut self, session: SessionId, channel: &str, now: Timestamp) -> bool {
+        let Some(s) = self.sessions.get_mut(&session) else { return false };
+        let Some((channel, sub)) = s.subs.remove_entry(channel) else { return false };
+        let info = s.info(&sub.chan_info);
+        let active = sub.state == SubState::Active;
+        self.leave_channel(session, &channel, sub.presence && active, sub.emit_join_leave && active, info, now);
+        true
+    }
+
+    // ---- publish, presence, history
+
+    fn publish(&mut self, session: SessionId, id: u32, channel: String, data: bytes::Bytes, now: Timestamp) {
+        let Some(s) = self.sessions.get(&session) else { return };
+        if channel.is_empty() {
+            return self.disconnect(session, Disconnect::bad_request(), now);
+        }
+        let Ok(opts) = self.config.namespace_for(&channel) else {
+            return self.error_reply(session, id, Error::unknown_channel());
+        };
+        let sub = s.subs.get(channel.as_str()).filter(|sub| sub.state == SubState::Active);
+        if !self.allowed(&s.user, sub.is_some(), opts.allow_publish_for_subscriber, opts.allow_publish_for_client, opts.allow_publish_for_anonymous) {
+            return self.error_reply(session, id, Error::permission_denied());
+        }
+        if data.is_empty() {
+            return self.error_reply(session, id, Error::bad_request());
+        }
+        let info = s.info(&sub.map(|sub| sub.chan_info.clone()).unwrap_or_default());
+        let op = PublishOp { data, info: Some(info), history: self.history_options(opts), ..Default::default() };
+        self.command_request(session, id, &channel, BrokerOp::Publish(op), CommandKind::Publish);
+    }
+
+    fn presence(&mut self, session: SessionId, id: u32, channel: &str, kind: CommandKind, now: Timestamp) {
+        let Some(s) = self.sessions.get(&session) else { return };
+        if channel.is_empty() {
+            return self.disconnect(session, Disconnect::bad_request(), now);
+        }
+        let Ok(opts) = self.config.namespace_for(channel) else {
+            return self.error_reply(session, id, Error::unknown_channel());
+        };
+        if !opts.presence {
+            return self.error_reply(session, id, Error::not_available());
+        }
+        let subscribed = s.subs.contains_key(channel);
+        if !self.allowed(&s.user, subscribed, opts.allow_presence_for_subscriber, opts.allow_presence_for_client, opts.allow_presence_for_anonymous) {
+            return self.error_reply(session, id, Error::permission_denied());
+        }
+        let op = match kind {
+            CommandKind::PresenceStats => BrokerOp::PresenceStats,
+            _ => BrokerOp::Presence,
+        };
+        self.command_request(session, id, channel, op, kind);
+    }
+
+    fn history(&mut self, session: SessionId, id: u32, req: crate::protocol::HistoryRequest, now: Timestamp) {
+        let Some(s) = self.sessions.get(&session) else { return };
+        if req.channel.is_empty() {
+            return self.disconnect(session, Disconnect::bad_request(), now);
+        }
+        let Ok(opts) = self.config.namespace_for(&req.channel) else {
+            return self.error_reply(session, id, Error::unknown_channel());
+        };
+        let history = self.history_options(opts);
+        if !history.enabled() {
+            return self.error_reply(session, id, Error::not_available());
+        }
+        let subscribed = s.subs.contains_key(req.channel.as_str());
+        if !self.allowed(&s.user, subscribed, opts.allow_history_for_subscriber, opts.allow_history_for_client, opts.allow_history_for_anonymous) {
+            return self.error_reply(session, id, Error::permission_denied());
+        }
+        let max = self.config.client_history_max_publication_limit as i64;
+        let limit = if req.limit < 0 || req.limit as i64 > max { max } else { req.limit as i64 };
+        let op = BrokerOp::History { since: req.since, limit, reverse: req.reverse, history };
+        self.command_request(session, id, &req.channel, op, CommandKind::History);
+    }
+
+    fn command_request(&mut self, session: SessionId, command: u32, channel: &str, op: BrokerOp, kind: CommandKind) {
+        if let Some(s) = self.sessions.get_mut(&session) {
+            s.busy = true;
+        }
+        self.request(channel, op, Pending::Command { session, command, kind });
+    }
+
+    pub(crate) fn on_command_reply(
+        &mut self,
+        session: SessionId,
+        id: u32,
+        kind: CommandKind,
+        result: Result<BrokerReply, Error>,
+        _now: Timestamp,
+    ) {
+        let reply = match (kind, result) {
+            (_, Err(e)) => Reply::error(id, e),
+            (CommandKind::Publish, Ok(_)) => Reply { id, publish: Some(Empty {}), ..Default::default() },
+            (CommandKind::Presence, Ok(BrokerReply::Presence(presence))) => {
+                Reply { id, presence: Some(PresenceResult { presence }), ..Default::default() }
+            }
+            (CommandKind::PresenceStats, Ok(BrokerReply::PresenceStats { clients, users })) => Reply {
+                id,
+                presence_stats: Some(PresenceStatsResult { num_clients: clients, num_users: users }),
+                ..Default::default()
+            },
+            (CommandKind::History, Ok(BrokerReply::History { top, publications })) => Reply {
+                id,
+                history: Some(HistoryResult {
+                    publications: publications.iter().map(|p| Publication::clone(p)).collect(),
+                    epoch: top.epoch,
+                    offset: top.offset,
+                }),
+                ..Default::default()
+            },
+            (_, Ok(_)) => Reply::error(id, Error::internal()),
+        };
+        self.reply(session, reply);
+    }
+
+    // ---- refresh
+
+    fn refresh(&mut self, session: SessionId, id: u32, token: &str, now: Timestamp) {
+        if token.is_empty() {
+            return self.disconnect(session, Disconnect::bad_request(), now);
+        }
+        let claims = match self.verifier.verify_connect(token, now.as_millis()) {
+            Ok(c) => c,
+            Err(TokenError::Expired) => return self.disconnect(session, Disconnect::expired(), now),
+            Err(TokenError::Invalid(_)) => return self.disconnect(session, Disconnect::invalid_token(), now),
+        };
+        let Some(s) = self.sessions.get_mut(&session) else { return };
+        if claims.user != *s.user {
+            return self.disconnect(session, Disconnect::invalid_token(), now);
+        }
+        s.expires_at = if self.config.client_insecure { None } else { claims.expires_at_ms.map(Timestamp) };
+        let mut r = RefreshResult::default();
+        if let Some(at) = s.expires_at {
+            r.expires = true;
+            r.ttl = now.until(at).div_ceil(1000) as u32;
+            let grace = ms(self.config.client_expired_close_delay);
+            self.schedule(at.after_ms(grace), session, Timer::Expire);
+        }
+        self.reply(session, Reply { id, refresh: Some(r), ..Default::default() });
+    }
+
+    fn sub_refresh(&mut self, session: SessionId, id: u32, channel: &str, token: &str, now: Timestamp) {
+        if channel.is_empty() || token.is_empty() {
+            return self.error_reply(session, id, Error::bad_request());
+        }
+        let Some(s) = self.sessions.get(&session) else { return };
+        if !s.subs.contains_key(channel) {
+            return self.error_reply(session, id, Error::permission_denied());
+        }
+        let claims = match self.sub_verifier.verify_subscribe(token, now.as_millis()) {
+            Ok(c) => c,
+            Err(TokenError::Expired) => return self.error_reply(session, id, Error::token_expired()),
+            Err(TokenError::Invalid(_)) => return self.disconnect(session, Disconnect::invalid_token(), now),
+        };
+        if claims.channel != channel || claims.user != *s.user || (!claims.client.is_empty() && claims.client != *s.client) {
+            return self.disconnect(session, Disconnect::invalid_token(), now);
+        }
+        let Some(s) = self.sessions.get_mut(&session) else { return };
+        let Some((name, sub)) = s.subs.get_key_value(channel) else { return };
+        let name = name.clone();
+        let expires_at = claims.expires_at_ms.map(Timestamp);
+        let mut r = Expiry::default();
+        if let Some(at) = expires_at {
+            r.expires = true;
+            r.ttl = now.until(at).div_ceil(1000) as u32;
+        }
+        let _ = sub;
+        if let Some(sub) = s.subs.get_mut(channel) {
+            sub.expires_at = expires_at;
+        }
+        if let Some(at) = expires_at {
+            let grace = ms(self.config.client_expired_sub_close_delay);
+            self.schedule(at.after_ms(grace), session, Timer::SubExpire(name));
+        }
+        self.reply(session, Reply { id, sub_refresh: Some(r), ..Default::default() });
+    }
+}

@@ -1,0 +1,266 @@
+//! The connect command: credentials, server-side subscriptions, the connect reply or push.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::session::{PendingConnect, State, SubState, Subscription};
+use super::{ms, Hub, Output, Pending, SessionId};
+use crate::auth::TokenError;
+use crate::broker::{BrokerOp, HistoryOptions};
+use crate::config::ChannelOptions;
+use crate::protocol::{ConnectRequest, ConnectResult, Disconnect, Error, Push, Reply, StreamPosition};
+use crate::time::Timestamp;
+
+/// Why a connect cannot go on: an error reply (bidirectional; mapped to a disconnect for
+/// unidirectional clients) or a disconnect.
+pub(crate) enum Refusal {
+    Error(Error),
+    Disconnect(Disconnect),
+}
+
+/// Who is connecting, from the token or the anonymous rules.
+struct Credentials {
+    user: String,
+    info: Bytes,
+    expires_at: Option<Timestamp>,
+    /// Server-side subscriptions the token asks for, with their channel info.
+    channels: BTreeMap<String, Bytes>,
+}
+
+/// What a new subscription should be, decided before asking the broker.
+pub(crate) struct SubscriptionPlan {
+    pub server_side: bool,
+    pub chan_info: Bytes,
+    pub expires_at: Option<Timestamp>,
+    pub recoverable: bool,
+    pub positioned: bool,
+    pub presence: bool,
+    pub emit_join_leave: bool,
+    pub push_join_leave: bool,
+    pub history: HistoryOptions,
+    /// `data` from a subscription token, returned in the subscribe result.
+    pub data: Bytes,
+}
+
+impl SubscriptionPlan {
+    /// A server-side subscription with the namespace's options.
+    fn server_side(opts: &ChannelOptions, history: HistoryOptions, chan_info: Bytes) -> Self {
+        let recoverable = history.enabled() && opts.force_recovery;
+        SubscriptionPlan {
+            server_side: true,
+            chan_info,
+            expires_at: None,
+            recoverable,
+            positioned: history.enabled() && (opts.force_positioning || recoverable),
+            presence: opts.presence,
+            emit_join_leave: opts.join_leave,
+            push_join_leave: opts.join_leave && opts.force_push_join_leave,
+            history,
+            data: Bytes::new(),
+        }
+    }
+}
+
+impl Hub {
+    pub(crate) fn connect(&mut self, session: SessionId, command: u32, request: ConnectRequest, now: Timestamp) {
+        let credentials = match self.credentials(&request, now) {
+            Ok(c) => c,
+            Err(refusal) => return self.refuse_connect(session, command, refusal, now),
+        };
+        let plans = match self.server_side_plans(&credentials, &request) {
+            Ok(p) => p,
+            Err(refusal) => return self.refuse_connect(session, command, refusal, now),
+        };
+        let user: Arc<str> = Arc::from(credentials.user.as_str());
+        let limit = self.config.client_user_connection_limit as usize;
+        if limit > 0 && !user.is_empty() && self.by_user.get(&user).is_some_and(|set| set.len() >= limit) {
+            return self.disconnect(session, Disconnect::connection_limit(), now);
+        }
+        if plans.len() > self.config.client_channel_limit as usize {
+            return self.disconnect(session, Disconnect::channel_limit(), now);
+        }
+        let Some(s) = self.sessions.get_mut(&session) else { return };
+        s.state = State::Connecting;
+        s.user = user.clone();
+        s.conn_info = credentials.info;
+        s.expires_at = if self.config.client_insecure { None } else { credentials.expires_at };
+        s.busy = true;
+        s.connect = Some(PendingConnect { command_id: command, waiting: plans.len(), results: BTreeMap::new(), failed: None });
+        self.by_user.entry(user).or_default().insert(session);
+
+        for (channel, plan) in plans {
+            let hint = request.subs.get(&channel).filter(|h| h.recover && plan.recoverable);
+            let since = hint.map(|h| StreamPosition { offset: h.offset, epoch: h.epoch.clone() });
+            self.start_subscription(session, Arc::from(channel.as_str()), plan, None, since, false);
+        }
+        self.finish_connect_if_ready(session, now);
+    }
+
+    fn credentials(&mut self, request: &ConnectRequest, now: Timestamp) -> Result<Credentials, Refusal> {
+        let c = &self.config;
+        if request.token.is_empty() {
+            if c.client_insecure || c.allow_anonymous_connect_without_token {
+                return Ok(Credentials { user: String::new(), info: Bytes::new(), expires_at: None, channels: BTreeMap::new() });
+            }
+            return Err(Refusal::Disconnect(Disconnect::bad_request()));
+        }
+        let claims = match self.verifier.verify_connect(&request.token, now.as_millis()) {
+            Ok(claims) => claims,
+            Err(TokenError::Expired) => return Err(Refusal::Error(Error::token_expired())),
+            Err(TokenError::Invalid(_)) => return Err(Refusal::Disconnect(Disconnect::invalid_token())),
+        };
+        if claims.user.is_empty() && c.disallow_anonymous_connection_tokens {
+            return Err(Refusal::Disconnect(Disconnect::permission_denied()));
+        }
+        let mut channels = BTreeMap::new();
+        if claims.subs.is_empty() {
+            for ch in &claims.channels {
+                channels.insert(ch.clone(), Bytes::new());
+            }
+        } else {
+            for (ch, opts) in &claims.subs {
+                channels.insert(ch.clone(), opts.info.clone().map(Bytes::from).unwrap_or_default());
+            }
+        }
+        Ok(Credentials {
+            user: claims.user,
+            info: claims.info.map(Bytes::from).unwrap_or_default(),
+            expires_at: claims.expires_at_ms.map(Timestamp),
+            channels,
+        })
+    }
+
+    /// Server-side subscriptions: the token's channels, the personal channel, and the
+    /// channels in the request's `subs` that the client could subscribe to by itself.
+    fn server_side_plans(
+        &self,
+        credentials: &Credentials,
+        request: &ConnectRequest,
+    ) -> Result<BTreeMap<String, SubscriptionPlan>, Refusal> {
+        let c = &self.config;
+        let mut plans = BTreeMap::new();
+        for (channel, info) in &credentials.channels {
+            let opts = c.namespace_for(channel).map_err(|_| Refusal::Error(Error::unknown_channel()))?;
+            plans.insert(channel.clone(), SubscriptionPlan::server_side(opts, self.history_options(opts), info.clone()));
+        }
+        if c.user_subscribe_to_personal && !credentials.user.is_empty() {
+            let channel = c.personal_channel(&credentials.user);
+            let opts = c.namespace_for(&channel).map_err(|_| Refusal::Error(Error::unknown_channel()))?;
+            plans.entry(channel).or_insert_with(|| SubscriptionPlan::server_side(opts, self.history_options(opts), Bytes::new()));
+        }
+        for channel in request.subs.keys() {
+            if plans.contains_key(channel) {
+                continue; // a recovery hint for a subscription we already make
+            }
+            let opts = c.namespace_for(channel).map_err(|_| Refusal::Disconnect(Disconnect::bad_request()))?;
+            if self.valid_channel_name(channel, opts) && self.may_subscribe_without_token(&credentials.user, channel, opts) {
+                plans.insert(channel.clone(), SubscriptionPlan::server_side(opts, self.history_options(opts), Bytes::new()));
+            }
+        }
+        Ok(plans)
+    }
+
+    fn refuse_connect(&mut self, session: SessionId, command: u32, refusal: Refusal, now: Timestamp) {
+        let Some(s) = self.sessions.get_mut(&session) else { return };
+        match refusal {
+            Refusal::Disconnect(d) => self.disconnect(session, d, now),
+            Refusal::Error(e) if s.transport.is_unidirectional() => {
+                self.disconnect(session, Disconnect::for_unidirectional_connect_error(&e), now)
+            }
+            Refusal::Error(e) => {
+                s.unusable = true;
+                self.error_reply(session, command, e);
+            }
+        }
+    }
+
+    /// Registers a pending subscription and asks the broker for the stream position (and the
+    /// missed publications when recovering).
+    pub(crate) fn start_subscription(
+        &mut self,
+        session: SessionId,
+        channel: Arc<str>,
+        plan: SubscriptionPlan,
+        command: Option<u32>,
+        since: Option<StreamPosition>,
+        reject_unrecovered: bool,
+    ) {
+        let Some(s) = self.sessions.get_mut(&session) else { return };
+        s.subs.insert(
+            channel.clone(),
+            Subscription {
+                state: SubState::Pending,
+                server_side: plan.server_side,
+                chan_info: plan.chan_info,
+                expires_at: plan.expires_at,
+                recoverable: plan.recoverable,
+                positioned: plan.positioned,
+                epoch: Arc::from(""),
+                offset: 0,
+                push_join_leave: plan.push_join_leave,
+                presence: plan.presence,
+                emit_join_leave: plan.emit_join_leave,
+                buffer: Vec::new(),
+            },
+        );
+        self.channels.entry(channel.clone()).or_default().pending.insert(session);
+        let limit = self.config.client_recovery_max_publication_limit as usize;
+        let op = BrokerOp::Subscribe { node: self.node.id.clone(), since: since.clone(), limit, history: plan.history };
+        let (recover, data) = (since, plan.data);
+        self.request(&channel.clone(), op, Pending::Subscribe { session, channel, command, recover, reject_unrecovered, data });
+    }
+
+    /// Sends the connect reply (or push) once every server-side subscription is answered.
+    pub(crate) fn finish_connect_if_ready(&mut self, session: SessionId, now: Timestamp) {
+        let Some(s) = self.sessions.get_mut(&session) else { return };
+        let Some(pending) = &s.connect else { return };
+        if pending.waiting > 0 {
+            return;
+        }
+        let pending = s.connect.take().expect("checked above");
+        if pending.failed.is_some() {
+            return self.disconnect(session, Disconnect::server_error(), now);
+        }
+        let c = &self.config;
+        let mut result = ConnectResult {
+            client: s.client.to_string(),
+            version: self.node.version.clone(),
+            subs: pending.results,
+            ..Default::default()
+        };
+        if let Some(at) = s.expires_at {
+            result.expires = true;
+            result.ttl = now.until(at).div_ceil(1000) as u32;
+        }
+        let interval = ms(c.ping_interval);
+        if interval > 0 {
+            result.ping = (interval / 1000).max(1) as u32;
+            result.pong = !s.wire.unidirectional && ms(c.pong_timeout) > 0;
+        }
+        if s.transport.is_unidirectional() || s.transport.is_emulation() {
+            result.session = s.token.to_string();
+        }
+        if s.transport.is_emulation() {
+            result.node = self.node.id.to_string();
+        }
+        if c.client_connect_include_server_time {
+            result.time = now.as_millis() as i64;
+        }
+        let data = if s.wire.unidirectional {
+            s.wire.push_ref(&Push { connect: Some(result), ..Default::default() })
+        } else {
+            s.wire.reply(&Reply { id: pending.command_id, connect: Some(result), ..Default::default() })
+        };
+        s.state = State::Connected;
+        s.busy = false;
+        self.outputs.push_back(Output::Send { session, data });
+        let channels: Vec<Arc<str>> = s.subs.keys().cloned().collect();
+        for channel in channels {
+            self.activate(session, &channel, now);
+        }
+        self.start_timers(session, now);
+        self.drain(session, now);
+    }
+}

@@ -1,0 +1,144 @@
+//! Fan-out: one publication, encoded once per wire format, to every local subscriber.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::session::SubState;
+use super::{Hub, Output, SessionId};
+use crate::protocol::{raw, ClientInfo, Disconnect, Encoding, JoinLeave, Publication, Push, Unsubscribe, Wire};
+use crate::time::Timestamp;
+
+/// Per-publication encodings, one slot per wire format.
+struct Encoded<'a> {
+    push: Push,
+    slots: [Option<Bytes>; Wire::COUNT],
+    json_ok: Option<bool>,
+    data: &'a [u8],
+}
+
+impl<'a> Encoded<'a> {
+    fn new(push: Push, data: &'a [u8]) -> Self {
+        Encoded { push, slots: Default::default(), json_ok: None, data }
+    }
+
+    /// The bytes for `wire`, or None when the payload cannot travel on it (binary data to a
+    /// JSON client).
+    fn get(&mut self, wire: Wire) -> Option<Bytes> {
+        if wire.encoding == Encoding::Json && !*self.json_ok.get_or_insert_with(|| raw::is_json(self.data)) {
+            return None;
+        }
+        Some(self.slots[wire.index()].get_or_insert_with(|| wire.push_ref(&self.push)).clone())
+    }
+}
+
+/// What to do with a subscriber that lost its place in the stream.
+enum Lost {
+    /// Client-side subscription: unsubscribe push 2500, the SDK resubscribes and recovers.
+    Resubscribe(SessionId),
+    /// Server-side subscription: the client must reconnect (3010).
+    Reconnect(SessionId),
+    /// JSON client, binary payload (3506).
+    WrongProtocol(SessionId),
+}
+
+impl Hub {
+    pub(crate) fn deliver(&mut self, channel: &Arc<str>, epoch: &Arc<str>, publication: &Arc<Publication>) {
+        let Some(subscribers) = self.channels.get(channel) else { return };
+        let push = Push { channel: channel.to_string(), r#pub: Some(Publication::clone(publication)), ..Default::default() };
+        let mut encoded = Encoded::new(push, &publication.data);
+        let mut lost = Vec::new();
+        let offset = publication.offset;
+        for &session in &subscribers.active {
+            let Some(s) = self.sessions.get_mut(&session) else { continue };
+            let Some(sub) = s.subs.get_mut(channel) else { continue };
+            if offset > 0 {
+                if sub.positioned && (*sub.epoch != **epoch || offset != sub.offset + 1) {
+                    if offset <= sub.offset && *sub.epoch == **epoch {
+                        continue; // already delivered (recovery overlap)
+                    }
+                    lost.push(if sub.server_side { Lost::Reconnect(session) } else { Lost::Resubscribe(session) });
+                    continue;
+                }
+                sub.offset = offset;
+                if *sub.epoch != **epoch {
+                    sub.epoch = epoch.clone();
+                }
+            }
+            match encoded.get(s.wire) {
+                Some(data) => self.outputs.push_back(Output::Send { session, data }),
+                None => lost.push(Lost::WrongProtocol(session)),
+            }
+        }
+        for &session in &subscribers.pending {
+            if let Some(sub) = self.sessions.get_mut(&session).and_then(|s| s.subs.get_mut(channel)) {
+                sub.buffer.push((epoch.clone(), publication.clone()));
+            }
+        }
+        for l in lost {
+            self.lose_position(channel, l);
+        }
+    }
+
+    /// Sends one publication to one session (buffered publications after a subscribe).
+    pub(crate) fn deliver_to(&mut self, session: SessionId, channel: &Arc<str>, epoch: &Arc<str>, publication: &Arc<Publication>) {
+        let Some(s) = self.sessions.get_mut(&session) else { return };
+        let Some(sub) = s.subs.get_mut(channel) else { return };
+        if publication.offset > 0 && *sub.epoch == **epoch && publication.offset <= sub.offset {
+            return; // the subscribe result or recovery already covered it
+        }
+        if publication.offset > 0 {
+            sub.offset = publication.offset;
+            sub.epoch = epoch.clone();
+        }
+        let push = Push { channel: channel.to_string(), r#pub: Some(Publication::clone(publication)), ..Default::default() };
+        let wire = s.wire;
+        if wire.encoding == Encoding::Json && !raw::is_json(&publication.data) {
+            return self.lose_position(channel, Lost::WrongProtocol(session));
+        }
+        let data = wire.push_ref(&push);
+        self.outputs.push_back(Output::Send { session, data });
+    }
+
+    pub(crate) fn deliver_join_leave(&mut self, channel: &Arc<str>, info: ClientInfo, join: bool) {
+        let Some(subscribers) = self.channels.get(channel) else { return };
+        let event = Some(JoinLeave { info: Some(info) });
+        let push = if join {
+            Push { channel: channel.to_string(), join: event, ..Default::default() }
+        } else {
+            Push { channel: channel.to_string(), leave: event, ..Default::default() }
+        };
+        let mut encoded = Encoded::new(push, b"{}");
+        for &session in &subscribers.active {
+            let Some(s) = self.sessions.get(&session) else { continue };
+            if !s.subs.get(channel).is_some_and(|sub| sub.push_join_leave && sub.state == SubState::Active) {
+                continue;
+            }
+            if let Some(data) = encoded.get(s.wire) {
+                self.outputs.push_back(Output::Send { session, data });
+            }
+        }
+    }
+
+    fn lose_position(&mut self, channel: &Arc<str>, lost: Lost) {
+        let now = Timestamp(0); // leaving a channel does not depend on time
+        match lost {
+            Lost::Resubscribe(session) => {
+                if self.remove_subscription(session, channel, now) {
+                    let (code, reason) = crate::protocol::codes::unsubscribe::INSUFFICIENT_STATE;
+                    let push = Push {
+                        channel: channel.to_string(),
+                        unsubscribe: Some(Unsubscribe { code, reason: reason.to_owned() }),
+                        ..Default::default()
+                    };
+                    if let Some(s) = self.sessions.get(&session) {
+                        let data = s.wire.push_ref(&push);
+                        self.outputs.push_back(Output::Send { session, data });
+                    }
+                }
+            }
+            Lost::Reconnect(session) => self.disconnect(session, Disconnect::insufficient_state(), now),
+            Lost::WrongProtocol(session) => self.disconnect(session, Disconnect::inappropriate_protocol(), now),
+        }
+    }
+}

@@ -1,0 +1,430 @@
+//! The hub: one per node. Owns client sessions, runs the client protocol, checks tokens and
+//! permissions, and fans publications out to local subscribers. Channel streams, presence and
+//! join/leave live in the [`Broker`](crate::broker::Broker), reached through
+//! [`Output::Broker`] requests and [`Hub::handle_broker`] events.
+
+mod api;
+mod commands;
+mod connect;
+mod fanout;
+mod session;
+mod timers;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rand_chacha::ChaCha8Rng;
+use rand_core::{RngCore, SeedableRng};
+
+pub use session::{SessionId, Transport};
+
+use crate::api::{ApiCommand, ApiId};
+use crate::auth::{KeySet, TokenVerifier};
+use crate::broker::{BrokerEvent, BrokerOp, BrokerReply, BrokerRequest, NodeId, RequestId};
+use crate::config::Config;
+use crate::protocol::{decode_commands, ConnectRequest, Disconnect, Error, Push, Reply};
+use crate::time::Timestamp;
+use session::{Session, State};
+use timers::Timer;
+
+/// What the host must do, in order.
+#[derive(Clone, Debug, PartialEq)]
+#[must_use]
+pub enum Output {
+    /// Write these bytes to the session's transport (already framed for it).
+    Send { session: SessionId, data: Bytes },
+    /// Write this server ping; hosts whose transport has its own pings (WebSocket) may send
+    /// one of those too.
+    Ping { session: SessionId, data: Bytes },
+    /// Close the transport with this code and reason (for WebSockets, in the close frame).
+    /// Whatever was sent before must be flushed first. The session is already forgotten.
+    Close { session: SessionId, disconnect: Disconnect },
+    /// Carry this request to the broker and feed its reply to [`Hub::handle_broker`].
+    Broker(BrokerRequest),
+    /// The answer to a server API command.
+    Api { id: ApiId, result: Result<serde_json::Value, Error> },
+}
+
+/// Who the node is, as told to clients and the API.
+#[derive(Clone, Debug)]
+pub struct NodeInfo {
+    pub id: NodeId,
+    pub name: String,
+    pub version: String,
+}
+
+/// What a pending broker request continues into when its reply arrives.
+enum Pending {
+    /// A subscription being set up, from a client `subscribe` (command id) or connect (None).
+    Subscribe {
+        session: SessionId,
+        channel: Arc<str>,
+        command: Option<u32>,
+        recover: Option<crate::protocol::StreamPosition>,
+        reject_unrecovered: bool,
+        data: Bytes,
+    },
+    /// A client command answered straight from the broker reply.
+    Command { session: SessionId, command: u32, kind: commands::CommandKind },
+    Api { id: ApiId, kind: crate::api::ApiKind },
+    /// Fire and forget (presence updates, join/leave, node interest).
+    Ignore,
+}
+
+#[derive(Default)]
+struct ChannelSubscribers {
+    active: BTreeSet<SessionId>,
+    pending: BTreeSet<SessionId>,
+}
+
+pub struct Hub {
+    config: Arc<Config>,
+    node: NodeInfo,
+    verifier: TokenVerifier,
+    sub_verifier: TokenVerifier,
+    rng: ChaCha8Rng,
+    sessions: HashMap<SessionId, Session>,
+    by_token: HashMap<Arc<str>, SessionId>,
+    by_user: BTreeMap<Arc<str>, BTreeSet<SessionId>>,
+    channels: BTreeMap<Arc<str>, ChannelSubscribers>,
+    timers: BTreeSet<(Timestamp, SessionId, Timer)>,
+    pending: HashMap<RequestId, Pending>,
+    next_request: u64,
+    outputs: VecDeque<Output>,
+    started_at: Timestamp,
+}
+
+/// A configuration the hub cannot run with (bad key material).
+#[derive(Debug)]
+pub struct HubConfigError(pub String);
+
+impl std::fmt::Display for HubConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for HubConfigError {}
+
+impl Hub {
+    pub fn new(config: Arc<Config>, node: NodeInfo, seed: u64, now: Timestamp) -> Result<Self, HubConfigError> {
+        let c = &config;
+        let keys = KeySet::new(&c.token_hmac_secret_key, &c.token_rsa_public_key, &c.token_ecdsa_public_key)
+            .map_err(|e| HubConfigError(e.to_string()))?;
+        let verifier = TokenVerifier::new(keys, &c.token_audience, &c.token_issuer, &c.token_user_id_claim);
+        let sub_verifier = if c.separate_subscription_token_config {
+            let keys = KeySet::new(
+                &c.subscription_token_hmac_secret_key,
+                &c.subscription_token_rsa_public_key,
+                &c.subscription_token_ecdsa_public_key,
+            )
+            .map_err(|e| HubConfigError(format!("subscription token: {e}")))?;
+            TokenVerifier::new(keys, &c.subscription_token_audience, &c.subscription_token_issuer, "")
+        } else {
+            let keys = KeySet::new(&c.token_hmac_secret_key, &c.token_rsa_public_key, &c.token_ecdsa_public_key)
+                .map_err(|e| HubConfigError(e.to_string()))?;
+            TokenVerifier::new(keys, &c.token_audience, &c.token_issuer, "")
+        };
+        Ok(Hub {
+            config,
+            node,
+            verifier,
+            sub_verifier,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            sessions: HashMap::new(),
+            by_token: HashMap::new(),
+            by_user: BTreeMap::new(),
+            channels: BTreeMap::new(),
+            timers: BTreeSet::new(),
+            pending: HashMap::new(),
+            next_request: 1,
+            outputs: VecDeque::new(),
+            started_at: now,
+        })
+    }
+
+    // ---- getters
+
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    pub fn node(&self) -> &NodeInfo {
+        &self.node
+    }
+
+    pub fn num_sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn num_users(&self) -> usize {
+        self.by_user.len()
+    }
+
+    /// Seconds since the hub started.
+    pub fn uptime(&self, now: Timestamp) -> u64 {
+        self.started_at.until(now) / 1000
+    }
+
+    pub fn num_channels(&self) -> usize {
+        self.channels.len()
+    }
+
+    /// The session holding an emulation/unidirectional session id (`/emulation` routing).
+    pub fn session_by_token(&self, token: &str) -> Option<SessionId> {
+        self.by_token.get(token).copied()
+    }
+
+    /// The transport a session was opened with.
+    pub fn transport(&self, session: SessionId) -> Option<Transport> {
+        self.sessions.get(&session).map(|s| s.transport)
+    }
+
+    // ---- handlers
+
+    /// A transport opened. Bidirectional and uni WebSocket clients must connect within
+    /// `client_stale_close_delay`.
+    pub fn handle_open(&mut self, session: SessionId, transport: Transport, now: Timestamp) {
+        let client = self.uuid();
+        let token = self.uuid();
+        self.by_token.insert(token.clone(), session);
+        self.sessions.insert(
+            session,
+            Session {
+                transport,
+                wire: transport.wire(),
+                state: State::Opened,
+                client,
+                token,
+                user: Arc::from(""),
+                conn_info: Bytes::new(),
+                expires_at: None,
+                subs: BTreeMap::new(),
+                inbox: VecDeque::new(),
+                busy: false,
+                unusable: false,
+                pong_deadline: None,
+                connect: None,
+            },
+        );
+        let stale = ms(self.config.client_stale_close_delay);
+        self.schedule(now.after_ms(stale), session, Timer::Stale);
+    }
+
+    /// The connect request of a unidirectional transport.
+    pub fn handle_connect(&mut self, session: SessionId, request: ConnectRequest, now: Timestamp) {
+        let Some(s) = self.sessions.get(&session) else { return };
+        if s.state != State::Opened {
+            return self.disconnect(session, Disconnect::bad_request(), now);
+        }
+        self.connect(session, 0, request, now);
+    }
+
+    /// A frame of commands from a bidirectional client (WebSocket message, or the body of an
+    /// emulation request, or the connect frame of an emulation stream).
+    pub fn handle_frame(&mut self, session: SessionId, frame: &[u8], now: Timestamp) {
+        let Some(s) = self.sessions.get_mut(&session) else { return };
+        if s.transport.is_unidirectional() {
+            return; // unidirectional clients' later messages are read and discarded
+        }
+        match decode_commands(s.wire.encoding, frame) {
+            Ok(commands) => {
+                s.inbox.extend(commands);
+                self.drain(session, now);
+            }
+            Err(_) => self.disconnect(session, Disconnect::bad_request(), now),
+        }
+    }
+
+    /// The transport closed (peer gone or write failed). Nothing more is sent to it.
+    pub fn handle_closed(&mut self, session: SessionId, now: Timestamp) {
+        self.forget(session, now);
+    }
+
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        while let Some((at, session, timer)) = self.timers.first().cloned() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_first();
+            self.on_timer(session, timer, now);
+        }
+    }
+
+    pub fn handle_broker(&mut self, event: BrokerEvent, now: Timestamp) {
+        match event {
+            BrokerEvent::Reply { id, result } => {
+                if let Some(pending) = self.pending.remove(&id) {
+                    self.on_broker_reply(pending, result, now);
+                }
+            }
+            BrokerEvent::Publication { channel, epoch, publication } => self.deliver(&channel, &epoch, &publication),
+            BrokerEvent::Join { channel, info } => self.deliver_join_leave(&channel, info, true),
+            BrokerEvent::Leave { channel, info } => self.deliver_join_leave(&channel, info, false),
+        }
+    }
+
+    pub fn handle_api(&mut self, id: ApiId, command: ApiCommand, now: Timestamp) {
+        self.api(id, command, now);
+    }
+
+    // ---- commands
+
+    /// Ends a session with a disconnect the clients will see.
+    pub fn disconnect(&mut self, session: SessionId, disconnect: Disconnect, now: Timestamp) {
+        let Some(s) = self.sessions.get(&session) else { return };
+        if s.transport.pushes_disconnect() {
+            let data = s.wire.push_ref(&Push { disconnect: Some(disconnect.clone()), ..Default::default() });
+            self.outputs.push_back(Output::Send { session, data });
+        }
+        self.outputs.push_back(Output::Close { session, disconnect });
+        self.forget(session, now);
+    }
+
+    /// Closes every session (server shutdown), code 3001.
+    pub fn shutdown(&mut self, now: Timestamp) {
+        let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
+        for id in ids {
+            self.disconnect(id, Disconnect::shutdown(), now);
+        }
+    }
+
+    // ---- pollers
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        self.timers.first().map(|(t, _, _)| *t)
+    }
+
+    // ---- internals
+
+    fn drain(&mut self, session: SessionId, now: Timestamp) {
+        loop {
+            let Some(s) = self.sessions.get_mut(&session) else { return };
+            if s.busy {
+                return;
+            }
+            let Some(command) = s.inbox.pop_front() else { return };
+            self.dispatch(session, command, now);
+        }
+    }
+
+    fn request(&mut self, channel: &str, op: BrokerOp, pending: Pending) {
+        let id = RequestId(self.next_request);
+        self.next_request += 1;
+        self.pending.insert(id, pending);
+        self.outputs.push_back(Output::Broker(BrokerRequest { id, channel: channel.to_owned(), op }));
+    }
+
+    fn on_broker_reply(&mut self, pending: Pending, result: Result<BrokerReply, Error>, now: Timestamp) {
+        match pending {
+            Pending::Subscribe { session, channel, command, recover, reject_unrecovered, data } => {
+                self.on_subscribed(session, channel, command, recover, reject_unrecovered, data, result, now)
+            }
+            Pending::Command { session, command, kind } => {
+                self.on_command_reply(session, command, kind, result, now);
+                if let Some(s) = self.sessions.get_mut(&session) {
+                    s.busy = false;
+                }
+                self.drain(session, now);
+            }
+            Pending::Api { id, kind } => {
+                let result = result.and_then(|reply| crate::api::result(kind, reply));
+                self.outputs.push_back(Output::Api { id, result });
+            }
+            Pending::Ignore => {}
+        }
+    }
+
+    fn reply(&mut self, session: SessionId, reply: Reply) {
+        if let Some(s) = self.sessions.get(&session) {
+            let data = s.wire.reply(&reply);
+            self.outputs.push_back(Output::Send { session, data });
+        }
+    }
+
+    fn error_reply(&mut self, session: SessionId, command: u32, error: Error) {
+        self.reply(session, Reply::error(command, error));
+    }
+
+    /// Removes a session and everything it holds (subscriptions, presence, timers by lazy
+    /// invalidation).
+    fn forget(&mut self, session: SessionId, now: Timestamp) {
+        let Some(s) = self.sessions.remove(&session) else { return };
+        self.by_token.remove(&s.token);
+        if let Some(set) = self.by_user.get_mut(&s.user) {
+            set.remove(&session);
+            if set.is_empty() {
+                self.by_user.remove(&s.user);
+            }
+        }
+        let info_of = |sub: &session::Subscription| s.info(&sub.chan_info);
+        let mut leaving = Vec::new();
+        for (channel, sub) in &s.subs {
+            leaving.push((channel.clone(), sub.presence, sub.emit_join_leave && sub.state == session::SubState::Active, info_of(sub)));
+        }
+        for (channel, presence, join_leave, info) in leaving {
+            self.leave_channel(session, &channel, presence, join_leave, info, now);
+        }
+    }
+
+    /// Takes a session out of a channel's subscriber set and tells the broker what changed.
+    fn leave_channel(
+        &mut self,
+        session: SessionId,
+        channel: &Arc<str>,
+        presence: bool,
+        join_leave: bool,
+        info: crate::protocol::ClientInfo,
+        _now: Timestamp,
+    ) {
+        if presence {
+            self.request(channel, BrokerOp::PresenceRemove { client: info.client.clone() }, Pending::Ignore);
+        }
+        if join_leave {
+            self.request(channel, BrokerOp::Leave { info }, Pending::Ignore);
+        }
+        let empty = match self.channels.get_mut(channel) {
+            Some(subs) => {
+                subs.active.remove(&session);
+                subs.pending.remove(&session);
+                subs.active.is_empty() && subs.pending.is_empty()
+            }
+            None => false,
+        };
+        if empty {
+            self.channels.remove(channel);
+            let node = self.node.id.clone();
+            self.request(channel, BrokerOp::Unsubscribe { node }, Pending::Ignore);
+        }
+    }
+
+    fn uuid(&mut self) -> Arc<str> {
+        let mut b = [0u8; 16];
+        self.rng.fill_bytes(&mut b);
+        b[6] = (b[6] & 0x0f) | 0x40;
+        b[8] = (b[8] & 0x3f) | 0x80;
+        let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+        Arc::from(format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32]))
+    }
+
+    fn random_below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.rng.next_u64() % n
+        }
+    }
+}
+
+/// Milliseconds of a configured duration.
+pub(crate) fn ms(d: std::time::Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,109 @@
+//! Per-session deadlines. Timers are invalidated lazily: when one fires, it checks that what
+//! it guards still holds (the session exists, the deadline was not moved).
+
+use std::sync::Arc;
+
+use super::session::State;
+use super::{ms, Hub};
+use crate::broker::BrokerOp;
+use crate::hub::session::SubState;
+use crate::hub::{Output, Pending, SessionId};
+use crate::protocol::Disconnect;
+use crate::time::Timestamp;
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Timer {
+    /// No connect command in time.
+    Stale,
+    Ping,
+    /// A bidirectional client must have answered the last ping by now.
+    PongCheck,
+    /// The connection token expired and was not refreshed within the grace period.
+    Expire,
+    SubExpire(Arc<str>),
+    PresenceRefresh,
+}
+
+impl Hub {
+    pub(crate) fn schedule(&mut self, at: Timestamp, session: SessionId, timer: Timer) {
+        self.timers.insert((at, session, timer));
+    }
+
+    /// Timers of a freshly connected session.
+    pub(crate) fn start_timers(&mut self, session: SessionId, now: Timestamp) {
+        let interval = ms(self.config.ping_interval);
+        if interval > 0 {
+            // The first ping comes at a random time in [interval/2, interval] so that clients
+            // connected together are not pinged together.
+            let first = interval / 2 + self.random_below(interval / 2 + 1);
+            self.schedule(now.after_ms(first), session, Timer::Ping);
+        }
+        if let Some(at) = self.sessions.get(&session).and_then(|s| s.expires_at) {
+            let grace = ms(self.config.client_expired_close_delay);
+            self.schedule(at.after_ms(grace), session, Timer::Expire);
+        }
+        let presence = self.sessions.get(&session).is_some_and(|s| s.subs.values().any(|sub| sub.presence));
+        if presence {
+            let every = ms(self.config.client_presence_update_interval).max(1000);
+            self.schedule(now.after_ms(every), session, Timer::PresenceRefresh);
+        }
+    }
+
+    pub(crate) fn on_timer(&mut self, session: SessionId, timer: Timer, now: Timestamp) {
+        let Some(s) = self.sessions.get_mut(&session) else { return };
+        match timer {
+            Timer::Stale => {
+                if s.state == State::Opened {
+                    self.disconnect(session, Disconnect::stale(), now);
+                }
+            }
+            Timer::Ping => {
+                if s.state != State::Connected {
+                    return;
+                }
+                let data = s.wire.ping();
+                let wants_pong = !s.wire.unidirectional && ms(self.config.pong_timeout) > 0;
+                if wants_pong && s.pong_deadline.is_none() {
+                    let deadline = now.after_ms(ms(self.config.pong_timeout));
+                    s.pong_deadline = Some(deadline);
+                    self.schedule(deadline, session, Timer::PongCheck);
+                }
+                self.outputs.push_back(Output::Ping { session, data });
+                let interval = ms(self.config.ping_interval);
+                self.schedule(now.after_ms(interval), session, Timer::Ping);
+            }
+            Timer::PongCheck => {
+                if s.pong_deadline.is_some_and(|d| d <= now) {
+                    self.disconnect(session, Disconnect::no_pong(), now);
+                }
+            }
+            Timer::Expire => {
+                let grace = ms(self.config.client_expired_close_delay);
+                if s.expires_at.is_some_and(|at| at.after_ms(grace) <= now) {
+                    self.disconnect(session, Disconnect::expired(), now);
+                }
+            }
+            Timer::SubExpire(channel) => {
+                let grace = ms(self.config.client_expired_sub_close_delay);
+                let expired = s.subs.get(&channel).and_then(|sub| sub.expires_at).is_some_and(|at| at.after_ms(grace) <= now);
+                if expired {
+                    self.disconnect(session, Disconnect::subscription_expired(), now);
+                }
+            }
+            Timer::PresenceRefresh => {
+                let ttl = ms(self.config.global_presence_ttl);
+                let entries: Vec<_> = s
+                    .subs
+                    .iter()
+                    .filter(|(_, sub)| sub.presence && sub.state == SubState::Active)
+                    .map(|(channel, sub)| (channel.clone(), s.info(&sub.chan_info)))
+                    .collect();
+                for (channel, info) in entries {
+                    self.request(&channel, BrokerOp::PresenceAdd { info, ttl_ms: ttl }, Pending::Ignore);
+                }
+                let every = ms(self.config.client_presence_update_interval).max(1000);
+                self.schedule(now.after_ms(every), session, Timer::PresenceRefresh);
+            }
+        }
+    }
+}
