@@ -42,7 +42,8 @@ impl Conn {
 
 pub enum Event {
     Open { session: SessionId, transport: Transport, conn: Conn },
-    Connect { session: SessionId, request: ConnectRequest },
+    /// A unidirectional connect; `last_event_id` resumes a uni SSE client.
+    Connect { session: SessionId, request: ConnectRequest, last_event_id: Option<String> },
     Frame { session: SessionId, data: Bytes },
     /// Commands for the session holding this emulation session id.
     Emulation { token: String, data: Bytes },
@@ -155,7 +156,12 @@ impl Loop {
                 self.conns.insert(session, conn);
                 self.node.handle_open(session, transport, now);
             }
-            Event::Connect { session, request } => self.node.handle_connect(session, request, now),
+            Event::Connect { session, request, last_event_id } => {
+                if let Some(id) = last_event_id {
+                    self.node.handle_last_event_id(session, id);
+                }
+                self.node.handle_connect(session, request, now)
+            }
             Event::Frame { session, data } => self.node.handle_frame(session, &data, now),
             Event::Emulation { token, data } => {
                 // An unknown session is dropped silently, as Centrifugo does (the client's

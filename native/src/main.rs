@@ -2,6 +2,7 @@
 
 mod api;
 mod cli;
+mod emulation;
 mod engine;
 mod server;
 mod stream;

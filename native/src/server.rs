@@ -14,7 +14,7 @@ use shared::protocol::parse_connect_request;
 use tokio::net::TcpListener;
 
 use crate::engine::{Engine, Event};
-use crate::{api, stream, ws};
+use crate::{api, emulation, stream, ws};
 
 pub type Body = BoxBody<Bytes, Infallible>;
 
@@ -73,6 +73,9 @@ async fn route(req: Request<Incoming>, engine: Engine) -> Response<Body> {
         "/connection/uni_sse" if c.uni_sse => uni_sse(req, &engine).await,
         "/connection/uni_websocket" if c.uni_websocket => ws::upgrade(req, &engine, true),
         "/connection/websocket" if !c.websocket_disable => ws::upgrade(req, &engine, false),
+        "/connection/http_stream" if c.http_stream => emulation::http_stream(req, &engine).await,
+        "/connection/sse" if c.sse => emulation::sse(req, &engine).await,
+        p if (c.http_stream || c.sse) && p == emulation_prefix(&c) => emulation::emulation(req, &engine).await,
         "/health" => text(StatusCode::OK, "{}"),
         _ => text(StatusCode::NOT_FOUND, "not found"),
     };
@@ -80,6 +83,14 @@ async fn route(req: Request<Incoming>, engine: Engine) -> Response<Body> {
         cors(&mut response, &origin);
     }
     response
+}
+
+fn emulation_prefix(c: &shared::config::Config) -> &str {
+    if c.emulation_handler_prefix.is_empty() {
+        "/emulation"
+    } else {
+        &c.emulation_handler_prefix
+    }
 }
 
 fn cors(response: &mut Response<Body>, origin: &str) {
@@ -119,11 +130,24 @@ async fn uni_http_stream(req: Request<Incoming>, engine: &Engine) -> Response<Bo
         Err(e) => return text(StatusCode::BAD_REQUEST, &e),
     };
     let session = engine.session_id();
-    let r = stream::open(engine, Transport::UniHttpStream, Event::Connect { session, request }, "application/x-ndjson", None);
+    let first = Event::Connect { session, request, last_event_id: None };
+    let r = stream::open(engine, Transport::UniHttpStream, first, "application/x-ndjson", None);
     r.map(|b| b.boxed())
 }
 
+/// How soon browsers reconnect a dropped uni SSE stream (`retry:`).
+const SSE_RETRY_MS: u32 = 1000;
+
 async fn uni_sse(req: Request<Incoming>, engine: &Engine) -> Response<Body> {
+    // A reconnecting EventSource sends the last id it saw; clients that cannot set headers
+    // may pass it as a query parameter.
+    let last_event_id = req
+        .headers()
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| query_param(&req, "last_event_id"))
+        .filter(|id| !id.is_empty());
     let request = match *req.method() {
         Method::GET => {
             let raw = query_param(&req, "cf_connect").unwrap_or_default();
@@ -147,8 +171,9 @@ async fn uni_sse(req: Request<Incoming>, engine: &Engine) -> Response<Body> {
         _ => return method_not_allowed("GET, POST"),
     };
     let session = engine.session_id();
-    let prelude = Some(Bytes::from_static(b"\r\n"));
-    let r = stream::open(engine, Transport::UniSse, Event::Connect { session, request }, "text/event-stream; charset=utf-8", prelude);
+    let prelude = Some(Bytes::from(format!("\r\nretry: {SSE_RETRY_MS}\n\n")));
+    let first = Event::Connect { session, request, last_event_id };
+    let r = stream::open(engine, Transport::UniSse, first, "text/event-stream; charset=utf-8", prelude);
     r.map(|b| b.boxed())
 }
 

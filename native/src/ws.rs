@@ -127,7 +127,7 @@ async fn run(socket: WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>, engine:
             // The first message is the connect request; later ones are read and dropped.
             connected = true;
             match parse_connect_request(&data) {
-                Ok(request) => engine.send(Event::Connect { session, request }),
+                Ok(request) => engine.send(Event::Connect { session, request, last_event_id: None }),
                 Err(_) => {
                     let _ = local.send(Out::Close(Disconnect::bad_request()));
                     break;

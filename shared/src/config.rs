@@ -38,6 +38,7 @@ pub struct Config {
     pub websocket_disable: bool, pub websocket_message_size_limit: u64, pub uni_websocket: bool, pub uni_websocket_message_size_limit: u64,
     pub uni_sse: bool, pub uni_sse_max_request_body_size: u64, pub uni_http_stream: bool, pub uni_http_stream_max_request_body_size: u64,
     pub http_stream: bool, pub http_stream_max_request_body_size: u64, pub sse: bool, pub sse_max_request_body_size: u64,
+    pub emulation_handler_prefix: String, pub emulation_max_request_body_size: u64,
     pub port: u16, pub address: String, pub name: String,
     #[serde(flatten)] pub channel: ChannelOptions,
     pub namespaces: Vec<Namespace>,
@@ -56,7 +57,7 @@ impl Config {
         config.client_queue_max_size = 1 << 20; config.client_channel_limit = 128; config.client_history_max_publication_limit = 300;
         config.client_recovery_max_publication_limit = 300; config.channel_max_length = 255; config.uni_http_stream_max_request_body_size = 65536;
         config.uni_sse_max_request_body_size = 65536; config.uni_websocket_message_size_limit = 65536; config.websocket_message_size_limit = 65536;
-        config.channel.history_ttl = Duration::from_secs(300);
+        config.channel.history_ttl = Duration::from_secs(300); config.emulation_max_request_body_size = 65536; config.http_stream_max_request_body_size = 65536; config.sse_max_request_body_size=65536; config.emulation_handler_prefix = "/emulation".into();
         Ok(Loaded { config, warnings: vec![] })
     }
     pub fn namespace_for(&self, channel: &str) -> Result<&ChannelOptions, UnknownNamespace> {

@@ -38,6 +38,10 @@ impl Node {
         self.hub.handle_open(session, transport, now);
     }
 
+    pub fn handle_last_event_id(&mut self, session: SessionId, id: String) {
+        self.hub.handle_last_event_id(session, id);
+    }
+
     pub fn handle_connect(&mut self, session: SessionId, request: ConnectRequest, now: Timestamp) {
         self.now = now;
         self.hub.handle_connect(session, request, now);

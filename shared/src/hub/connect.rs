@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::session::{PendingConnect, State, SubState, Subscription};
-use super::{ms, Hub, Output, Pending, SessionId};
+use super::{ms, Hub, Pending, SessionId};
 use crate::auth::TokenError;
 use crate::broker::{BrokerOp, HistoryOptions};
 use crate::config::ChannelOptions;
@@ -90,9 +90,21 @@ impl Hub {
         s.connect = Some(PendingConnect { command_id: command, waiting: plans.len(), results: BTreeMap::new(), failed: None });
         self.by_user.entry(user).or_default().insert(session);
 
+        // A uni SSE client coming back with Last-Event-ID recovers every channel from it.
+        let has_event_ids = self.sessions.get(&session).is_some_and(|s| s.has_event_ids());
+        let recoverable: Vec<&str> = plans.iter().filter(|(_, p)| p.recoverable).map(|(c, _)| c.as_str()).collect();
+        let resumed: BTreeMap<String, StreamPosition> = if has_event_ids {
+            let positions = self.positions_from_event_id(session, &recoverable).unwrap_or_default();
+            recoverable.iter().map(|c| c.to_string()).zip(positions).collect()
+        } else {
+            BTreeMap::new()
+        };
         for (channel, plan) in plans {
             let hint = request.subs.get(&channel).filter(|h| h.recover && plan.recoverable);
-            let since = hint.map(|h| StreamPosition { offset: h.offset, epoch: h.epoch.clone() });
+            let since = match resumed.get(&channel) {
+                Some(position) => Some(position.clone()),
+                None => hint.map(|h| StreamPosition { offset: h.offset, epoch: h.epoch.clone() }),
+            };
             self.start_subscription(session, Arc::from(channel.as_str()), plan, None, since, false);
         }
         self.finish_connect_if_ready(session, now);
@@ -248,6 +260,17 @@ impl Hub {
         if c.client_connect_include_server_time {
             result.time = now.as_millis() as i64;
         }
+        // A resuming SSE client gets its missed publications as ordinary events after the
+        // connect event, each with the id that moves its position on.
+        let mut replay = Vec::new();
+        if s.resuming {
+            for (channel, r) in result.subs.iter_mut().filter(|(_, r)| r.recovered) {
+                if let Some(sub) = s.subs.get_mut(channel.as_str()) {
+                    sub.offset = r.offset;
+                }
+                replay.push((channel.clone(), std::mem::take(&mut r.publications)));
+            }
+        }
         let data = if s.wire.unidirectional {
             s.wire.push_ref(&Push { connect: Some(result), ..Default::default() })
         } else {
@@ -255,7 +278,20 @@ impl Hub {
         };
         s.state = State::Connected;
         s.busy = false;
-        self.outputs.push_back(Output::Send { session, data });
+        self.send_event(session, data);
+        for (channel, publications) in replay {
+            for publication in publications {
+                let Some(s) = self.sessions.get_mut(&session) else { return };
+                if let Some(sub) = s.subs.get_mut(channel.as_str()) {
+                    sub.offset = publication.offset;
+                }
+                let push = Push { channel: channel.clone(), r#pub: Some(publication), ..Default::default() };
+                let data = s.wire.push_ref(&push);
+                self.send_event(session, data);
+            }
+        }
+        let Some(s) = self.sessions.get_mut(&session) else { return };
+        s.resuming = false;
         let channels: Vec<Arc<str>> = s.subs.keys().cloned().collect();
         for channel in channels {
             self.activate(session, &channel, now);

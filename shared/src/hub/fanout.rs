@@ -48,6 +48,7 @@ impl Hub {
         let push = Push { channel: channel.to_string(), r#pub: Some(Publication::clone(publication)), ..Default::default() };
         let mut encoded = Encoded::new(push, &publication.data);
         let mut lost = Vec::new();
+        let mut ids = Vec::new();
         let offset = publication.offset;
         for &session in &subscribers.active {
             let Some(s) = self.sessions.get_mut(&session) else { continue };
@@ -66,6 +67,7 @@ impl Hub {
                 }
             }
             match encoded.get(s.wire) {
+                Some(data) if s.has_event_ids() => ids.push((session, data)),
                 Some(data) => self.outputs.push_back(Output::Send { session, data }),
                 None => lost.push(Lost::WrongProtocol(session)),
             }
@@ -75,9 +77,20 @@ impl Hub {
                 sub.buffer.push((epoch.clone(), publication.clone()));
             }
         }
+        for (session, data) in ids {
+            self.send_event(session, data);
+        }
         for l in lost {
             self.lose_position(channel, l);
         }
+    }
+
+    /// Sends an event frame, with the session's positions as its id where the transport
+    /// carries them (uni SSE).
+    pub(crate) fn send_event(&mut self, session: SessionId, data: Bytes) {
+        let Some(s) = self.sessions.get(&session) else { return };
+        let data = if s.has_event_ids() { self.with_event_id(s, &data) } else { data };
+        self.outputs.push_back(Output::Send { session, data });
     }
 
     /// Sends one publication to one session (buffered publications after a subscribe).
@@ -97,7 +110,7 @@ impl Hub {
             return self.lose_position(channel, Lost::WrongProtocol(session));
         }
         let data = wire.push_ref(&push);
-        self.outputs.push_back(Output::Send { session, data });
+        self.send_event(session, data);
     }
 
     pub(crate) fn deliver_join_leave(&mut self, channel: &Arc<str>, info: ClientInfo, join: bool) {

@@ -6,6 +6,7 @@
 mod api;
 mod commands;
 mod connect;
+mod event_ids;
 mod fanout;
 mod session;
 mod timers;
@@ -93,6 +94,8 @@ pub struct Hub {
     next_request: u64,
     outputs: VecDeque<Output>,
     started_at: Timestamp,
+    /// Keys the integrity tag of SSE event ids (see `protocol::event_id`).
+    event_id_key: Vec<u8>,
 }
 
 /// A configuration the hub cannot run with (bad key material).
@@ -126,6 +129,7 @@ impl Hub {
                 .map_err(|e| HubConfigError(e.to_string()))?;
             TokenVerifier::new(keys, &c.token_audience, &c.token_issuer, "")
         };
+        let event_id_key = event_id_key(&config);
         Ok(Hub {
             config,
             node,
@@ -141,6 +145,7 @@ impl Hub {
             next_request: 1,
             outputs: VecDeque::new(),
             started_at: now,
+            event_id_key,
         })
     }
 
@@ -206,10 +211,20 @@ impl Hub {
                 unusable: false,
                 pong_deadline: None,
                 connect: None,
+                last_event_id: None,
+                resuming: false,
             },
         );
         let stale = ms(self.config.client_stale_close_delay);
         self.schedule(now.after_ms(stale), session, Timer::Stale);
+    }
+
+    /// The `Last-Event-ID` a reconnecting uni SSE client sent: its connect resumes every
+    /// channel from the positions in it. Call before [`Hub::handle_connect`].
+    pub fn handle_last_event_id(&mut self, session: SessionId, id: String) {
+        if let Some(s) = self.sessions.get_mut(&session) {
+            s.last_event_id = Some(id);
+        }
     }
 
     /// The connect request of a unidirectional transport.
@@ -419,6 +434,14 @@ impl Hub {
             self.rng.next_u64() % n
         }
     }
+}
+
+/// Event ids must verify on every node of a deployment, so the key comes from configuration.
+fn event_id_key(c: &Config) -> Vec<u8> {
+    let secret = if !c.token_hmac_secret_key.is_empty() { &c.token_hmac_secret_key } else { &c.api_key };
+    let mut key = b"rotor event ids: ".to_vec();
+    key.extend_from_slice(secret.as_bytes());
+    key
 }
 
 /// Milliseconds of a configured duration.

@@ -96,6 +96,10 @@ pub(crate) struct Session {
     pub unusable: bool,
     pub pong_deadline: Option<Timestamp>,
     pub connect: Option<PendingConnect>,
+    /// `Last-Event-ID` of a reconnecting uni SSE client, until connect decodes it.
+    pub last_event_id: Option<String>,
+    /// A uni SSE client resuming from its event id: recovered publications go out as events.
+    pub resuming: bool,
 }
 
 impl Session {
@@ -106,6 +110,11 @@ impl Session {
             conn_info: self.conn_info.clone(),
             chan_info: chan_info.clone(),
         }
+    }
+
+    /// Whether this session's events carry stream positions in SSE `id:` fields.
+    pub fn has_event_ids(&self) -> bool {
+        self.transport == Transport::UniSse
     }
 
     pub fn active_channels(&self) -> usize {

@@ -2,6 +2,7 @@
 
 pub mod client;
 pub mod codes;
+pub mod event_id;
 pub mod raw;
 mod wire;
 
