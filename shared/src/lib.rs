@@ -49,10 +49,16 @@
 //! }
 //! assert!(written[0].starts_with("{\"connect\":{\"client\":"));
 //!
-//! // The host arms a timer for `poll_timeout()` and calls back when it fires: a ping.
-//! now = node.poll_timeout().unwrap();
-//! node.handle_timeout(now);
-//! assert!(matches!(node.poll_output(), Some(Output::Ping { .. })));
+//! // The host arms a timer for `poll_timeout()` and calls back when it fires; the first
+//! // output that comes of it is the server ping (Centrifugo's default: every 25 s).
+//! let output = loop {
+//!     now = node.poll_timeout().unwrap();
+//!     node.handle_timeout(now);
+//!     if let Some(output) = node.poll_output() {
+//!         break output;
+//!     }
+//! };
+//! assert!(matches!(output, Output::Ping { .. }));
 //! ```
 
 pub mod api;

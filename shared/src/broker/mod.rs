@@ -16,6 +16,9 @@ use rand_core::{RngCore, SeedableRng};
 use crate::protocol::{ClientInfo, Error, Publication, StreamPosition};
 use crate::time::Timestamp;
 
+mod snapshot;
+pub use snapshot::{ChannelSnapshot, StreamSnapshot};
+
 /// Correlates a request with its reply. Chosen by the requester.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RequestId(pub u64);

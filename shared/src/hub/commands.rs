@@ -191,7 +191,11 @@ impl Hub {
         now: Timestamp,
     ) {
         let Some(s) = self.sessions.get_mut(&session) else { return };
-        let Some(sub) = s.subs.get_mut(&channel) else { return };
+        let Some(sub) = s.subs.get_mut(&channel) else {
+            // Unsubscribed (by the server API) while the broker was answering: the command
+            // still needs its answer, the connect its count.
+            return self.on_subscription_gone(session, command, now);
+        };
         let outcome: Result<SubscribeResult, Error> = match result {
             Ok(BrokerReply::Subscribed { top, publications }) => {
                 let mut r = SubscribeResult { data: token_data, ..Default::default() };
@@ -257,6 +261,23 @@ impl Hub {
                         self.leave_channel_quietly(session, &channel);
                     }
                 }
+                self.drain(session, now);
+            }
+        }
+    }
+
+    fn on_subscription_gone(&mut self, session: SessionId, command: Option<u32>, now: Timestamp) {
+        let Some(s) = self.sessions.get_mut(&session) else { return };
+        match command {
+            None => {
+                if let Some(pending) = s.connect.as_mut() {
+                    pending.waiting = pending.waiting.saturating_sub(1);
+                }
+                self.finish_connect_if_ready(session, now);
+            }
+            Some(id) => {
+                s.busy = false;
+                self.error_reply(session, id, Error::internal());
                 self.drain(session, now);
             }
         }
