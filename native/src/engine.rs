@@ -3,7 +3,7 @@
 //! No locks around the hub: the task is the only owner.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -17,28 +17,10 @@ use shared::protocol::{ConnectRequest, Disconnect, Error};
 use shared::Timestamp;
 use tokio::sync::{mpsc, oneshot};
 
-/// What a connection's writer receives.
-#[derive(Debug)]
-pub enum Out {
-    Data(Bytes),
-    /// A server ping (also a WebSocket ping frame on uni WebSocket).
-    Ping(Bytes),
-    Close(Disconnect),
-}
+pub use crate::outbox::{Out, Outbox};
 
-/// A connection's outbound queue and the bytes waiting in it (for the slow-client limit).
-#[derive(Clone)]
-pub struct Conn {
-    pub tx: mpsc::UnboundedSender<Out>,
-    pub queued: Arc<AtomicUsize>,
-}
-
-impl Conn {
-    pub fn new() -> (Conn, mpsc::UnboundedReceiver<Out>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        (Conn { tx, queued: Arc::new(AtomicUsize::new(0)) }, rx)
-    }
-}
+/// A connection as the engine sees it: where its frames go.
+pub type Conn = Arc<Outbox>;
 
 pub enum Event {
     Open { session: SessionId, transport: Transport, conn: Conn },
@@ -194,7 +176,7 @@ impl Loop {
                 Output::Ping { session, data } => self.write(session, Out::Ping(data), &mut slow),
                 Output::Close { session, disconnect } => {
                     if let Some(conn) = self.conns.remove(&session) {
-                        let _ = conn.tx.send(Out::Close(disconnect));
+                        conn.push(Out::Close(disconnect));
                     }
                 }
                 Output::Api { id, result } => {
@@ -215,15 +197,8 @@ impl Loop {
 
     fn write(&mut self, session: SessionId, out: Out, slow: &mut Vec<SessionId>) {
         let Some(conn) = self.conns.get(&session) else { return };
-        let len = match &out {
-            Out::Data(b) | Out::Ping(b) => b.len(),
-            Out::Close(_) => 0,
-        };
-        let queued = conn.queued.fetch_add(len, Ordering::Relaxed) + len;
-        if conn.tx.send(out).is_err() {
-            return; // the connection task is gone; its Closed event is on the way
-        }
-        if queued > self.queue_limit {
+        // None: the connection task is gone; its Closed event is on the way.
+        if conn.push(out).is_some_and(|queued| queued > self.queue_limit) {
             slow.push(session);
         }
     }

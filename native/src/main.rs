@@ -4,8 +4,11 @@ mod api;
 mod cli;
 mod emulation;
 mod engine;
+mod outbox;
 mod server;
 mod stream;
+mod uni;
+mod wsframe;
 mod ws;
 
 use clap::Parser;

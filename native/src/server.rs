@@ -11,7 +11,11 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use shared::hub::Transport;
 use shared::protocol::parse_connect_request;
-use tokio::net::TcpListener;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::engine::{Engine, Event};
 use crate::{api, emulation, stream, ws};
@@ -30,18 +34,57 @@ pub async fn serve(listener: TcpListener, engine: Engine) {
             }
         };
         let _ = socket.set_nodelay(true);
+        tokio::spawn(crate::uni::serve(socket, engine.clone()));
+    }
+}
+
+/// Serves a connection with hyper; `read` is what was already read from it.
+pub async fn serve_hyper(socket: TcpStream, read: Bytes, engine: Engine) {
+    let service = service_fn(move |req| {
         let engine = engine.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let engine = engine.clone();
-                async move { Ok::<_, Infallible>(route(req, engine).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(socket), service)
-                .with_upgrades()
-                .await;
-        });
+        async move { Ok::<_, Infallible>(route(req, engine).await) }
+    });
+    let io = TokioIo::new(Prefixed { prefix: read, inner: socket });
+    let _ = hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(io, service).with_upgrades().await;
+}
+
+/// A socket whose first bytes were already read: they are read again first.
+struct Prefixed {
+    prefix: Bytes,
+    inner: TcpStream,
+}
+
+impl AsyncRead for Prefixed {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            let head = self.prefix.split_to(n);
+            buf.put_slice(&head);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Prefixed {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 }
 

@@ -1,9 +1,9 @@
 //! Streaming HTTP responses (uni HTTP stream, uni SSE, and the bidirectional emulation
 //! streams): a response body fed by the session's outbound queue.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -11,16 +11,15 @@ use bytes::{Bytes, BytesMut};
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body::Frame;
 use shared::hub::{SessionId, Transport};
-use tokio::sync::mpsc;
-
-use crate::engine::{Conn, Engine, Event, Out};
+use crate::engine::{Engine, Event};
+use crate::outbox::{Out, Outbox};
 
 /// Frames coalesced into one body chunk at most (fewer, larger writes under load).
 const COALESCE_LIMIT: usize = 64 * 1024;
 
 pub struct SessionBody {
-    rx: mpsc::UnboundedReceiver<Out>,
-    queued: Arc<std::sync::atomic::AtomicUsize>,
+    outbox: Arc<Outbox>,
+    batch: VecDeque<Out>,
     prelude: Option<Bytes>,
     done: bool,
     guard: CloseGuard,
@@ -50,32 +49,47 @@ impl http_body::Body for SessionBody {
         if this.done {
             return Poll::Ready(None);
         }
-        let first = match this.rx.poll_recv(cx) {
-            Poll::Ready(Some(Out::Data(b) | Out::Ping(b))) => b,
-            Poll::Ready(Some(Out::Close(_)) | None) => {
-                this.done = true;
-                return Poll::Ready(None);
-            }
-            Poll::Pending => return Poll::Pending,
-        };
-        let mut total = first.len();
-        let mut joined: Option<BytesMut> = None;
-        while total < COALESCE_LIMIT {
-            match this.rx.poll_recv(cx) {
-                Poll::Ready(Some(Out::Data(b) | Out::Ping(b))) => {
-                    total += b.len();
-                    joined.get_or_insert_with(|| BytesMut::from(&first[..])).extend_from_slice(&b);
+        if this.batch.is_empty() && this.outbox.poll_take(cx, &mut this.batch).is_pending() {
+            return Poll::Pending;
+        }
+        // Everything queued goes out as one chunk (fewer, larger writes under load).
+        let mut chunk = BytesMut::new();
+        let mut single = None;
+        let mut taken = 0;
+        while let Some(out) = this.batch.pop_front() {
+            taken += Outbox::frame_len(&out);
+            match out {
+                Out::Data(b) | Out::Ping(b) => {
+                    if single.is_none() && chunk.is_empty() {
+                        single = Some(b);
+                    } else {
+                        if let Some(first) = single.take() {
+                            chunk.extend_from_slice(&first);
+                        }
+                        chunk.extend_from_slice(&b);
+                    }
+                    if chunk.len() >= COALESCE_LIMIT {
+                        break;
+                    }
                 }
-                Poll::Ready(Some(Out::Close(_)) | None) => {
+                Out::Close(_) => {
                     this.done = true;
                     break;
                 }
-                Poll::Pending => break,
             }
         }
-        this.queued.fetch_sub(total, Ordering::Relaxed);
+        this.outbox.written(taken);
         let _ = &this.guard;
-        Poll::Ready(Some(Ok(Frame::data(joined.map(BytesMut::freeze).unwrap_or(first)))))
+        match single.or_else(|| (!chunk.is_empty()).then(|| chunk.freeze())) {
+            Some(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
+            None => Poll::Ready(None),
+        }
+    }
+}
+
+impl Drop for SessionBody {
+    fn drop(&mut self) {
+        self.outbox.close();
     }
 }
 
@@ -86,11 +100,11 @@ pub fn open(engine: &Engine, transport: Transport, first: Event, content_type: &
         Event::Connect { session, .. } | Event::Frame { session, .. } => *session,
         _ => engine.session_id(),
     };
-    let (conn, rx) = Conn::new();
-    let queued = conn.queued.clone();
-    engine.send(Event::Open { session, transport, conn });
+    let outbox = Arc::new(Outbox::default());
+    engine.send(Event::Open { session, transport, conn: outbox.clone() });
     engine.send(first);
-    let body = SessionBody { rx, queued, prelude, done: false, guard: CloseGuard { engine: engine.clone(), session } };
+    let guard = CloseGuard { engine: engine.clone(), session };
+    let body = SessionBody { outbox, batch: VecDeque::new(), prelude, done: false, guard };
     let mut response = Response::new(body);
     *response.status_mut() = StatusCode::OK;
     let h = response.headers_mut();

@@ -14,7 +14,11 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
-use crate::engine::{Conn, Engine, Event, Out};
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::engine::{Engine, Event};
+use crate::outbox::{Out, Outbox};
 use crate::server::{query_param, text, Body};
 
 /// Answers the upgrade request and spawns the session once the connection is upgraded.
@@ -66,45 +70,46 @@ pub fn upgrade(req: Request<Incoming>, engine: &Engine, unidirectional: bool) ->
 
 async fn run(socket: WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>, engine: Engine, transport: Transport) {
     let session = engine.session_id();
-    let (conn, mut rx) = Conn::new();
-    let local = conn.tx.clone();
-    let queued = conn.queued.clone();
-    engine.send(Event::Open { session, transport, conn });
+    let outbox = Arc::new(Outbox::default());
+    let local = outbox.clone();
+    engine.send(Event::Open { session, transport, conn: outbox.clone() });
     let (mut sink, mut stream) = socket.split();
     let unidirectional = transport.is_unidirectional();
     let binary = matches!(transport, Transport::Websocket(Encoding::Protobuf));
 
     let writer = tokio::spawn(async move {
-        while let Some(out) = rx.recv().await {
-            let result = match out {
-                Out::Data(data) => {
-                    queued.fetch_sub(data.len(), std::sync::atomic::Ordering::Relaxed);
-                    sink.feed(message(data, binary)).await
-                }
-                Out::Ping(data) => {
-                    queued.fetch_sub(data.len(), std::sync::atomic::Ordering::Relaxed);
-                    let r = sink.feed(message(data, binary)).await;
-                    if unidirectional && r.is_ok() {
-                        sink.feed(Message::Ping(Bytes::new())).await
-                    } else {
-                        r
+        let mut batch = VecDeque::new();
+        'write: loop {
+            outbox.take(&mut batch).await;
+            while let Some(out) = batch.pop_front() {
+                let len = Outbox::frame_len(&out);
+                let result = match out {
+                    Out::Data(data) => sink.feed(message(data, binary)).await,
+                    Out::Ping(data) => {
+                        let r = sink.feed(message(data, binary)).await;
+                        if unidirectional && r.is_ok() {
+                            sink.feed(Message::Ping(Bytes::new())).await
+                        } else {
+                            r
+                        }
                     }
+                    Out::Close(d) => {
+                        let frame = CloseFrame { code: CloseCode::from(d.code as u16), reason: Utf8Bytes::from(d.reason) };
+                        let _ = sink.send(Message::Close(Some(frame))).await;
+                        break 'write;
+                    }
+                };
+                outbox.written(len);
+                if result.is_err() {
+                    break 'write;
                 }
-                Out::Close(d) => {
-                    let frame = CloseFrame { code: CloseCode::from(d.code as u16), reason: Utf8Bytes::from(d.reason) };
-                    let _ = sink.send(Message::Close(Some(frame))).await;
-                    break;
-                }
-            };
-            // Flush when the queue is empty: several queued messages go out in one write.
-            let result = match result {
-                Ok(()) if rx.is_empty() => sink.flush().await,
-                other => other,
-            };
-            if result.is_err() {
+            }
+            // Everything taken goes out in one flush.
+            if sink.flush().await.is_err() {
                 break;
             }
         }
+        outbox.close();
         let _ = sink.close().await;
     });
 
@@ -116,7 +121,7 @@ async fn run(socket: WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>, engine:
             Ok(Message::Close(_)) => break,
             Ok(_) => continue, // pings are answered by tungstenite; pongs need nothing
             Err(tungstenite::Error::Capacity(_)) => {
-                let _ = local.send(Out::Close(Disconnect::new(1009, "message too big")));
+                local.push(Out::Close(Disconnect::new(1009, "message too big")));
                 break;
             }
             Err(_) => break,
@@ -129,7 +134,7 @@ async fn run(socket: WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>, engine:
             match parse_connect_request(&data) {
                 Ok(request) => engine.send(Event::Connect { session, request, last_event_id: None }),
                 Err(_) => {
-                    let _ = local.send(Out::Close(Disconnect::bad_request()));
+                    local.push(Out::Close(Disconnect::bad_request()));
                     break;
                 }
             }

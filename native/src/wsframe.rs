@@ -1,0 +1,262 @@
+//! The few WebSocket frames a unidirectional connection needs, without buffering while idle:
+//! the server writes text, ping and close frames; from the client it reads the connect
+//! message, answers pings and sees the close. Frame layout per RFC 6455 §5.2.
+
+/// Frames the client sent that the connection must act on.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// The first complete data message (the connect request).
+    Message(Vec<u8>),
+    Ping(Vec<u8>),
+    Close,
+    /// The first message is over the size limit (close 1009).
+    TooBig,
+    /// Not a valid client frame (close 1002).
+    ProtocolError,
+}
+
+/// Parses client frames as bytes arrive, holding at most one frame header and, until the
+/// first message is complete, that message.
+pub struct ClientFrames {
+    header: [u8; 14],
+    have: usize,
+    payload_left: u64,
+    mask: [u8; 4],
+    mask_at: usize,
+    opcode: u8,
+    fin: bool,
+    control: Vec<u8>,
+    first: Option<Vec<u8>>,
+    limit: usize,
+    done_first: bool,
+}
+
+impl ClientFrames {
+    pub fn new(limit: usize) -> Self {
+        ClientFrames {
+            header: [0; 14],
+            have: 0,
+            payload_left: 0,
+            mask: [0; 4],
+            mask_at: 0,
+            opcode: 0,
+            fin: false,
+            control: Vec::new(),
+            first: None,
+            limit,
+            done_first: false,
+        }
+    }
+
+    fn header_len(&self) -> Option<usize> {
+        if self.have < 2 {
+            return None;
+        }
+        let ext = match self.header[1] & 0x7f {
+            126 => 2,
+            127 => 8,
+            _ => 0,
+        };
+        Some(2 + ext + 4)
+    }
+
+    pub fn feed(&mut self, mut data: &[u8], events: &mut Vec<ClientEvent>) {
+        while !data.is_empty() {
+            if self.payload_left == 0 && self.header_len().is_none_or(|n| self.have < n) {
+                // Header bytes.
+                let want = self.header_len().unwrap_or(2);
+                let n = (want - self.have).min(data.len());
+                self.header[self.have..self.have + n].copy_from_slice(&data[..n]);
+                self.have += n;
+                data = &data[n..];
+                if self.have >= 2 && self.header[1] & 0x80 == 0 {
+                    events.push(ClientEvent::ProtocolError); // client frames must be masked
+                    return;
+                }
+                if self.header_len().is_some_and(|len| self.have == len) && !self.start_frame(events) {
+                    return;
+                }
+                continue;
+            }
+            let n = (self.payload_left.min(data.len() as u64)) as usize;
+            let mut chunk = data[..n].to_vec();
+            for b in chunk.iter_mut() {
+                *b ^= self.mask[self.mask_at % 4];
+                self.mask_at += 1;
+            }
+            data = &data[n..];
+            self.payload_left -= n as u64;
+            if !self.take_payload(&chunk, events) {
+                return;
+            }
+            if self.payload_left == 0 {
+                self.end_frame(events);
+            }
+        }
+    }
+
+    /// A full header is in: set up the payload. Returns false on a protocol error.
+    fn start_frame(&mut self, events: &mut Vec<ClientEvent>) -> bool {
+        let h = self.header;
+        self.fin = h[0] & 0x80 != 0;
+        self.opcode = h[0] & 0x0f;
+        if h[1] & 0x80 == 0 || h[0] & 0x70 != 0 {
+            events.push(ClientEvent::ProtocolError); // client frames are masked, no extensions
+            return false;
+        }
+        let (len, mask_at) = match h[1] & 0x7f {
+            126 => (u16::from_be_bytes([h[2], h[3]]) as u64, 4),
+            127 => (u64::from_be_bytes([h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9]]), 10),
+            n => (n as u64, 2),
+        };
+        self.mask.copy_from_slice(&h[mask_at..mask_at + 4]);
+        self.mask_at = 0;
+        self.payload_left = len;
+        self.have = 0;
+        let control = self.opcode >= 0x8;
+        if control && (len > 125 || !self.fin) {
+            events.push(ClientEvent::ProtocolError);
+            return false;
+        }
+        if !control && !self.done_first {
+            let so_far = self.first.as_ref().map_or(0, Vec::len) as u64;
+            if so_far + len > self.limit as u64 {
+                events.push(ClientEvent::TooBig);
+                return false;
+            }
+            if self.first.is_none() {
+                self.first = Some(Vec::with_capacity(len as usize));
+            }
+        }
+        if len == 0 {
+            self.end_frame(events);
+        }
+        true
+    }
+
+    fn take_payload(&mut self, chunk: &[u8], _events: &mut Vec<ClientEvent>) -> bool {
+        if self.opcode >= 0x8 {
+            self.control.extend_from_slice(chunk);
+        } else if !self.done_first {
+            if let Some(first) = self.first.as_mut() {
+                first.extend_from_slice(chunk);
+            }
+        }
+        true
+    }
+
+    fn end_frame(&mut self, events: &mut Vec<ClientEvent>) {
+        match self.opcode {
+            0x8 => events.push(ClientEvent::Close),
+            0x9 => events.push(ClientEvent::Ping(std::mem::take(&mut self.control))),
+            0xA => {}
+            _ if self.fin && !self.done_first => {
+                self.done_first = true;
+                events.push(ClientEvent::Message(self.first.take().unwrap_or_default()));
+            }
+            _ => {}
+        }
+        self.control.clear();
+    }
+}
+
+/// A server frame header (servers do not mask).
+pub fn header(opcode: u8, len: usize, out: &mut Vec<u8>) {
+    out.push(0x80 | opcode);
+    match len {
+        0..=125 => out.push(len as u8),
+        126..=0xffff => {
+            out.push(126);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            out.push(127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+}
+
+pub const TEXT: u8 = 0x1;
+pub const CLOSE: u8 = 0x8;
+pub const PING: u8 = 0x9;
+pub const PONG: u8 = 0xA;
+
+/// A close frame with a code and a reason (cut to fit a control frame).
+pub fn close(code: u16, reason: &str, out: &mut Vec<u8>) {
+    let mut reason = &reason.as_bytes()[..reason.len().min(123)];
+    while std::str::from_utf8(reason).is_err() {
+        reason = &reason[..reason.len() - 1];
+    }
+    header(CLOSE, 2 + reason.len(), out);
+    out.extend_from_slice(&code.to_be_bytes());
+    out.extend_from_slice(reason);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client_frame(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
+        let mask = [1, 2, 3, 4];
+        let mut out = vec![(if fin { 0x80 } else { 0 }) | opcode];
+        match payload.len() {
+            n @ 0..=125 => out.push(0x80 | n as u8),
+            n @ 126..=0xffff => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        out
+    }
+
+    fn feed_bytewise(frames: &mut ClientFrames, data: &[u8]) -> Vec<ClientEvent> {
+        let mut events = Vec::new();
+        for b in data {
+            frames.feed(std::slice::from_ref(b), &mut events);
+        }
+        events
+    }
+
+    #[test]
+    fn first_message_then_ping_and_close_in_any_split() {
+        let mut data = client_frame(TEXT, true, br#"{"token":"x"}"#);
+        data.extend(client_frame(TEXT, true, b"ignored later message"));
+        data.extend(client_frame(PING, true, b"hi"));
+        data.extend(client_frame(CLOSE, true, &1000u16.to_be_bytes()));
+        let expected = vec![
+            ClientEvent::Message(br#"{"token":"x"}"#.to_vec()),
+            ClientEvent::Ping(b"hi".to_vec()),
+            ClientEvent::Close,
+        ];
+        let mut events = Vec::new();
+        ClientFrames::new(1024).feed(&data, &mut events);
+        assert_eq!(events, expected);
+        assert_eq!(feed_bytewise(&mut ClientFrames::new(1024), &data), expected);
+    }
+
+    #[test]
+    fn fragmented_and_long_first_message() {
+        let big = vec![b'a'; 70_000];
+        let mut data = client_frame(TEXT, false, &big[..300]);
+        data.extend(client_frame(0x0, true, &big[300..]));
+        let mut events = Vec::new();
+        ClientFrames::new(100_000).feed(&data, &mut events);
+        assert_eq!(events, vec![ClientEvent::Message(big)]);
+    }
+
+    #[test]
+    fn too_big_and_unmasked() {
+        let mut events = Vec::new();
+        ClientFrames::new(10).feed(&client_frame(TEXT, true, &[b'x'; 11]), &mut events);
+        assert_eq!(events, vec![ClientEvent::TooBig]);
+        let mut events = Vec::new();
+        ClientFrames::new(10).feed(&[0x81, 0x01, b'x'], &mut events);
+        assert_eq!(events, vec![ClientEvent::ProtocolError]);
+    }
+}
