@@ -8,7 +8,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes};
 use shared::hub::Transport;
 use shared::protocol::{parse_connect_request, Disconnect};
 use tokio::io::AsyncWriteExt;
@@ -52,14 +52,14 @@ enum Route {
 
 /// Serves one accepted connection: here if it is a unidirectional stream, else through hyper.
 pub async fn serve(mut socket: TcpStream, engine: Engine) {
-    let mut buf = Vec::with_capacity(1024);
+    // Buffers live on the heap and only while reading: an async fn's locals are part of the
+    // task, and a stack array here would be paid by every idle connection.
+    let mut buf = Vec::new();
     let head = loop {
-        let mut chunk = [0u8; 2048];
-        let n = match tokio::time::timeout(Duration::from_secs(30), read_some(&mut socket, &mut chunk)).await {
+        match tokio::time::timeout(Duration::from_secs(30), read_into(&mut socket, &mut buf, 2048)).await {
             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
-            Ok(Ok(n)) => n,
-        };
-        buf.extend_from_slice(&chunk[..n]);
+            Ok(Ok(_)) => {}
+        }
         match parse_head(&buf) {
             Ok(Some(head)) => break Some(head),
             Ok(None) if buf.len() < MAX_HEAD => continue,
@@ -117,10 +117,13 @@ pub async fn serve(mut socket: TcpStream, engine: Engine) {
     }
 }
 
-async fn read_some(socket: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+/// Appends what the socket has (at most `max` bytes) to `buf`.
+async fn read_into(socket: &mut TcpStream, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
     loop {
         socket.readable().await?;
-        match socket.try_read(buf) {
+        buf.reserve(max);
+        let mut limited = (&mut *buf).limit(max);
+        match socket.try_read_buf(&mut limited) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             other => return other,
         }
@@ -187,12 +190,11 @@ async fn read_body(
         socket.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.map_err(|_| None)?;
     }
     while body.len() < length {
-        let mut chunk = [0u8; 4096];
-        let n = match tokio::time::timeout(Duration::from_secs(30), read_some(socket, &mut chunk)).await {
-            Ok(Ok(n)) if n > 0 => n,
+        let want = length - body.len();
+        match tokio::time::timeout(Duration::from_secs(30), read_into(socket, &mut body, want)).await {
+            Ok(Ok(n)) if n > 0 => {}
             _ => return Err(None),
-        };
-        body.extend_from_slice(&chunk[..n]);
+        }
     }
     body.truncate(length);
     Ok(body)
@@ -382,8 +384,8 @@ async fn websocket_session(
                 outbox.written(taken);
                 if closing {
                     // Wait briefly for the client's close frame, then hang up.
-                    let mut sink = [0u8; 256];
-                    let _ = tokio::time::timeout(Duration::from_secs(2), read_some(socket, &mut sink)).await;
+                    let mut sink = Vec::new();
+                    let _ = tokio::time::timeout(Duration::from_secs(2), read_into(socket, &mut sink, 256)).await;
                     return socket.shutdown().await;
                 }
             }

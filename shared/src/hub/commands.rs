@@ -60,8 +60,9 @@ impl Hub {
         } else if let Some(r) = command.history {
             self.history(session, id, r, now)
         } else if command.rpc.is_some() {
-            // No RPC handler is configured: tell the caller plainly.
-            self.error_reply(session, id, Error::method_not_found())
+            // No RPC handler is configured. Centrifugo registers one only with an RPC proxy;
+            // without it centrifuge answers ErrorNotAvailable (108), as centrifuge-js's suite expects.
+            self.error_reply(session, id, Error::not_available())
         } else if command.send.is_some() {
             // Asynchronous messages need a handler too; without one they are dropped.
         } else if let Some(r) = command.refresh {
@@ -284,7 +285,7 @@ impl Hub {
     }
 
     /// A subscription starts receiving: buffered publications go out, presence and join follow.
-    pub(crate) fn activate(&mut self, session: SessionId, channel: &Arc<str>, _now: Timestamp) {
+    pub(crate) fn activate(&mut self, session: SessionId, channel: &Arc<str>, now: Timestamp) {
         let Some(s) = self.sessions.get_mut(&session) else { return };
         let Some(sub) = s.subs.get(channel) else { return };
         if sub.state == SubState::Active {
@@ -305,6 +306,9 @@ impl Hub {
         if presence {
             let ttl = ms(self.config.global_presence_ttl);
             self.request(channel, BrokerOp::PresenceAdd { info: info.clone(), ttl_ms: ttl }, Pending::Ignore);
+            // Client-side subscriptions made after connect need the refresh too, or their
+            // presence expires after the presence TTL.
+            self.ensure_presence_refresh(session, now);
         }
         if join {
             self.request(channel, BrokerOp::Join { info }, Pending::Ignore);

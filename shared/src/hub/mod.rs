@@ -85,7 +85,8 @@ pub struct Hub {
     verifier: TokenVerifier,
     sub_verifier: TokenVerifier,
     rng: ChaCha8Rng,
-    sessions: HashMap<SessionId, Session>,
+    /// Boxed: a table of large inline entries would double its slack on every growth.
+    sessions: HashMap<SessionId, Box<Session>>,
     by_token: HashMap<Arc<str>, SessionId>,
     by_user: BTreeMap<Arc<str>, BTreeSet<SessionId>>,
     channels: BTreeMap<Arc<str>, ChannelSubscribers>,
@@ -196,7 +197,7 @@ impl Hub {
         self.by_token.insert(token.clone(), session);
         self.sessions.insert(
             session,
-            Session {
+            Box::new(Session {
                 transport,
                 wire: transport.wire(),
                 state: State::Opened,
@@ -205,15 +206,16 @@ impl Hub {
                 user: Arc::from(""),
                 conn_info: Bytes::new(),
                 expires_at: None,
-                subs: BTreeMap::new(),
+                subs: Default::default(),
                 inbox: VecDeque::new(),
                 busy: false,
                 unusable: false,
                 pong_deadline: None,
+                presence_refresh: false,
                 connect: None,
                 last_event_id: None,
                 resuming: false,
-            },
+            }),
         );
         let stale = ms(self.config.client_stale_close_delay);
         self.schedule(now.after_ms(stale), session, Timer::Stale);
@@ -379,7 +381,7 @@ impl Hub {
         }
         let info_of = |sub: &session::Subscription| s.info(&sub.chan_info);
         let mut leaving = Vec::new();
-        for (channel, sub) in &s.subs {
+        for (channel, sub) in s.subs.iter() {
             leaving.push((channel.clone(), sub.presence, sub.emit_join_leave && sub.state == session::SubState::Active, info_of(sub)));
         }
         for (channel, presence, join_leave, info) in leaving {

@@ -1,6 +1,7 @@
 //! Per-connection state kept by the hub.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::borrow::Borrow;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -87,7 +88,7 @@ pub(crate) struct Session {
     pub user: Arc<str>,
     pub conn_info: Bytes,
     pub expires_at: Option<Timestamp>,
-    pub subs: BTreeMap<Arc<str>, Subscription>,
+    pub subs: Subscriptions,
     /// Commands waiting while an earlier one waits for the broker: a frame's commands run in
     /// order, as if each finished before the next started.
     pub inbox: VecDeque<Command>,
@@ -95,6 +96,8 @@ pub(crate) struct Session {
     /// A connect that failed with an error reply: the next command disconnects.
     pub unusable: bool,
     pub pong_deadline: Option<Timestamp>,
+    /// A `PresenceRefresh` timer is scheduled for this session.
+    pub presence_refresh: bool,
     pub connect: Option<PendingConnect>,
     /// `Last-Event-ID` of a reconnecting uni SSE client, until connect decodes it.
     pub last_event_id: Option<String>,
@@ -152,4 +155,71 @@ pub(crate) struct Subscription {
     pub presence: bool,
     pub emit_join_leave: bool,
     pub buffer: Vec<(Arc<str>, Arc<Publication>)>,
+}
+
+/// A session's subscriptions, sorted by channel. A sorted vector rather than a map: sessions
+/// hold a handful of channels, and an idle connection should cost little memory (a B-tree
+/// node holds room for eleven).
+#[derive(Default)]
+pub(crate) struct Subscriptions(Vec<(Arc<str>, Subscription)>);
+
+impl Subscriptions {
+    fn find(&self, channel: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(name, _)| (**name).cmp(channel))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn contains_key(&self, channel: &str) -> bool {
+        self.find(channel).is_ok()
+    }
+
+    pub fn get(&self, channel: &str) -> Option<&Subscription> {
+        self.find(channel).ok().map(|i| &self.0[i].1)
+    }
+
+    pub fn get_mut(&mut self, channel: &str) -> Option<&mut Subscription> {
+        self.find(channel).ok().map(|i| &mut self.0[i].1)
+    }
+
+    pub fn get_key_value(&self, channel: &str) -> Option<(&Arc<str>, &Subscription)> {
+        self.find(channel).ok().map(|i| (&self.0[i].0, &self.0[i].1))
+    }
+
+    pub fn insert(&mut self, channel: Arc<str>, sub: Subscription) -> Option<Subscription> {
+        match self.find(channel.borrow()) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, sub)),
+            Err(i) => {
+                self.0.insert(i, (channel, sub));
+                None
+            }
+        }
+    }
+
+    pub fn remove_entry(&mut self, channel: &str) -> Option<(Arc<str>, Subscription)> {
+        let i = self.find(channel).ok()?;
+        let entry = self.0.remove(i);
+        if self.0.is_empty() {
+            self.0 = Vec::new(); // give the memory back
+        }
+        Some(entry)
+    }
+
+    pub fn remove(&mut self, channel: &str) -> Option<Subscription> {
+        self.remove_entry(channel).map(|(_, sub)| sub)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &Subscription)> + Clone {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.0.iter().map(|(k, _)| k)
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &Subscription> {
+        self.0.iter().map(|(_, v)| v)
+    }
 }

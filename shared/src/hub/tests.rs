@@ -1,1 +1,299 @@
-//! Hub unit tests.
+//! Hub unit tests with a hand-driven broker: replies and events can be delayed and
+//! interleaved in ways the in-process `Node` never produces (the edge's broker is another
+//! Durable Object, so they do happen there).
+
+use std::collections::VecDeque;
+
+use serde_json::{json, Value};
+
+use super::*;
+use crate::broker::{Broker, BrokerEvent, HistoryOptions, PublishOp};
+use crate::protocol::{Encoding, Publication, StreamPosition};
+
+const SECRET: &str = "hub-unit-test-secret";
+const T0: Timestamp = Timestamp(1_700_000_000_000);
+
+struct Rig {
+    hub: Hub,
+    broker: Broker,
+    /// Broker requests the hub made and the test has not served yet.
+    held: VecDeque<BrokerRequest>,
+    sent: Vec<(SessionId, Value)>,
+    closed: Vec<(SessionId, u32)>,
+}
+
+fn config(json: Value) -> Arc<Config> {
+    let mut json = json;
+    json["token_hmac_secret_key"] = json!(SECRET);
+    Arc::new(Config::from_json_str(&json.to_string(), std::iter::empty()).expect("config").config)
+}
+
+fn token(user: &str) -> String {
+    crate::auth::issue_hs256(SECRET, &json!({"sub": user}))
+}
+
+impl Rig {
+    fn new(config: Arc<Config>) -> Rig {
+        let info = NodeInfo { id: "n1".into(), name: "n1".into(), version: "t".into() };
+        Rig { hub: Hub::new(config, info, 3, T0).unwrap(), broker: Broker::new(5), held: VecDeque::new(), sent: Vec::new(), closed: Vec::new() }
+    }
+
+    /// Collects hub outputs; broker requests are held for the test to serve.
+    fn pump(&mut self) {
+        while let Some(output) = self.hub.poll_output() {
+            match output {
+                Output::Broker(r) => self.held.push_back(r),
+                Output::Send { session, data } | Output::Ping { session, data } => {
+                    for line in std::str::from_utf8(&data).unwrap().split('\n').filter(|l| !l.is_empty()) {
+                        self.sent.push((session, serde_json::from_str(line).unwrap()));
+                    }
+                }
+                Output::Close { session, disconnect } => self.closed.push((session, disconnect.code)),
+                Output::Api { .. } => {}
+            }
+        }
+    }
+
+    /// Serves held requests (and what they cause) until the hub is quiet.
+    fn serve_all(&mut self) {
+        self.pump();
+        while let Some(r) = self.held.pop_front() {
+            self.broker.handle_request(r, T0);
+            self.broker_events();
+            self.pump();
+        }
+    }
+
+    fn serve_one(&mut self) {
+        let r = self.held.pop_front().expect("a held request");
+        self.broker.handle_request(r, T0);
+        self.broker_events();
+        self.pump();
+    }
+
+    fn broker_events(&mut self) {
+        while let Some(e) = self.broker.poll_output() {
+            self.hub.handle_broker(e, T0);
+        }
+    }
+
+    fn ws(&mut self, id: u64, user: &str) -> SessionId {
+        let s = SessionId(id);
+        self.hub.handle_open(s, Transport::Websocket(Encoding::Json), T0);
+        let frame = json!({"id": 1, "connect": {"token": token(user)}}).to_string();
+        self.hub.handle_frame(s, frame.as_bytes(), T0);
+        self.serve_all();
+        s
+    }
+
+    fn frame(&mut self, s: SessionId, v: Value) {
+        self.hub.handle_frame(s, v.to_string().as_bytes(), T0);
+        self.pump();
+    }
+
+    /// Publishes straight into the broker (as another node would).
+    fn publish(&mut self, channel: &str, n: u64, history: HistoryOptions) {
+        let op = PublishOp { data: format!("{{\"n\":{n}}}").into(), history, ..Default::default() };
+        self.broker.handle_request(BrokerRequest { id: crate::broker::RequestId(1_000_000 + n), channel: channel.into(), op: BrokerOp::Publish(op) }, T0);
+        self.broker_events();
+        self.pump();
+    }
+
+    fn take(&mut self, s: SessionId) -> Vec<Value> {
+        let (mine, rest) = std::mem::take(&mut self.sent).into_iter().partition(|(id, _)| *id == s);
+        self.sent = rest;
+        mine.into_iter().map(|(_, v)| v).collect()
+    }
+}
+
+fn pub_offsets(values: &[Value]) -> Vec<u64> {
+    values.iter().filter_map(|v| v["push"]["pub"]["offset"].as_u64()).collect()
+}
+
+const H: HistoryOptions = HistoryOptions { size: 100, ttl_ms: 300_000, meta_ttl_ms: 3_600_000 };
+
+fn history_config() -> Arc<Config> {
+    config(json!({"allow_subscribe_for_client": true, "history_size": 100, "history_ttl": "300s", "force_recovery": true}))
+}
+
+#[test]
+fn hub_reaches_the_broker_only_through_outputs() {
+    let mut rig = Rig::new(history_config());
+    let s = SessionId(1);
+    rig.hub.handle_open(s, Transport::Websocket(Encoding::Json), T0);
+    rig.hub.handle_frame(s, json!({"id": 1, "connect": {"token": token("1")}}).to_string().as_bytes(), T0);
+    rig.pump();
+    assert!(rig.held.is_empty(), "no server-side channels: nothing to ask");
+    rig.frame(s, json!({"id": 2, "subscribe": {"channel": "news"}}));
+    assert_eq!(rig.held.len(), 1);
+    assert!(matches!(&rig.held[0].op, BrokerOp::Subscribe { node, since: None, .. } if &**node == "n1"));
+    assert!(rig.take(s).iter().all(|v| v["id"] != 2), "no subscribe reply before the broker answers");
+}
+
+#[test]
+fn publications_during_a_pending_subscribe_are_delivered_after_the_reply_once() {
+    let mut rig = Rig::new(history_config());
+    let s = rig.ws(1, "1");
+    rig.take(s);
+    rig.publish("news", 1, H); // before subscribe: not for us
+    rig.frame(s, json!({"id": 2, "subscribe": {"channel": "news"}}));
+    rig.serve_one(); // broker registers interest and answers: top = 1
+    // Interest is registered; now hold a second subscribe so buffering can be observed
+    // on another session.
+    let t = rig.ws(2, "2");
+    rig.take(t);
+    rig.frame(t, json!({"id": 2, "subscribe": {"channel": "news"}}));
+    assert_eq!(rig.held.len(), 1, "t's subscribe is pending");
+    rig.publish("news", 2, H); // t is pending: buffered
+    rig.publish("news", 3, H);
+    assert!(pub_offsets(&rig.take(t)).is_empty(), "nothing before the subscribe reply");
+    rig.serve_one(); // top = 3: publications 2 and 3 are covered by the position
+    let got = rig.take(t);
+    assert_eq!(got[0]["id"], 2);
+    assert_eq!(got[0]["subscribe"]["offset"], 3);
+    assert!(pub_offsets(&got).is_empty(), "buffered publications at or below the top are not re-sent: {got:?}");
+    rig.publish("news", 4, H);
+    assert_eq!(pub_offsets(&rig.take(t)), vec![4]);
+    assert_eq!(pub_offsets(&rig.take(s)), vec![2, 3, 4]);
+}
+
+#[test]
+fn publications_racing_ahead_of_a_subscribe_reply_are_sent_after_it() {
+    // The broker answered (top = 1) but a later publication reaches the hub first.
+    let mut rig = Rig::new(history_config());
+    let s = rig.ws(1, "1");
+    rig.take(s);
+    rig.frame(s, json!({"id": 2, "subscribe": {"channel": "news"}}));
+    let request = rig.held.pop_front().unwrap();
+    rig.broker.handle_request(request, T0);
+    let reply = rig.broker.poll_output().unwrap();
+    let epoch: Arc<str> = rig.broker.position("news").unwrap().epoch.into();
+    let publication = Arc::new(Publication { data: "{}".into(), offset: 1, ..Default::default() });
+    rig.hub.handle_broker(BrokerEvent::Publication { channel: "news".into(), epoch, publication }, T0);
+    rig.pump();
+    assert!(rig.take(s).is_empty());
+    rig.hub.handle_broker(reply, T0);
+    rig.pump();
+    let got = rig.take(s);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0]["id"], 2, "reply first");
+    assert_eq!(pub_offsets(&got[1..]), vec![1]);
+}
+
+#[test]
+fn a_gap_in_a_positioned_client_subscription_unsubscribes_2500() {
+    let mut rig = Rig::new(history_config());
+    let s = rig.ws(1, "1");
+    rig.frame(s, json!({"id": 2, "subscribe": {"channel": "news"}}));
+    rig.serve_all();
+    rig.take(s);
+    let epoch: Arc<str> = rig.broker.position("news").unwrap().epoch.into();
+    let lost = Arc::new(Publication { data: "{}".into(), offset: 2, ..Default::default() });
+    rig.hub.handle_broker(BrokerEvent::Publication { channel: "news".into(), epoch, publication: lost }, T0);
+    rig.pump();
+    let got = rig.take(s);
+    assert_eq!(got, vec![json!({"push": {"channel": "news", "unsubscribe": {"code": 2500, "reason": "insufficient state"}}})]);
+    assert!(rig.closed.is_empty());
+    // The client resubscribes (the SDK does so on 2500).
+    rig.frame(s, json!({"id": 3, "subscribe": {"channel": "news"}}));
+    rig.serve_all();
+    assert!(rig.take(s)[0]["subscribe"].is_object());
+}
+
+#[test]
+fn a_gap_in_a_server_side_subscription_disconnects_3010() {
+    let mut rig = Rig::new(history_config());
+    let s = SessionId(1);
+    rig.hub.handle_open(s, Transport::UniHttpStream, T0);
+    let request = crate::protocol::parse_connect_request(json!({"token": token("1"), "subs": {"news": {}}}).to_string().as_bytes()).unwrap();
+    rig.hub.handle_connect(s, request, T0);
+    rig.serve_all();
+    let epoch: Arc<str> = rig.broker.position("news").unwrap().epoch.into();
+    let lost = Arc::new(Publication { data: "{}".into(), offset: 5, ..Default::default() });
+    rig.hub.handle_broker(BrokerEvent::Publication { channel: "news".into(), epoch, publication: lost }, T0);
+    rig.pump();
+    assert_eq!(rig.closed, vec![(s, 3010)]);
+}
+
+#[test]
+fn duplicate_publications_are_dropped_for_positioned_subscriptions() {
+    let mut rig = Rig::new(history_config());
+    let s = rig.ws(1, "1");
+    rig.frame(s, json!({"id": 2, "subscribe": {"channel": "news"}}));
+    rig.serve_all();
+    rig.publish("news", 1, H);
+    let epoch: Arc<str> = rig.broker.position("news").unwrap().epoch.into();
+    let again = Arc::new(Publication { data: "{}".into(), offset: 1, ..Default::default() });
+    rig.hub.handle_broker(BrokerEvent::Publication { channel: "news".into(), epoch, publication: again }, T0);
+    rig.pump();
+    assert_eq!(pub_offsets(&rig.take(s)), vec![1]);
+    assert!(rig.closed.is_empty());
+}
+
+#[test]
+fn commands_wait_for_earlier_broker_replies() {
+    let mut rig = Rig::new(config(json!({"allow_subscribe_for_client": true, "allow_publish_for_client": true, "presence": true, "allow_presence_for_client": true})));
+    let s = rig.ws(1, "1");
+    rig.take(s);
+    let frame = [
+        json!({"id": 2, "subscribe": {"channel": "a"}}),
+        json!({"id": 3, "presence_stats": {"channel": "a"}}),
+        json!({"id": 4, "publish": {"channel": "a", "data": 1}}),
+    ]
+    .map(|c| c.to_string())
+    .join("\n");
+    rig.hub.handle_frame(s, frame.as_bytes(), T0);
+    rig.pump();
+    assert_eq!(rig.held.len(), 1, "one command at a time: the subscribe");
+    rig.serve_one();
+    let ids: Vec<Value> = rig.take(s).iter().map(|v| v["id"].clone()).collect();
+    assert_eq!(ids, vec![json!(2)]);
+    rig.serve_all();
+    let got = rig.take(s);
+    let ids: Vec<Value> = got.iter().filter(|v| v.get("id").is_some()).map(|v| v["id"].clone()).collect();
+    assert_eq!(ids, vec![json!(3), json!(4)]);
+    assert_eq!(got[0]["presence_stats"], json!({"num_clients": 1, "num_users": 1}), "presence added on subscribe, before the next command");
+}
+
+#[test]
+fn broker_errors_become_error_replies() {
+    let mut rig = Rig::new(history_config());
+    let s = rig.ws(1, "1");
+    rig.take(s);
+    rig.frame(s, json!({"id": 2, "subscribe": {"channel": "news"}}));
+    let request = rig.held.pop_front().unwrap();
+    rig.hub.handle_broker(BrokerEvent::Reply { id: request.id, result: Err(Error::internal()) }, T0);
+    rig.pump();
+    let got = rig.take(s);
+    assert_eq!(got, vec![json!({"id": 2, "error": {"code": 100, "message": "internal server error", "temporary": true}})]);
+    // Not subscribed: a retry works.
+    rig.frame(s, json!({"id": 3, "subscribe": {"channel": "news"}}));
+    rig.serve_all();
+    assert!(rig.take(s)[0]["subscribe"].is_object());
+}
+
+#[test]
+fn replies_for_forgotten_sessions_are_ignored() {
+    let mut rig = Rig::new(history_config());
+    let s = rig.ws(1, "1");
+    rig.frame(s, json!({"id": 2, "subscribe": {"channel": "news"}}));
+    rig.hub.handle_closed(s, T0);
+    rig.serve_all();
+    assert_eq!(rig.hub.num_sessions(), 0);
+    assert_eq!(rig.hub.num_channels(), 0, "the channel is left when its last session goes");
+    assert!(rig.take(s).iter().all(|v| v["id"] != 2));
+    assert_eq!(rig.broker.nodes("news").count(), 0, "node interest withdrawn");
+}
+
+#[test]
+fn uuids_are_v4() {
+    let mut rig = Rig::new(history_config());
+    let s = rig.ws(1, "1");
+    let reply = rig.take(s).remove(0);
+    let client = reply["connect"]["client"].as_str().unwrap();
+    let parts: Vec<&str> = client.split('-').collect();
+    assert_eq!(parts.iter().map(|p| p.len()).collect::<Vec<_>>(), vec![8, 4, 4, 4, 12]);
+    assert!(parts[2].starts_with('4'));
+    assert!(matches!(parts[3].as_bytes()[0], b'8' | b'9' | b'a' | b'b'));
+    let _ = StreamPosition::default();
+}

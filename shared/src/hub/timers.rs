@@ -44,9 +44,19 @@ impl Hub {
         }
         let presence = self.sessions.get(&session).is_some_and(|s| s.subs.values().any(|sub| sub.presence));
         if presence {
-            let every = ms(self.config.client_presence_update_interval).max(1000);
-            self.schedule(now.after_ms(every), session, Timer::PresenceRefresh);
+            self.ensure_presence_refresh(session, now);
         }
+    }
+
+    /// Starts the session's presence refresh unless it runs already (one chain per session).
+    pub(crate) fn ensure_presence_refresh(&mut self, session: SessionId, now: Timestamp) {
+        let Some(s) = self.sessions.get_mut(&session) else { return };
+        if s.presence_refresh {
+            return;
+        }
+        s.presence_refresh = true;
+        let every = ms(self.config.client_presence_update_interval).max(1000);
+        self.schedule(now.after_ms(every), session, Timer::PresenceRefresh);
     }
 
     pub(crate) fn on_timer(&mut self, session: SessionId, timer: Timer, now: Timestamp) {
@@ -98,6 +108,10 @@ impl Hub {
                     .filter(|(_, sub)| sub.presence && sub.state == SubState::Active)
                     .map(|(channel, sub)| (channel.clone(), s.info(&sub.chan_info)))
                     .collect();
+                if entries.is_empty() {
+                    s.presence_refresh = false; // restarted by the next presence subscription
+                    return;
+                }
                 for (channel, info) in entries {
                     self.request(&channel, BrokerOp::PresenceAdd { info, ttl_ms: ttl }, Pending::Ignore);
                 }
