@@ -156,6 +156,12 @@ impl Broker {
             BrokerOp::Publish(op) => self.publish(&channel, op, now),
             BrokerOp::Subscribe { node, since, limit, history } => {
                 self.nodes.entry(Arc::from(channel.as_str())).or_default().insert(node);
+                if !history.enabled() {
+                    // No stream to position in: creating one would keep it (and its epoch)
+                    // in memory for good, one per channel ever subscribed.
+                    let result = Ok(BrokerReply::Subscribed { top: StreamPosition::default(), publications: Vec::new() });
+                    return self.outputs.push_back(BrokerEvent::Reply { id, result });
+                }
                 let stream = self.stream(&channel, history, now);
                 let top = stream.position();
                 let publications = match since {

@@ -390,3 +390,15 @@ fn same_seed_same_epochs() {
     let mut b = Driver::new();
     assert_eq!(a.publish("x", H, 0), b.publish("x", H, 0), "deterministic from the seed");
 }
+
+#[test]
+fn subscribing_to_a_channel_without_history_keeps_no_stream() {
+    let mut d = Driver::new();
+    let op = BrokerOp::Subscribe { node: Arc::from("n1"), since: None, limit: 0, history: NO_HISTORY };
+    let reply = d.request("live", op, 0);
+    assert_eq!(reply, Ok(BrokerReply::Subscribed { top: StreamPosition::default(), publications: Vec::new() }));
+    assert_eq!(d.broker.position("live"), None, "nothing to remember for a history-less channel");
+    assert_eq!(d.broker.nodes("live").count(), 1, "interest is still registered");
+    d.publish("live", NO_HISTORY, 0);
+    assert_eq!(d.publications(), vec![("live".into(), 0)]);
+}

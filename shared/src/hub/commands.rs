@@ -60,9 +60,9 @@ impl Hub {
         } else if let Some(r) = command.history {
             self.history(session, id, r, now)
         } else if command.rpc.is_some() {
-            // No RPC handler is configured. Centrifugo registers one only with an RPC proxy;
-            // without it centrifuge answers ErrorNotAvailable (108), as centrifuge-js's suite expects.
-            self.error_reply(session, id, Error::not_available())
+            // No RPC handler is configured: say so plainly with "method not found" (104).
+            // (Centrifugo answers 108 "not available" here; rotor names the actual problem.)
+            self.error_reply(session, id, Error::method_not_found())
         } else if command.send.is_some() {
             // Asynchronous messages need a handler too; without one they are dropped.
         } else if let Some(r) = command.refresh {

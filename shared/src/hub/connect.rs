@@ -87,8 +87,8 @@ impl Hub {
         s.conn_info = credentials.info;
         s.expires_at = if self.config.client_insecure { None } else { credentials.expires_at };
         s.busy = true;
-        s.connect = Some(PendingConnect { command_id: command, waiting: plans.len(), results: BTreeMap::new(), failed: None });
-        self.by_user.entry(user).or_default().insert(session);
+        s.connect = Some(Box::new(PendingConnect { command_id: command, waiting: plans.len(), results: BTreeMap::new(), failed: None }));
+        self.by_user.entry(user).or_default().push(session);
 
         // A uni SSE client coming back with Last-Event-ID recovers every channel from it.
         let has_event_ids = self.sessions.get(&session).is_some_and(|s| s.has_event_ids());

@@ -88,7 +88,8 @@ pub struct Hub {
     /// Boxed: a table of large inline entries would double its slack on every growth.
     sessions: HashMap<SessionId, Box<Session>>,
     by_token: HashMap<Arc<str>, SessionId>,
-    by_user: BTreeMap<Arc<str>, BTreeSet<SessionId>>,
+    /// Sessions per user: a plain vector, as users rarely hold more than a few connections.
+    by_user: BTreeMap<Arc<str>, Vec<SessionId>>,
     channels: BTreeMap<Arc<str>, ChannelSubscribers>,
     timers: BTreeSet<(Timestamp, SessionId, Timer)>,
     pending: HashMap<RequestId, Pending>,
@@ -217,8 +218,12 @@ impl Hub {
                 resuming: false,
             }),
         );
-        let stale = ms(self.config.client_stale_close_delay);
-        self.schedule(now.after_ms(stale), session, Timer::Stale);
+        // WebSocket clients send their connect after the upgrade and may never do so; HTTP
+        // transports carry it in the request, which the host hands over right after opening.
+        if matches!(transport, Transport::Websocket(_) | Transport::UniWebsocket) {
+            let stale = ms(self.config.client_stale_close_delay);
+            self.schedule(now.after_ms(stale), session, Timer::Stale);
+        }
     }
 
     /// The `Last-Event-ID` a reconnecting uni SSE client sent: its connect resumes every
@@ -374,7 +379,7 @@ impl Hub {
         let Some(s) = self.sessions.remove(&session) else { return };
         self.by_token.remove(&s.token);
         if let Some(set) = self.by_user.get_mut(&s.user) {
-            set.remove(&session);
+            set.retain(|id| *id != session);
             if set.is_empty() {
                 self.by_user.remove(&s.user);
             }

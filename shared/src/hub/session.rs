@@ -98,7 +98,8 @@ pub(crate) struct Session {
     pub pong_deadline: Option<Timestamp>,
     /// A `PresenceRefresh` timer is scheduled for this session.
     pub presence_refresh: bool,
-    pub connect: Option<PendingConnect>,
+    /// Boxed: needed only while connecting.
+    pub connect: Option<Box<PendingConnect>>,
     /// `Last-Event-ID` of a reconnecting uni SSE client, until connect decodes it.
     pub last_event_id: Option<String>,
     /// A uni SSE client resuming from its event id: recovered publications go out as events.
@@ -192,6 +193,8 @@ impl Subscriptions {
         match self.find(channel.borrow()) {
             Ok(i) => Some(std::mem::replace(&mut self.0[i].1, sub)),
             Err(i) => {
+                // Exact growth: most sessions hold one or two channels for their whole life.
+                self.0.reserve_exact(1);
                 self.0.insert(i, (channel, sub));
                 None
             }

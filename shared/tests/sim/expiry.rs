@@ -138,3 +138,34 @@ fn token_nbf_in_the_future_is_invalid() {
     let later = sim.connect_ws(&t);
     assert!(sim.take_reply(later, 1).get("connect").is_some());
 }
+
+fn sub_token(user: &str, channel: &str, now: shared::time::Timestamp, exp_in_secs: u64) -> String {
+    shared::auth::issue_hs256(SECRET, &json!({"sub": user, "channel": channel, "exp": now.as_secs() + exp_in_secs}))
+}
+
+#[test]
+fn subscription_token_expiry_closes_3006_unless_refreshed() {
+    let mut sim = Sim::new(&config());
+    let lazy = sim.connect_ws(&token("42", sim.now, None));
+    let diligent = sim.connect_ws(&token("42", sim.now, None));
+    for s in [lazy, diligent] {
+        let t = sub_token("42", "$room", sim.now, 30);
+        let reply = sim.command(s, json!({"id": 2, "subscribe": {"channel": "$room", "token": t}}));
+        assert_eq!(reply["subscribe"], json!({"expires": true, "ttl": 30}), "{reply}");
+    }
+    sim.advance_answering(20_000, &[lazy, diligent]);
+    let t = sub_token("42", "$room", sim.now, 600);
+    let reply = sim.command(diligent, json!({"id": 3, "sub_refresh": {"channel": "$room", "token": t}}));
+    assert_eq!(reply, json!({"id": 3, "sub_refresh": {"expires": true, "ttl": 600}}));
+    sim.advance_answering(35_000 - 1, &[lazy, diligent]);
+    assert!(!sim.is_closed(lazy));
+    sim.advance_answering(1, &[lazy, diligent]);
+    assert_eq!(sim.close_code(lazy), Some(3006));
+    assert!(!sim.is_closed(diligent));
+    // sub_refresh for a channel not subscribed → 103; a token for another channel → 3500.
+    let t = sub_token("42", "$other", sim.now, 600);
+    let reply = sim.command(diligent, json!({"id": 4, "sub_refresh": {"channel": "$other", "token": t}}));
+    assert_eq!(reply["error"]["code"], 103);
+    sim.frame(diligent, &json!({"id": 5, "sub_refresh": {"channel": "$room", "token": t}}).to_string());
+    assert_eq!(sim.close_code(diligent), Some(3500));
+}

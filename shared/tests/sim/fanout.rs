@@ -191,3 +191,38 @@ fn binary_payload_disconnects_json_clients_with_3506() {
     let last: Value = sim.take_values(s).pop().unwrap();
     assert_eq!(last["disconnect"]["code"], 3506);
 }
+
+#[test]
+fn connect_subs_are_filtered_by_subscribe_permissions() {
+    let mut sim = Sim::new(
+        &json!({
+            "token_hmac_secret_key": SECRET,
+            "allow_subscribe_for_client": true,
+            "namespaces": [{"name": "locked"}],
+        })
+        .to_string(),
+    );
+    let s = sim.connect_uni(
+        Transport::UniHttpStream,
+        json!({"token": token("42", sim.now, None), "subs": {"ok": {}, "$private": {}, "#13": {}, "locked:x": {}}}),
+    );
+    let connect = sim.take_values(s).remove(0);
+    assert_eq!(connect["connect"]["subs"], json!({"ok": {}}), "others silently ignored: {connect}");
+    // An unknown namespace in subs is a bad request.
+    let bad = sim.connect_uni(Transport::UniHttpStream, json!({"token": token("42", sim.now, None), "subs": {"nope:x": {}}}));
+    assert_eq!(sim.close_code(bad), Some(3501));
+    assert!(!sim.is_closed(s));
+}
+
+#[test]
+fn uni_clients_ignore_later_messages_and_can_close_any_time() {
+    let mut sim = Sim::new(&config());
+    let s = sim.connect_uni(Transport::UniWebsocket, json!({"token": token("1", sim.now, None), "subs": {"news": {}}}));
+    sim.take(s);
+    sim.frame(s, "garbage that a uni client may send");
+    assert!(!sim.is_closed(s), "read and discarded");
+    sim.close(s);
+    sim.publish_ok("news", json!(1));
+    assert!(sim.take(s).is_empty());
+    assert_eq!(sim.node.hub().num_channels(), 0);
+}
