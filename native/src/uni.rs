@@ -110,9 +110,12 @@ pub async fn serve(mut socket: TcpStream, engine: Engine) {
             };
             let origin = head.header("origin").map(str::to_owned);
             drop(head);
-            let _ = stream(&mut socket, &outbox, content_type, origin.as_deref(), prelude.as_bytes()).await;
-            outbox.close();
-            engine.send(Event::Closed { session });
+            // The long-lived part gets a task of its own, sized for streaming alone.
+            tokio::spawn(async move {
+                let _ = stream(&mut socket, &outbox, content_type, origin.as_deref(), prelude.as_bytes()).await;
+                outbox.close();
+                engine.send(Event::Closed { session });
+            });
         }
     }
 }
@@ -256,6 +259,7 @@ async fn stream(socket: &mut TcpStream, outbox: &Outbox, content_type: &str, ori
                 if closing {
                     return socket.shutdown().await;
                 }
+                batch.shrink_to_fit(); // idle connections keep no queue memory
             }
             ready = socket.readable() => {
                 ready?;
@@ -285,7 +289,8 @@ fn chunk(out: &mut Vec<u8>, parts: &[impl AsRef<[u8]>]) {
 }
 
 async fn write(socket: &mut TcpStream, data: &[u8]) -> io::Result<()> {
-    match tokio::time::timeout(WRITE_TIMEOUT, socket.write_all(data)).await {
+    // Boxed: the timer exists only while writing, not in every idle connection's task.
+    match Box::pin(tokio::time::timeout(WRITE_TIMEOUT, socket.write_all(data))).await {
         Ok(r) => r,
         Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "client does not read")),
     }
@@ -307,9 +312,11 @@ async fn websocket(mut socket: TcpStream, head: Head, rest: Vec<u8>, engine: Eng
     let outbox = Arc::new(Outbox::default());
     engine.send(Event::Open { session, transport: Transport::UniWebsocket, conn: outbox.clone() });
     let limit = engine.config.uni_websocket_message_size_limit as usize;
-    let _ = websocket_session(&mut socket, &outbox, &engine, session, limit, rest).await;
-    outbox.close();
-    engine.send(Event::Closed { session });
+    tokio::spawn(async move {
+        let _ = websocket_session(&mut socket, &outbox, &engine, session, limit, rest).await;
+        outbox.close();
+        engine.send(Event::Closed { session });
+    });
 }
 
 async fn websocket_session(
@@ -382,6 +389,7 @@ async fn websocket_session(
                 }
                 write(socket, &wire).await?;
                 outbox.written(taken);
+                batch.shrink_to_fit();
                 if closing {
                     // Wait briefly for the client's close frame, then hang up.
                     let mut sink = Vec::new();

@@ -297,3 +297,4 @@ fn uuids_are_v4() {
     assert!(matches!(parts[3].as_bytes()[0], b'8' | b'9' | b'a' | b'b'));
     let _ = StreamPosition::default();
 }
+
