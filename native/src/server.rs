@@ -97,7 +97,12 @@ pub async fn bind(address: &str, port: u16) -> std::io::Result<TcpListener> {
             .next()
             .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, format!("cannot resolve {host}")))?,
     };
-    TcpListener::bind(addr).await
+    // A deep backlog: after a restart every client reconnects at once, and the default (128)
+    // drops connection attempts that then wait out their retry delay.
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
 }
 
 async fn route(req: Request<Incoming>, engine: Engine) -> Response<Body> {

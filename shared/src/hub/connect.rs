@@ -88,7 +88,11 @@ impl Hub {
         s.expires_at = if self.config.client_insecure { None } else { credentials.expires_at };
         s.busy = true;
         s.connect = Some(Box::new(PendingConnect { command_id: command, waiting: plans.len(), results: BTreeMap::new(), failed: None }));
-        self.by_user.entry(user).or_default().push(session);
+        // Anonymous connections are nobody in particular: indexing them under "" would make
+        // every anonymous disconnect scan all the others.
+        if !user.is_empty() {
+            self.by_user.entry(user).or_default().push(session);
+        }
 
         // A uni SSE client coming back with Last-Event-ID recovers every channel from it.
         let has_event_ids = self.sessions.get(&session).is_some_and(|s| s.has_event_ids());
@@ -199,6 +203,11 @@ impl Hub {
         since: Option<StreamPosition>,
         reject_unrecovered: bool,
     ) {
+        // One `Arc` per channel name, shared by the channel's entry and its subscribers.
+        let channel = match self.channels.get_key_value(&channel) {
+            Some((name, _)) => name.clone(),
+            None => channel,
+        };
         let Some(s) = self.sessions.get_mut(&session) else { return };
         s.subs.insert(
             channel.clone(),

@@ -44,7 +44,8 @@ enum Lost {
 
 impl Hub {
     pub(crate) fn deliver(&mut self, channel: &Arc<str>, epoch: &Arc<str>, publication: &Arc<Publication>) {
-        let Some(subscribers) = self.channels.get(channel) else { return };
+        let Some((name, subscribers)) = self.channels.get_key_value(channel) else { return };
+        let shared_name = name.clone();
         let push = Push { channel: channel.to_string(), r#pub: Some(Publication::clone(publication)), ..Default::default() };
         let mut encoded = Encoded::new(push, &publication.data);
         let mut lost = Vec::new();
@@ -52,7 +53,7 @@ impl Hub {
         let offset = publication.offset;
         for &session in &subscribers.active {
             let Some(s) = self.sessions.get_mut(&session) else { continue };
-            let Some(sub) = s.subs.get_mut(channel) else { continue };
+            let Some(sub) = s.subs.get_mut_shared(&shared_name) else { continue };
             if offset > 0 {
                 if sub.positioned && (*sub.epoch != **epoch || offset != sub.offset + 1) {
                     if offset <= sub.offset && *sub.epoch == **epoch {

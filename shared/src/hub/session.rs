@@ -185,6 +185,15 @@ impl Subscriptions {
         self.find(channel).ok().map(|i| &mut self.0[i].1)
     }
 
+    /// Looks up by the hub's shared channel name: subscriptions made here hold that same
+    /// `Arc`, so fan-out finds them without comparing strings.
+    pub fn get_mut_shared(&mut self, channel: &Arc<str>) -> Option<&mut Subscription> {
+        match self.0.iter().position(|(name, _)| Arc::ptr_eq(name, channel)) {
+            Some(i) => Some(&mut self.0[i].1),
+            None => self.get_mut(channel),
+        }
+    }
+
     pub fn get_key_value(&self, channel: &str) -> Option<(&Arc<str>, &Subscription)> {
         self.find(channel).ok().map(|i| (&self.0[i].0, &self.0[i].1))
     }
