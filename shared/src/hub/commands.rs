@@ -127,7 +127,7 @@ impl Hub {
         if !self.valid_channel_name(&channel, opts) {
             return self.error_reply(session, id, Error::bad_request());
         }
-        let opts = opts.clone();
+        let mut opts = opts.clone();
         let user = s.user.clone();
         let (client, history) = (s.client.clone(), self.history_options(&opts));
         let mut plan = SubscriptionPlan {
@@ -151,6 +151,9 @@ impl Hub {
                     plan.chan_info = claims.info.map(Into::into).unwrap_or_default();
                     plan.data = claims.data.map(Into::into).unwrap_or_default();
                     plan.expires_at = claims.expires_at_ms.map(Timestamp);
+                    opts = claims.overrides.apply(&opts);
+                    plan.presence = opts.presence;
+                    plan.emit_join_leave = opts.join_leave;
                 }
                 Err(TokenError::Expired) => return self.error_reply(session, id, Error::token_expired()),
                 Err(TokenError::Invalid(_)) => return self.error_reply(session, id, Error::permission_denied()),
@@ -239,7 +242,10 @@ impl Hub {
         };
         match command {
             None => {
-                let Some(pending) = s.connect.as_mut() else { return };
+                let Some(pending) = s.connect.as_mut() else {
+                    // Not part of a connect: a subscription made through the server API.
+                    return self.on_server_subscribed(session, channel, outcome, now);
+                };
                 pending.waiting = pending.waiting.saturating_sub(1);
                 match outcome {
                     Ok(r) => {

@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::session::{PendingConnect, State, SubState, Subscription};
 use super::{ms, Hub, Pending, SessionId};
-use crate::auth::TokenError;
+use crate::auth::{SubscribeOverrides, TokenError};
 use crate::broker::{BrokerOp, HistoryOptions};
 use crate::config::ChannelOptions;
 use crate::protocol::{ConnectRequest, ConnectResult, Disconnect, Error, Push, Reply, StreamPosition};
@@ -26,7 +26,7 @@ struct Credentials {
     info: Bytes,
     expires_at: Option<Timestamp>,
     /// Server-side subscriptions the token asks for, with their channel info.
-    channels: BTreeMap<String, Bytes>,
+    channels: BTreeMap<String, (Bytes, SubscribeOverrides)>,
 }
 
 /// What a new subscription should be, decided before asking the broker.
@@ -63,6 +63,19 @@ impl SubscriptionPlan {
     }
 }
 
+impl SubscribeOverrides {
+    /// The namespace's options with a token's `override` claim applied.
+    pub(crate) fn apply(&self, opts: &ChannelOptions) -> ChannelOptions {
+        let mut o = opts.clone();
+        o.presence = self.presence.unwrap_or(o.presence);
+        o.join_leave = self.join_leave.unwrap_or(o.join_leave);
+        o.force_push_join_leave = self.force_push_join_leave.unwrap_or(o.force_push_join_leave);
+        o.force_recovery = self.force_recovery.unwrap_or(o.force_recovery);
+        o.force_positioning = self.force_positioning.unwrap_or(o.force_positioning);
+        o
+    }
+}
+
 impl Hub {
     pub(crate) fn connect(&mut self, session: SessionId, command: u32, request: ConnectRequest, now: Timestamp) {
         let credentials = match self.credentials(&request, now) {
@@ -80,6 +93,13 @@ impl Hub {
         }
         if plans.len() > self.config.client_channel_limit as usize {
             return self.disconnect(session, Disconnect::channel_limit(), now);
+        }
+        if self.config.user_personal_single_connection && !user.is_empty() {
+            // One connection per user: the newest wins, older ones are told why.
+            let older: Vec<SessionId> = self.by_user.get(&user).map(|ids| ids.clone()).unwrap_or_default();
+            for id in older.into_iter().filter(|id| *id != session) {
+                self.disconnect(id, Disconnect::connection_limit(), now);
+            }
         }
         let Some(s) = self.sessions.get_mut(&session) else { return };
         s.state = State::Connecting;
@@ -133,11 +153,11 @@ impl Hub {
         let mut channels = BTreeMap::new();
         if claims.subs.is_empty() {
             for ch in &claims.channels {
-                channels.insert(ch.clone(), Bytes::new());
+                channels.insert(ch.clone(), (Bytes::new(), SubscribeOverrides::default()));
             }
         } else {
             for (ch, opts) in &claims.subs {
-                channels.insert(ch.clone(), opts.info.clone().map(Bytes::from).unwrap_or_default());
+                channels.insert(ch.clone(), (opts.info.clone().map(Bytes::from).unwrap_or_default(), opts.overrides.clone()));
             }
         }
         Ok(Credentials {
@@ -157,9 +177,10 @@ impl Hub {
     ) -> Result<BTreeMap<String, SubscriptionPlan>, Refusal> {
         let c = &self.config;
         let mut plans = BTreeMap::new();
-        for (channel, info) in &credentials.channels {
+        for (channel, (info, overrides)) in &credentials.channels {
             let opts = c.namespace_for(channel).map_err(|_| Refusal::Error(Error::unknown_channel()))?;
-            plans.insert(channel.clone(), SubscriptionPlan::server_side(opts, self.history_options(opts), info.clone()));
+            let opts = overrides.apply(opts);
+            plans.insert(channel.clone(), SubscriptionPlan::server_side(&opts, self.history_options(&opts), info.clone()));
         }
         if c.user_subscribe_to_personal && !credentials.user.is_empty() {
             let channel = c.personal_channel(&credentials.user);

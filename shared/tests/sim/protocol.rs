@@ -373,3 +373,40 @@ fn connect_result_shape() {
     let session = reply["connect"]["session"].as_str().unwrap();
     assert_eq!(sim.node.hub().session_by_token(session), Some(hs), "emulation requests route by session");
 }
+
+#[test]
+fn personal_single_connection_keeps_only_the_newest() {
+    let mut sim = Sim::new(
+        &json!({
+            "token_hmac_secret_key": SECRET,
+            "user_subscribe_to_personal": true,
+            "user_personal_single_connection": true,
+            "presence": true,
+        })
+        .to_string(),
+    );
+    let first = sim.connect_uni(Transport::UniHttpStream, json!({"token": token("7", sim.now, None)}));
+    let other = sim.connect_uni(Transport::UniHttpStream, json!({"token": token("8", sim.now, None)}));
+    let second = sim.connect_uni(Transport::UniHttpStream, json!({"token": token("7", sim.now, None)}));
+    assert_eq!(sim.close_code(first), Some(3504));
+    assert!(!sim.is_closed(second));
+    assert!(!sim.is_closed(other));
+}
+
+#[test]
+fn token_subs_override_namespace_options() {
+    let config = json!({
+        "token_hmac_secret_key": SECRET,
+        "namespaces": [{"name": "news", "history_size": 10, "history_ttl": "60s"}],
+    });
+    let mut sim = Sim::new(&config.to_string());
+    let now = sim.now.as_secs();
+    let claims = |over: Value| json!({"sub": "5", "exp": now + 3600, "subs": {"news:1": {"override": over}}});
+    let plain = sim.connect_ws(&shared::auth::issue_hs256(SECRET, &claims(json!({}))));
+    let reply = sim.take_reply(plain, 1);
+    assert_eq!(reply["connect"]["subs"]["news:1"], json!({}), "{reply}");
+    // The token turns recovery on for this subscription although the namespace does not.
+    let forced = sim.connect_ws(&shared::auth::issue_hs256(SECRET, &claims(json!({"force_recovery": {"value": true}}))));
+    let reply = sim.take_reply(forced, 1);
+    assert_eq!(reply["connect"]["subs"]["news:1"]["recoverable"], json!(true), "{reply}");
+}
