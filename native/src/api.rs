@@ -37,10 +37,11 @@ pub async fn handle(req: Request<Incoming>, engine: Engine, prefix: &str) -> Res
     }
     let command = match api::parse(&method, &body) {
         Ok(Some(command)) => command,
-        Ok(None) => return answer(Err(Error::new(api::METHOD_NOT_FOUND, "not found")), transport_errors),
+        Ok(None) => return answer("", Err(api::not_found()), transport_errors),
         Err(e) => return text(StatusCode::BAD_REQUEST, &e.0),
     };
-    answer(engine.api(command).await, transport_errors)
+    let method = command.method();
+    answer(method, engine.api(command).await, transport_errors)
 }
 
 fn authorized(req: &Request<Incoming>, key: &str) -> bool {
@@ -60,7 +61,7 @@ fn authorized(req: &Request<Incoming>, key: &str) -> bool {
     query_param(req, "api_key").is_some_and(|v| v == key)
 }
 
-fn answer(result: Result<Value, Error>, transport_errors: bool) -> Response<Body> {
+fn answer(method: &str, result: Result<Value, Error>, transport_errors: bool) -> Response<Body> {
     match result {
         Err(e) if transport_errors => {
             let status = match e.code {
@@ -73,7 +74,7 @@ fn answer(result: Result<Value, Error>, transport_errors: bool) -> Response<Body
             };
             json_response(status, &json!({"code": e.code, "message": e.message}))
         }
-        result => json_response(StatusCode::OK, &api::envelope(&result)),
+        result => json_response(StatusCode::OK, &api::body(method, &result)),
     }
 }
 
@@ -86,13 +87,9 @@ async fn legacy(engine: &Engine, body: &[u8]) -> Response<Body> {
     };
     let mut lines = Vec::with_capacity(commands.len());
     for command in commands {
-        let result = match command.method_name() {
-            None => Err(Error::new(api::METHOD_NOT_FOUND, "not found")),
-            Some(name) => match api::parse(&name, command.params()) {
-                Ok(Some(parsed)) => engine.api(parsed).await,
-                Ok(None) => Err(Error::new(api::METHOD_NOT_FOUND, "not found")),
-                Err(_) => Err(Error::bad_request()),
-            },
+        let result = match command.command() {
+            Ok(parsed) => engine.api(parsed).await,
+            Err(e) => Err(e),
         };
         let mut line = api::envelope(&result);
         if !command.id.is_null() {

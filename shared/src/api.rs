@@ -1,14 +1,19 @@
 //! The server HTTP API: requests as backends send them, and results shaped the way the
 //! official clients (`cent`, `cent.js`) read them.
+//!
+//! Hosts parse a body with [`parse`] (or [`parse_legacy`] for `POST /api`), hand the command to
+//! the hub (`Hub::handle_api`), and write the [`Output::Api`](crate::hub::Output::Api) answer
+//! with [`body`].
 
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::value::RawValue;
+use serde_json::{json, Map, Value};
 
 use crate::broker::BrokerReply;
-use crate::protocol::{raw, Error};
+use crate::protocol::{raw, ClientInfo, Error, Publication, StreamPosition};
 
 /// Correlates an API command with its answer. Chosen by the host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -17,12 +22,59 @@ pub struct ApiId(pub u64);
 #[derive(Clone, Debug, PartialEq)]
 pub enum ApiCommand {
     Publish(PublishRequest),
+    Broadcast(BroadcastRequest),
+    Subscribe(SubscribeRequest),
+    Unsubscribe(UnsubscribeRequest),
+    Disconnect(DisconnectRequest),
+    Refresh(RefreshRequest),
+    Presence(ChannelRequest),
+    PresenceStats(ChannelRequest),
+    History(HistoryRequest),
+    HistoryRemove(ChannelRequest),
+    Channels(ChannelsRequest),
+    Info,
+    Rpc(RpcRequest),
+    Batch(BatchRequest),
+}
+
+impl ApiCommand {
+    /// The method name, as in the URL path and as the key of a batch reply.
+    pub fn method(&self) -> &'static str {
+        match self {
+            ApiCommand::Publish(_) => "publish",
+            ApiCommand::Broadcast(_) => "broadcast",
+            ApiCommand::Subscribe(_) => "subscribe",
+            ApiCommand::Unsubscribe(_) => "unsubscribe",
+            ApiCommand::Disconnect(_) => "disconnect",
+            ApiCommand::Refresh(_) => "refresh",
+            ApiCommand::Presence(_) => "presence",
+            ApiCommand::PresenceStats(_) => "presence_stats",
+            ApiCommand::History(_) => "history",
+            ApiCommand::HistoryRemove(_) => "history_remove",
+            ApiCommand::Channels(_) => "channels",
+            ApiCommand::Info => "info",
+            ApiCommand::Rpc(_) => "rpc",
+            ApiCommand::Batch(_) => "batch",
+        }
+    }
 }
 
 /// Which result shape a broker reply turns into.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ApiKind {
     Publish,
+    Presence,
+    PresenceStats,
+    History,
+    HistoryRemove,
+}
+
+/// `data` (raw JSON) or `b64data` (binary), as publish, broadcast and subscribe take them.
+fn payload(data: &Bytes, b64: &str) -> Result<Bytes, Error> {
+    if !b64.is_empty() {
+        return raw::from_base64::<serde_json::Error>(b64).map_err(|_| Error::bad_request());
+    }
+    Ok(data.clone())
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -40,11 +92,181 @@ pub struct PublishRequest {
 impl PublishRequest {
     /// The payload: `data` (JSON) or `b64data` (binary).
     pub fn payload(&self) -> Result<Bytes, Error> {
-        if !self.b64data.is_empty() {
-            return raw::from_base64::<serde_json::Error>(&self.b64data).map_err(|_| Error::bad_request());
-        }
-        Ok(self.data.clone())
+        payload(&self.data, &self.b64data)
     }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct BroadcastRequest {
+    pub channels: Vec<String>,
+    #[serde(deserialize_with = "raw::deserialize")]
+    pub data: Bytes,
+    pub b64data: String,
+    pub skip_history: bool,
+    pub tags: BTreeMap<String, String>,
+    pub idempotency_key: String,
+}
+
+impl BroadcastRequest {
+    /// One publish per channel, in order.
+    pub fn publishes(&self) -> Vec<PublishRequest> {
+        self.channels
+            .iter()
+            .map(|channel| PublishRequest {
+                channel: channel.clone(),
+                data: self.data.clone(),
+                b64data: self.b64data.clone(),
+                skip_history: self.skip_history,
+                tags: self.tags.clone(),
+                idempotency_key: self.idempotency_key.clone(),
+            })
+            .collect()
+    }
+}
+
+/// `{"value": bool}` in a subscribe `override`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct BoolValue {
+    pub value: bool,
+}
+
+/// Per-subscription overrides of the namespace options (server API subscribe).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct SubscribeOverride {
+    pub presence: Option<BoolValue>,
+    pub join_leave: Option<BoolValue>,
+    pub force_push_join_leave: Option<BoolValue>,
+    pub force_positioning: Option<BoolValue>,
+    pub force_recovery: Option<BoolValue>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct SubscribeRequest {
+    pub user: String,
+    pub channel: String,
+    pub client: String,
+    pub session: String,
+    #[serde(deserialize_with = "raw::deserialize")]
+    pub info: Bytes,
+    pub b64info: String,
+    #[serde(deserialize_with = "raw::deserialize")]
+    pub data: Bytes,
+    pub b64data: String,
+    pub recover_since: Option<StreamPosition>,
+    /// Unix seconds; 0 = the subscription does not expire.
+    pub expire_at: i64,
+    #[serde(rename = "override")]
+    pub overrides: Option<SubscribeOverride>,
+}
+
+impl SubscribeRequest {
+    pub fn info(&self) -> Result<Bytes, Error> {
+        payload(&self.info, &self.b64info)
+    }
+
+    pub fn data(&self) -> Result<Bytes, Error> {
+        payload(&self.data, &self.b64data)
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct UnsubscribeRequest {
+    pub user: String,
+    /// Empty: every channel of the matching connections.
+    pub channel: String,
+    pub client: String,
+    pub session: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct DisconnectCode {
+    pub code: u32,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct DisconnectRequest {
+    pub user: String,
+    pub client: String,
+    pub session: String,
+    /// Client ids to leave connected.
+    pub whitelist: Vec<String>,
+    pub disconnect: Option<DisconnectCode>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct RefreshRequest {
+    pub user: String,
+    pub client: String,
+    pub session: String,
+    pub expired: bool,
+    /// Unix seconds; 0 = the connection no longer expires.
+    pub expire_at: i64,
+    #[serde(deserialize_with = "raw::deserialize")]
+    pub info: Bytes,
+    pub b64info: String,
+}
+
+impl RefreshRequest {
+    pub fn info(&self) -> Result<Bytes, Error> {
+        payload(&self.info, &self.b64info)
+    }
+}
+
+/// presence, presence_stats and history_remove.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct ChannelRequest {
+    pub channel: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct HistoryRequest {
+    pub channel: String,
+    /// 0: the stream position only; negative: every publication kept.
+    pub limit: i64,
+    pub since: Option<StreamPosition>,
+    pub reverse: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct ChannelsRequest {
+    /// A glob (`*`, `?`, `[a-z]`, `{a,b}`, `\` escapes); empty matches every channel.
+    pub pattern: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct RpcRequest {
+    pub method: String,
+    #[serde(deserialize_with = "raw::deserialize")]
+    pub params: Bytes,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BatchRequest {
+    /// `None`: a command naming no method the API has (its reply is error 104).
+    pub commands: Vec<Option<ApiCommand>>,
+    /// Run the commands concurrently; otherwise each starts after the previous finished.
+    pub parallel: bool,
+}
+
+#[derive(Deserialize)]
+struct BatchBody {
+    #[serde(default)]
+    commands: Vec<BTreeMap<String, Box<RawValue>>>,
+    #[serde(default)]
+    parallel: bool,
 }
 
 /// Why an API request body was refused before it reached the hub (HTTP 400).
@@ -60,12 +282,69 @@ impl std::fmt::Display for ApiParseError {
 /// A method the API does not have (error 104 "not found").
 pub const METHOD_NOT_FOUND: u32 = 104;
 
+/// The server API's 104 (its message differs from the client protocol's).
+pub fn not_found() -> Error {
+    Error::new(METHOD_NOT_FOUND, "not found")
+}
+
 /// Parses `POST /api/<method>` with a JSON body. `Ok(None)`: no such method.
 pub fn parse(method: &str, body: &[u8]) -> Result<Option<ApiCommand>, ApiParseError> {
+    parse_method(method, body, true)
+}
+
+fn parse_method(method: &str, body: &[u8], allow_batch: bool) -> Result<Option<ApiCommand>, ApiParseError> {
+    let method = method.to_ascii_lowercase();
+    const METHODS: [&str; 14] = [
+        "publish", "broadcast", "subscribe", "unsubscribe", "disconnect", "refresh", "presence", "presence_stats",
+        "history", "history_remove", "channels", "info", "rpc", "batch",
+    ];
+    if !METHODS.contains(&method.as_str()) || (method == "batch" && !allow_batch) {
+        return Ok(None);
+    }
     let bad = |e: serde_json::Error| ApiParseError(format!("invalid JSON body for {method}: {e}"));
     let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
-    Ok(Some(match method.to_ascii_lowercase().as_str() {
-        "publish" => ApiCommand::Publish(serde_json::from_slice(body).map_err(bad)?),
+    // A body must be a JSON object: serde would also take an array for a struct.
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(ApiParseError(format!("invalid JSON body for {method}: expected a JSON object")));
+    }
+    fn de<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(body)
+    }
+    Ok(Some(match method.as_str() {
+        "publish" => ApiCommand::Publish(de(body).map_err(bad)?),
+        "broadcast" => ApiCommand::Broadcast(de(body).map_err(bad)?),
+        "subscribe" => ApiCommand::Subscribe(de(body).map_err(bad)?),
+        "unsubscribe" => ApiCommand::Unsubscribe(de(body).map_err(bad)?),
+        "disconnect" => ApiCommand::Disconnect(de(body).map_err(bad)?),
+        "refresh" => ApiCommand::Refresh(de(body).map_err(bad)?),
+        "presence" => ApiCommand::Presence(de(body).map_err(bad)?),
+        "presence_stats" => ApiCommand::PresenceStats(de(body).map_err(bad)?),
+        "history" => ApiCommand::History(de(body).map_err(bad)?),
+        "history_remove" => ApiCommand::HistoryRemove(de(body).map_err(bad)?),
+        "channels" => ApiCommand::Channels(de(body).map_err(bad)?),
+        "info" => {
+            de::<serde::de::IgnoredAny>(body).map_err(bad)?;
+            ApiCommand::Info
+        }
+        "rpc" => ApiCommand::Rpc(de(body).map_err(bad)?),
+        "batch" if allow_batch => {
+            let batch: BatchBody = de(body).map_err(bad)?;
+            let mut commands = Vec::with_capacity(batch.commands.len());
+            for command in batch.commands {
+                // One key per command names the method; a batch inside a batch is not a
+                // method of the batch (104), as in Centrifugo.
+                let mut parsed = None;
+                for (name, params) in &command {
+                    if let Some(c) = parse_method(name, params.get().as_bytes(), false)? {
+                        parsed = Some(c);
+                        break;
+                    }
+                }
+                commands.push(parsed);
+            }
+            ApiCommand::Batch(BatchRequest { commands, parallel: batch.parallel })
+        }
         _ => return Ok(None),
     }))
 }
@@ -78,7 +357,7 @@ pub struct LegacyCommand {
     #[serde(default)]
     pub method: Value,
     #[serde(default)]
-    pub params: Option<Box<serde_json::value::RawValue>>,
+    pub params: Option<Box<RawValue>>,
 }
 
 impl LegacyCommand {
@@ -99,6 +378,16 @@ impl LegacyCommand {
 
     pub fn params(&self) -> &[u8] {
         self.params.as_ref().map(|p| p.get().as_bytes()).unwrap_or(b"{}")
+    }
+
+    /// The command to run, or the error to answer this line with.
+    pub fn command(&self) -> Result<ApiCommand, Error> {
+        let name = self.method_name().ok_or_else(not_found)?;
+        match parse(&name, self.params()) {
+            Ok(Some(command)) => Ok(command),
+            Ok(None) => Err(not_found()),
+            Err(_) => Err(Error::bad_request()),
+        }
     }
 }
 
@@ -126,9 +415,65 @@ pub fn result(kind: ApiKind, reply: BrokerReply) -> Result<Value, Error> {
                 Ok(json!({}))
             }
         }
-        #[allow(unreachable_patterns)]
+        (ApiKind::Presence, BrokerReply::Presence(presence)) => {
+            let map: Map<String, Value> = presence.iter().map(|(k, info)| (k.clone(), client_info(info))).collect();
+            Ok(json!({ "presence": map }))
+        }
+        (ApiKind::PresenceStats, BrokerReply::PresenceStats { clients, users }) => {
+            Ok(json!({"num_clients": clients, "num_users": users}))
+        }
+        (ApiKind::History, BrokerReply::History { top, publications }) => {
+            let publications: Vec<Value> = publications.iter().map(|p| publication(p)).collect();
+            Ok(json!({"publications": publications, "epoch": top.epoch, "offset": top.offset}))
+        }
+        (ApiKind::HistoryRemove, BrokerReply::Done) => Ok(json!({})),
         _ => Err(Error::internal()),
     }
+}
+
+/// A payload as JSON: embedded as is when it is JSON, else (binary from `b64data`) as a
+/// base64 string under `b64<field>`.
+fn put_payload(out: &mut Map<String, Value>, field: &str, bytes: &Bytes) {
+    if bytes.is_empty() {
+        return;
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(v) => {
+            out.insert(field.to_owned(), v);
+        }
+        Err(_) => {
+            use base64::Engine;
+            let text = base64::engine::general_purpose::STANDARD.encode(bytes);
+            out.insert(format!("b64{field}"), Value::String(text));
+        }
+    }
+}
+
+fn client_info(info: &ClientInfo) -> Value {
+    let mut out = Map::new();
+    out.insert("user".into(), Value::String(info.user.clone()));
+    out.insert("client".into(), Value::String(info.client.clone()));
+    put_payload(&mut out, "conn_info", &info.conn_info);
+    put_payload(&mut out, "chan_info", &info.chan_info);
+    Value::Object(out)
+}
+
+fn publication(p: &Publication) -> Value {
+    let mut out = Map::new();
+    put_payload(&mut out, "data", &p.data);
+    if !out.contains_key("data") && !out.contains_key("b64data") {
+        out.insert("data".into(), Value::Null);
+    }
+    if p.offset > 0 {
+        out.insert("offset".into(), json!(p.offset));
+    }
+    if !p.tags.is_empty() {
+        out.insert("tags".into(), json!(p.tags));
+    }
+    if let Some(info) = &p.info {
+        out.insert("info".into(), client_info(info));
+    }
+    Value::Object(out)
 }
 
 /// The JSON body of an answer: `{"result":…}` or `{"error":{"code":…,"message":…}}`.
@@ -136,5 +481,102 @@ pub fn envelope(result: &Result<Value, Error>) -> Value {
     match result {
         Ok(v) => json!({ "result": v }),
         Err(e) => json!({ "error": { "code": e.code, "message": e.message } }),
+    }
+}
+
+/// The JSON body of `POST /api/<method>`: [`envelope`], except that a batch answers with its
+/// `{"replies":[…]}` at the top level (the shape the official clients read).
+pub fn body(method: &str, result: &Result<Value, Error>) -> Value {
+    match result {
+        Ok(v) if method == "batch" => v.clone(),
+        _ => envelope(result),
+    }
+}
+
+/// Whether `name` matches a glob `pattern` of the `channels` method. Supports `*`, `?`,
+/// `[abc]`/`[a-z]`/`[!a]`, `{alt1,alt2}` and `\` escapes; `*` crosses every character.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    glob(&p, &n)
+}
+
+fn glob(p: &[char], n: &[char]) -> bool {
+    let Some((&c, rest)) = p.split_first() else { return n.is_empty() };
+    match c {
+        '*' => (0..=n.len()).any(|i| glob(rest, &n[i..])),
+        '?' => !n.is_empty() && glob(rest, &n[1..]),
+        '\\' if !rest.is_empty() => n.first() == Some(&rest[0]) && glob(&rest[1..], &n[1..]),
+        '[' => {
+            let Some(end) = rest.iter().position(|&x| x == ']') else {
+                return n.first() == Some(&'[') && glob(rest, &n[1..]);
+            };
+            let Some(&ch) = n.first() else { return false };
+            let (negate, class) = match rest[..end].split_first() {
+                Some((&'!', class)) | Some((&'^', class)) => (true, class),
+                _ => (false, &rest[..end]),
+            };
+            let mut hit = false;
+            let mut i = 0;
+            while i < class.len() {
+                if i + 2 < class.len() && class[i + 1] == '-' {
+                    hit |= class[i] <= ch && ch <= class[i + 2];
+                    i += 3;
+                } else {
+                    hit |= class[i] == ch;
+                    i += 1;
+                }
+            }
+            hit != negate && glob(&rest[end + 1..], &n[1..])
+        }
+        '{' => {
+            let Some(end) = rest.iter().position(|&x| x == '}') else {
+                return n.first() == Some(&'{') && glob(rest, &n[1..]);
+            };
+            let after = &rest[end + 1..];
+            rest[..end].split(|&x| x == ',').any(|alt| {
+                let mut candidate = alt.to_vec();
+                candidate.extend_from_slice(after);
+                glob(&candidate, n)
+            })
+        }
+        c => n.first() == Some(&c) && glob(rest, &n[1..]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("", ""));
+        assert!(glob_match("*", "chat:1"));
+        assert!(glob_match("chat:*", "chat:1"));
+        assert!(!glob_match("chat:*", "news:1"));
+        assert!(glob_match("c?at:[0-9]", "chat:7"));
+        assert!(!glob_match("chat:[!0-9]", "chat:7"));
+        assert!(glob_match("{chat,news}:*", "news:x"));
+        assert!(glob_match("a\\*", "a*"));
+        assert!(!glob_match("a\\*", "ab"));
+    }
+
+    #[test]
+    fn batch_parses_each_command() {
+        let body = br#"{"commands":[{"publish":{"channel":"a","data":{}}},{"nope":{}},{"batch":{}}],"parallel":true}"#;
+        let Some(ApiCommand::Batch(b)) = parse("batch", body).unwrap() else { panic!() };
+        assert!(b.parallel);
+        assert_eq!(b.commands.len(), 3);
+        assert!(matches!(b.commands[0], Some(ApiCommand::Publish(_))));
+        assert!(b.commands[1].is_none());
+        assert!(b.commands[2].is_none());
+    }
+
+    #[test]
+    fn bodies_must_be_objects() {
+        assert!(parse("publish", b"[1]").is_err());
+        assert!(parse("publish", b"not json").is_err());
+        assert!(matches!(parse("info", b"").unwrap(), Some(ApiCommand::Info)));
+        assert!(parse("nope", b"{}").unwrap().is_none());
     }
 }

@@ -68,7 +68,8 @@ enum Pending {
     },
     /// A client command answered straight from the broker reply.
     Command { session: SessionId, command: u32, kind: commands::CommandKind },
-    Api { id: ApiId, kind: crate::api::ApiKind },
+    /// A server API command answered from the broker reply (to the host, or into a batch).
+    Api { target: api::ApiTarget, kind: crate::api::ApiKind },
     /// Fire and forget (presence updates, join/leave, node interest).
     Ignore,
 }
@@ -98,6 +99,8 @@ pub struct Hub {
     started_at: Timestamp,
     /// Keys the integrity tag of SSE event ids (see `protocol::event_id`).
     event_id_key: Vec<u8>,
+    /// Server API batches and broadcasts waiting for their parts.
+    api_groups: api::ApiGroups,
 }
 
 /// A configuration the hub cannot run with (bad key material).
@@ -148,6 +151,7 @@ impl Hub {
             outputs: VecDeque::new(),
             started_at: now,
             event_id_key,
+            api_groups: Default::default(),
         })
     }
 
@@ -354,10 +358,7 @@ impl Hub {
                 }
                 self.drain(session, now);
             }
-            Pending::Api { id, kind } => {
-                let result = result.and_then(|reply| crate::api::result(kind, reply));
-                self.outputs.push_back(Output::Api { id, result });
-            }
+            Pending::Api { target, kind } => self.on_api_reply(target, kind, result, now),
             Pending::Ignore => {}
         }
     }
