@@ -53,6 +53,8 @@ pub enum Command {
         config: Option<String>,
         token: String,
     },
+    /// Print every configuration key with its default value.
+    Defaultconfig,
     /// Print the version.
     Version,
 }

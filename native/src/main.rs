@@ -19,6 +19,11 @@ fn main() -> std::process::ExitCode {
         Some(cli::Command::Genconfig { config }) => cli::genconfig(&config),
         Some(cli::Command::Gentoken { config, user, ttl, quiet }) => cli::gentoken(config.as_deref(), &user, ttl, quiet),
         Some(cli::Command::Checktoken { config, token }) => cli::checktoken(config.as_deref(), &token),
+        Some(cli::Command::Defaultconfig) => {
+            let defaults = serde_json::to_string_pretty(&shared::config::Config::default()).expect("config serializes");
+            println!("{defaults}");
+            std::process::ExitCode::SUCCESS
+        }
         Some(cli::Command::Version) => {
             println!("rotor {}", env!("CARGO_PKG_VERSION"));
             std::process::ExitCode::SUCCESS
@@ -36,6 +41,10 @@ fn serve(args: cli::Args) -> std::process::ExitCode {
         }
     };
     let mut config = loaded.config;
+    if config.engine != "memory" {
+        eprintln!("rotor: config key \"engine\": only \"memory\" is available in this build, not {:?}", config.engine);
+        return std::process::ExitCode::FAILURE;
+    }
     if let Some(port) = args.port {
         config.port = port;
     }

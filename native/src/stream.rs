@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -22,8 +23,13 @@ pub struct SessionBody {
     batch: VecDeque<Out>,
     prelude: Option<Bytes>,
     done: bool,
+    /// After a disconnect push the stream stays open a moment, so clients handle the push
+    /// before they see the stream end (Node's `eventsource` reports the end first otherwise).
+    linger: Option<Pin<Box<tokio::time::Sleep>>>,
     guard: CloseGuard,
 }
+
+const LINGER: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Tells the engine when the client goes away (the body is dropped by hyper).
 struct CloseGuard {
@@ -47,6 +53,12 @@ impl http_body::Body for SessionBody {
             return Poll::Ready(Some(Ok(Frame::data(prelude))));
         }
         if this.done {
+            if let Some(linger) = this.linger.as_mut() {
+                if linger.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                this.linger = None;
+            }
             return Poll::Ready(None);
         }
         if this.batch.is_empty() && this.outbox.poll_take(cx, &mut this.batch).is_pending() {
@@ -74,6 +86,7 @@ impl http_body::Body for SessionBody {
                 }
                 Out::Close(_) => {
                     this.done = true;
+                    this.linger = Some(Box::pin(tokio::time::sleep(LINGER)));
                     break;
                 }
             }
@@ -104,7 +117,7 @@ pub fn open(engine: &Engine, transport: Transport, first: Event, content_type: &
     engine.send(Event::Open { session, transport, conn: outbox.clone() });
     engine.send(first);
     let guard = CloseGuard { engine: engine.clone(), session };
-    let body = SessionBody { outbox, batch: VecDeque::new(), prelude, done: false, guard };
+    let body = SessionBody { outbox, batch: VecDeque::new(), prelude, done: false, linger: None, guard };
     let mut response = Response::new(body);
     *response.status_mut() = StatusCode::OK;
     let h = response.headers_mut();

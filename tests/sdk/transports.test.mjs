@@ -161,7 +161,13 @@ for (const variant of variants) {
         throw e;
       }
       const cctx = await connecting;
-      assert.equal(cctx.code, 4000);
+      if (variant.transport === 'sse') {
+        // See the 3005 case below: Node's `eventsource` may report the stream's end before
+        // the SDK handled the disconnect push (rotor lingers 100 ms to make that rare).
+        assert.ok([4000, 1].includes(cctx.code), `code ${cctx.code}`);
+      } else {
+        assert.equal(cctx.code, 4000);
+      }
       await apiPublish(channel, { n: 2 });
       const ctx = await nextEvent(sub, 'subscribed', () => true, 10000);
       assert.equal(ctx.recovered, true);

@@ -91,6 +91,11 @@ impl Hub {
         if limit > 0 && !user.is_empty() && self.by_user.get(&user).is_some_and(|set| set.len() >= limit) {
             return self.disconnect(session, Disconnect::connection_limit(), now);
         }
+        let total = self.config.client_connection_limit as usize;
+        // Counts this session too: the limit is on open connections of this node.
+        if total > 0 && self.sessions.len() > total {
+            return self.disconnect(session, Disconnect::connection_limit(), now);
+        }
         if plans.len() > self.config.client_channel_limit as usize {
             return self.disconnect(session, Disconnect::channel_limit(), now);
         }
