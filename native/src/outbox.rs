@@ -50,15 +50,18 @@ impl Outbox {
     /// Queues a frame; returns the bytes now waiting, or None when the writer is gone.
     pub fn push(&self, out: Out) -> Option<usize> {
         let len = out.len();
-        {
+        let queued = {
             let mut f = self.frames.lock().unwrap_or_else(|e| e.into_inner());
             if f.gone || f.closing {
                 return None;
             }
             f.closing = matches!(out, Out::Close(_));
+            // Counted before the frame is visible to the writer, so its `written` can never
+            // run ahead of this and wrap the counter.
+            let queued = self.queued.fetch_add(len, Ordering::Relaxed).wrapping_add(len);
             f.queue.push_back(out);
-        }
-        let queued = self.queued.fetch_add(len, Ordering::Relaxed) + len;
+            queued
+        };
         self.waker.wake();
         Some(queued)
     }

@@ -73,7 +73,15 @@ pub async fn serve(mut socket: TcpStream, engine: Engine) {
     let rest = buf.split_off(head.len);
     drop(buf);
     match route {
-        Route::UniWebsocket => websocket(socket, head, rest, engine).await,
+        Route::UniWebsocket => {
+            // Since Centrifugo v6.3 the connect request may also come in the URL.
+            let request = match head.query_param("cf_connect").map(|raw| parse_connect_request(raw.as_bytes())) {
+                Some(Ok(request)) => Some(request),
+                Some(Err(e)) => return respond(&mut socket, "400 Bad Request", &format!("cf_connect: {e}")).await,
+                None => None,
+            };
+            websocket(socket, head, rest, request, engine).await
+        }
         Route::UniHttpStream | Route::UniSse => {
             let sse = matches!(route, Route::UniSse);
             let request = if head.method == "GET" {
@@ -225,7 +233,7 @@ async fn stream(socket: &mut TcpStream, outbox: &Outbox, content_type: &str, ori
     let mut head = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n\
          Cache-Control: private, no-cache, no-store, must-revalidate, max-age=0\r\nPragma: no-cache\r\nExpires: 0\r\n\
-         X-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\n{}\r\n",
+         X-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n{}\r\n",
         cors_headers(origin)
     )
     .into_bytes();
@@ -297,7 +305,7 @@ async fn write(socket: &mut TcpStream, data: &[u8]) -> io::Result<()> {
 }
 
 /// `/connection/uni_websocket`: the handshake, then the connect request as the first message.
-async fn websocket(mut socket: TcpStream, head: Head, rest: Vec<u8>, engine: Engine) {
+async fn websocket(mut socket: TcpStream, head: Head, rest: Vec<u8>, request: Option<shared::protocol::ConnectRequest>, engine: Engine) {
     let key = head.header("sec-websocket-key").unwrap_or_default();
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
     let response = format!(
@@ -311,9 +319,13 @@ async fn websocket(mut socket: TcpStream, head: Head, rest: Vec<u8>, engine: Eng
     let session = engine.session_id();
     let outbox = Arc::new(Outbox::default());
     engine.send(Event::Open { session, transport: Transport::UniWebsocket, conn: outbox.clone() });
+    let connected = request.is_some();
+    if let Some(request) = request {
+        engine.send(Event::Connect { session, request, last_event_id: None });
+    }
     let limit = engine.config.uni_websocket_message_size_limit as usize;
     tokio::spawn(async move {
-        let _ = websocket_session(&mut socket, &outbox, &engine, session, limit, rest).await;
+        let _ = websocket_session(&mut socket, &outbox, &engine, session, limit, rest, connected).await;
         outbox.close();
         engine.send(Event::Closed { session });
     });
@@ -326,8 +338,12 @@ async fn websocket_session(
     session: shared::hub::SessionId,
     limit: usize,
     early: Vec<u8>,
+    connected: bool,
 ) -> io::Result<()> {
     let mut frames = ClientFrames::new(limit);
+    if connected {
+        frames.skip_first(); // the connect request came in the URL: messages are ignored
+    }
     let mut events = Vec::new();
     frames.feed(&early, &mut events);
     drop(early);

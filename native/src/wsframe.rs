@@ -48,6 +48,11 @@ impl ClientFrames {
         }
     }
 
+    /// The first message is not expected (the connect request came another way).
+    pub fn skip_first(&mut self) {
+        self.done_first = true;
+    }
+
     fn header_len(&self) -> Option<usize> {
         if self.have < 2 {
             return None;
