@@ -1,4 +1,97 @@
-//! rotor at the edge: a Cloudflare Worker whose Durable Objects run the same
-//! `shared` core as the native server. The Worker host lands with the edge
-//! issue; until then this crate only proves the core links into it.
+//! # rotor at the edge
+//!
+//! A Cloudflare Worker plus two Durable Object classes that run the same `shared` core as the
+//! native server. Only this crate names `worker::`; on other targets it is just its pure
+//! parts ([`wire`], [`store`], [`config`], [`api_route`]), which `cargo test` checks natively.
+//!
+//! ## Topology
+//!
+//! ```text
+//!  client ──▶ Worker ─┬─ /connection/* ─────────▶ node object "node-k" (Hub: sessions)
+//!                     ├─ /emulation {node} ──────▶ the node object with that id
+//!                     ├─ /api/* about connections ─▶ every node object (answers merged)
+//!                     └─ /api/* other (Hub per request) ─┐
+//!  node object ── broker requests (batched) ─────────┴─▶ channel object idFromName(channel)
+//!  channel object ── publications, join/leave ──────────▶ every subscribed node object
+//! ```
+//!
+//! - **Worker** (stateless): reads the configuration from its environment ([`config`]),
+//!   answers `/health`, runs the server API with a short-lived hub whose broker requests
+//!   (publish, history, presence, …) go straight to the channel objects, sends commands
+//!   about connections (`disconnect`, `subscribe`, `channels`, `info`, …) to every node
+//!   object and merges the answers ([`api_route`]), and forwards connection requests to a
+//!   node object. It decodes an `/emulation` body only to find its `node`.
+//! - **Node objects** run a [`shared::hub::Hub`] each. Connections are spread at random
+//!   over a fixed set `node-0 … node-{N-1}` (`edge_node_count`, default 4). Why a small
+//!   fixed set and not one object per connection: a publication is sent once per
+//!   *subscribed node*, so the fewer nodes, the cheaper the fan-out, and one hub encodes a
+//!   publication once for all its sessions; why not a single node: one object is one
+//!   thread, so N bounds the per-object load and spreads it. The node id clients see (and
+//!   send back in `/emulation`) is the object's hex id, so the Worker can route emulation
+//!   requests without a lookup.
+//! - **Channel objects**, one per channel (`idFromName(channel)`), run a
+//!   [`shared::broker::Broker`] for that one channel and keep its stream (epoch, top
+//!   offset, history with expiry), presence and subscribed nodes in the object's SQLite
+//!   ([`store`]), restored when the object wakes up. A channel is the unit of ordering, so
+//!   one object per channel gives every channel its own sequence with no coordination.
+//!
+//! ## Messages
+//!
+//! Objects talk with `stub.fetch` POSTs carrying Protobuf ([`wire`]): a node sends a channel
+//! a batch of broker requests and gets the replies in the response; a channel sends a node
+//! a batch of events and learns whether the node still wants them. Each direction keeps one
+//! queue per peer with one batch in flight, so requests reach a channel, and events reach a
+//! node, in the order they were made (the hub drops or resyncs on out-of-order offsets).
+//!
+//! ## Transports and time
+//!
+//! - Uni HTTP stream, uni SSE and the bidirectional emulation streams are response bodies fed
+//!   by a channel; an open stream keeps its node object in memory.
+//! - Uni and bidirectional WebSockets use the hibernation API: the runtime owns the socket,
+//!   the session id rides in its attachment, and `webSocketMessage`/`webSocketClose` drive
+//!   the hub. Pings come from the hub's timers through one alarm per object, re-armed only
+//!   when `poll_timeout()` changes.
+//! - Hubs keep sessions in memory, and the runtime evicts an object whose only I/O is
+//!   hibernatable WebSockets after ~10 s idle (seen under `wrangler dev` too). So by default a
+//!   node object holding WebSocket sessions keeps a 5 s timer pending, which keeps it
+//!   resident. `edge_hibernate = true` lets it go: the next life closes the orphaned sockets
+//!   with 3001 (reconnect) and clients resubscribe and recover from channel history. Channel
+//!   objects lose nothing: their state is in SQLite before any reply or event leaves them.
+//! - The time is read once per event (`Date.now()`) and passed to the core.
+//!
+//! ## Running it
+//!
+//! ```text
+//! bash edge/setup.sh                 # rustup target, wasm-bindgen-cli 0.2.130, npm ci (wrangler 4.156.0, Node 22)
+//! edge/build.sh                      # cargo → wasm32, wasm-bindgen → edge/build/ (WASM_OPT=… to shrink)
+//! edge/dev.sh 8787 --env-file F      # wrangler dev on 127.0.0.1:8787 in its own process group; prints the PID
+//! bash edge/test.sh                  # all of the above + conformance suite + tests/edge (durability, fan-out, WebSockets)
+//! PATH=edge/node_modules/.bin:$PATH wrangler deploy   # to Cloudflare (secrets: token_hmac_secret_key, api_key)
+//! ```
+//!
+//! `F` holds secrets or a whole config file: `ROTOR_CONFIG_JSON='{…config.json…}'` (see
+//! [`config`]). `wrangler dev --persist-to DIR` keeps channel storage across restarts.
+//!
+//! ## Known limits of this host
+//!
+//! - Workers cannot send WebSocket ping frames: uni WebSocket clients get the `{}` pings of
+//!   the protocol, but no protocol-level ping frames.
+//! - Sessions live in node memory: with `edge_hibernate = true` an idle WebSocket-only node
+//!   may be evicted and its clients reconnect (3001) and recover. The default keeps such
+//!   nodes resident. True hibernation needs the hub to snapshot and restore sessions.
+//! - Idempotency keys of publishes are remembered in channel memory only (lost on eviction).
+//! - Commands about connections inside an API `batch` run in the Worker's hub, which holds
+//!   no connections; sent on their own they reach every node object.
+
+pub mod api_route;
+pub mod config;
+pub mod store;
+pub mod wire;
+
+#[cfg(target_arch = "wasm32")]
+mod host;
+
+#[cfg(target_arch = "wasm32")]
+pub use host::{ChannelObject, NodeObject};
+
 pub use shared;

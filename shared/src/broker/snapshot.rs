@@ -80,3 +80,55 @@ impl Broker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::broker::{BrokerEvent, BrokerOp, BrokerReply, BrokerRequest, HistoryOptions, PublishOp, RequestId};
+    use crate::protocol::StreamPosition;
+
+    const H: HistoryOptions = HistoryOptions { size: 10, ttl_ms: 1_000, meta_ttl_ms: 0 };
+
+    fn run(b: &mut Broker, op: BrokerOp, now: u64) -> Vec<BrokerEvent> {
+        b.handle_request(BrokerRequest { id: RequestId(1), channel: "c".into(), op }, Timestamp(now));
+        std::iter::from_fn(|| b.poll_output()).collect()
+    }
+
+    fn publish(b: &mut Broker, now: u64) {
+        run(b, BrokerOp::Publish(PublishOp { data: Bytes::from_static(b"{}"), history: H, ..Default::default() }), now);
+    }
+
+    #[test]
+    fn a_restored_channel_goes_on_where_it_was() {
+        let mut b = Broker::new(1);
+        run(&mut b, BrokerOp::Subscribe { node: Arc::from("n"), since: None, limit: 0, history: H }, 0);
+        run(&mut b, BrokerOp::PresenceAdd { info: ClientInfo { client: "x".into(), ..Default::default() }, ttl_ms: 500 }, 0);
+        publish(&mut b, 0);
+        publish(&mut b, 100);
+        let snapshot = b.snapshot("c");
+        assert_eq!(snapshot.nodes, vec![Arc::from("n")]);
+        assert_eq!(snapshot.presence.len(), 1);
+
+        let mut restored = Broker::new(2);
+        restored.restore("c", snapshot.clone());
+        assert_eq!(restored.snapshot("c"), snapshot);
+        let epoch = snapshot.stream.as_ref().unwrap().epoch.to_string();
+        let since = Some(StreamPosition { offset: 1, epoch: epoch.clone() });
+        let events = run(&mut restored, BrokerOp::Subscribe { node: Arc::from("n"), since, limit: 10, history: H }, 200);
+        match &events[0] {
+            BrokerEvent::Reply { result: Ok(BrokerReply::Subscribed { top, publications }), .. } => {
+                assert_eq!(top, &StreamPosition { offset: 2, epoch });
+                assert_eq!(publications.iter().map(|p| p.offset).collect::<Vec<_>>(), vec![2]);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Expiry deadlines came back with the entries.
+        assert_eq!(restored.poll_timeout(), Some(Timestamp(500)));
+        restored.handle_timeout(Timestamp(1_100));
+        let after = restored.snapshot("c");
+        assert!(after.presence.is_empty());
+        assert!(after.stream.unwrap().entries.is_empty());
+    }
+}

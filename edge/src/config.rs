@@ -1,0 +1,165 @@
+//! Configuration from the Worker's environment: wrangler `[vars]` and secrets named like the
+//! keys of config.json.
+//!
+//! - Any lowercase var that does not start with `edge_` is a config key: typed TOML values
+//!   (`uni_sse = true`, `history_size = 10`, arrays, tables) travel as JSON values, text as
+//!   text, except `namespaces` and `allowed_origins`, which may be given as JSON text
+//!   (wrangler secrets and `.env` files carry only text). `token_hmac_secret_key` and
+//!   `api_key` belong in secrets (`wrangler secret put`).
+//! - `ROTOR_CONFIG_JSON`, when set, is a whole config.json as text and *replaces* the config
+//!   keys above (local runs and tests pass one file, the way the native server takes `-c`).
+//! - `ROTOR_<KEY>` text vars are passed on as the environment overrides the native server
+//!   reads from its process environment; they apply in both cases.
+//! - `edge_*` vars configure the edge host itself (see [`EdgeOptions`]): `edge_node_count`,
+//!   `edge_hibernate`.
+
+use serde_json::{Map, Value};
+
+/// The name of the var holding a whole config.json.
+pub const CONFIG_JSON_VAR: &str = "ROTOR_CONFIG_JSON";
+
+/// Keys whose text value is JSON (lists and tables given through text-only channels).
+const JSON_TEXT_KEYS: &[&str] = &["namespaces", "allowed_origins"];
+
+/// One entry of the Worker's `env`: text (secrets, `.env`, text vars) or a typed JSON value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EnvValue {
+    Text(String),
+    Json(Value),
+}
+
+/// What the environment says: the config.json text for `Config::from_json_str`, the `ROTOR_*`
+/// overrides for its second argument, and the edge host's own options.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EnvConfig {
+    pub json: String,
+    pub overrides: Vec<(String, String)>,
+    pub edge: EdgeOptions,
+}
+
+/// Options of the edge host, not of Centrifugo.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EdgeOptions {
+    /// How many node objects share the client connections (`edge_node_count`, default 4).
+    pub node_count: u32,
+    /// `edge_hibernate` (default false): let node objects that hold only WebSockets be
+    /// evicted while idle. Hubs keep sessions in memory, so an evicted node's clients are
+    /// disconnected (3001) and reconnect and recover. With false, a node object holding
+    /// WebSocket sessions keeps a timer pending, which keeps it resident.
+    pub hibernate: bool,
+}
+
+impl Default for EdgeOptions {
+    fn default() -> Self {
+        EdgeOptions { node_count: 4, hibernate: false }
+    }
+}
+
+/// Builds the configuration from the environment's entries (any order; bindings left out by
+/// the caller).
+pub fn from_env(entries: impl IntoIterator<Item = (String, EnvValue)>) -> Result<EnvConfig, String> {
+    let mut base: Option<Map<String, Value>> = None;
+    let mut keys = Map::new();
+    let mut overrides = Vec::new();
+    let mut edge = EdgeOptions::default();
+    for (name, value) in entries {
+        if name == CONFIG_JSON_VAR {
+            let text = match value {
+                EnvValue::Text(t) => t,
+                EnvValue::Json(v) => v.to_string(),
+            };
+            base = match serde_json::from_str::<Value>(&text) {
+                Ok(Value::Object(map)) => Some(map),
+                Ok(_) => return Err(format!("{CONFIG_JSON_VAR} must hold a JSON object")),
+                Err(e) => return Err(format!("{CONFIG_JSON_VAR} is not valid JSON: {e}")),
+            };
+        } else if let Some(option) = name.strip_prefix("edge_") {
+            match option {
+                "node_count" => {
+                    let n = match &value {
+                        EnvValue::Text(t) => t.trim().parse::<u32>().ok(),
+                        EnvValue::Json(v) => v.as_u64().and_then(|n| u32::try_from(n).ok()),
+                    };
+                    edge.node_count = n.filter(|n| (1..=1024).contains(n)).ok_or_else(|| {
+                        "edge_node_count must be a whole number from 1 to 1024".to_string()
+                    })?;
+                }
+                "hibernate" => {
+                    edge.hibernate = match &value {
+                        EnvValue::Text(t) => t.trim() == "true",
+                        EnvValue::Json(v) => v.as_bool() == Some(true),
+                    };
+                }
+                _ => return Err(format!("unknown edge option edge_{option}: there are edge_node_count and edge_hibernate")),
+            }
+        } else if name.starts_with("ROTOR_") {
+            if let EnvValue::Text(t) = value {
+                overrides.push((name, t));
+            }
+        } else if name.chars().next().is_some_and(|c| c.is_ascii_lowercase()) {
+            let value = match value {
+                EnvValue::Text(t) if JSON_TEXT_KEYS.contains(&name.as_str()) && looks_like_json(&t) => {
+                    serde_json::from_str(&t).map_err(|e| format!("{name} must be JSON text: {e}"))?
+                }
+                EnvValue::Text(t) => Value::String(t),
+                EnvValue::Json(v) => v,
+            };
+            keys.insert(name, value);
+        }
+    }
+    overrides.sort();
+    let json = Value::Object(base.unwrap_or(keys)).to_string();
+    Ok(EnvConfig { json, overrides, edge })
+}
+
+fn looks_like_json(t: &str) -> bool {
+    matches!(t.trim_start().as_bytes().first(), Some(b'[' | b'{'))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn text(s: &str) -> EnvValue {
+        EnvValue::Text(s.into())
+    }
+
+    #[test]
+    fn vars_are_config_keys_and_keep_their_types() {
+        let c = from_env(vec![
+            ("uni_sse".into(), EnvValue::Json(json!(true))),
+            ("history_size".into(), EnvValue::Json(json!(5))),
+            ("api_key".into(), text("secret-key")),
+            ("namespaces".into(), text(r#"[{"name":"chat","presence":true}]"#)),
+            ("ROTOR_PING_INTERVAL".into(), text("3s")),
+            ("edge_node_count".into(), text("2")),
+            ("edge_hibernate".into(), EnvValue::Json(json!(true))),
+        ])
+        .unwrap();
+        let v: Value = serde_json::from_str(&c.json).unwrap();
+        assert_eq!(v, json!({"uni_sse": true, "history_size": 5, "api_key": "secret-key", "namespaces": [{"name":"chat","presence":true}]}));
+        assert_eq!(c.overrides, vec![("ROTOR_PING_INTERVAL".to_string(), "3s".to_string())]);
+        assert_eq!(c.edge, EdgeOptions { node_count: 2, hibernate: true });
+    }
+
+    #[test]
+    fn a_whole_config_file_replaces_the_keys() {
+        let c = from_env(vec![
+            ("uni_sse".into(), EnvValue::Json(json!(true))),
+            (CONFIG_JSON_VAR.into(), text(r#"{"history_size":5,"api_key":"file"}"#)),
+        ])
+        .unwrap();
+        let v: Value = serde_json::from_str(&c.json).unwrap();
+        assert_eq!(v, json!({"history_size": 5, "api_key": "file"}));
+    }
+
+    #[test]
+    fn mistakes_name_the_variable() {
+        assert!(from_env(vec![(CONFIG_JSON_VAR.into(), text("{"))]).unwrap_err().contains(CONFIG_JSON_VAR));
+        assert!(from_env(vec![("edge_node_count".into(), text("0"))]).unwrap_err().contains("edge_node_count"));
+        assert!(from_env(vec![("namespaces".into(), text("[oops"))]).unwrap_err().contains("namespaces"));
+        assert_eq!(from_env(vec![]).unwrap().edge.node_count, 4);
+    }
+}

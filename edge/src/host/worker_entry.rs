@@ -1,0 +1,285 @@
+//! The Worker's fetch handler: routes client connections to node objects, emulation requests
+//! to the node named in them, and runs the server API itself.
+//!
+//! The API runs a short-lived [`Hub`] per request, in the Worker: the hub checks and shapes
+//! the command exactly as natively, its broker request goes straight to the channel object,
+//! and no node object is woken for a publish.
+
+use std::sync::Arc;
+
+use prost::Message as _;
+use serde_json::{json, Value};
+use shared::api::{self, ApiCommand, ApiId};
+use shared::broker::BrokerEvent;
+use shared::hub::{Hub, NodeInfo, Output};
+use shared::protocol::Error;
+use worker::{event, Context, Env, Method, Request, Response, Result};
+
+use super::http::{self, method_not_allowed, read_body, text};
+use super::node::decode_emulation;
+use super::{internal_request, load_config, now, random_u64, response_bytes, Loaded, API_PATH, BROKER_PATH, CHANNELS, NODES};
+use crate::api_route::{from_envelope, merge_results, node_route, Merge};
+use crate::wire::{self, ReplyBatch, RequestBatch, WireRequest};
+
+/// API request bodies larger than this are refused (400), as natively.
+const MAX_API_BODY: usize = 10 * 1024 * 1024;
+
+#[event(fetch)]
+pub async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    let loaded = match load_config(&env) {
+        Ok(l) => l,
+        Err(e) => return text(500, &format!("rotor: configuration error: {e}")),
+    };
+    let c = loaded.config.clone();
+    let path = req.path();
+    let api_prefix = if c.api_handler_prefix.is_empty() { "/api" } else { c.api_handler_prefix.as_str() };
+    if !c.api_disable && (path == api_prefix || path.starts_with(&format!("{api_prefix}/"))) {
+        return api(req, &env, &loaded, api_prefix).await;
+    }
+    let emulation_prefix = if c.emulation_handler_prefix.is_empty() { "/emulation" } else { c.emulation_handler_prefix.as_str() };
+    let enabled = match path.as_str() {
+        "/connection/uni_http_stream" => c.uni_http_stream,
+        "/connection/uni_sse" => c.uni_sse,
+        "/connection/uni_websocket" => c.uni_websocket,
+        "/connection/websocket" => !c.websocket_disable,
+        "/connection/http_stream" => c.http_stream,
+        "/connection/sse" => c.sse,
+        "/health" => return text(200, "{}"),
+        p if (c.http_stream || c.sse) && p == emulation_prefix => return emulation(req, &env, &loaded).await,
+        _ => false,
+    };
+    if !enabled {
+        return text(404, "not found");
+    }
+    // Connections spread over a fixed set of node objects (see the crate docs).
+    let k = (random_u64() % u64::from(loaded.edge.node_count)) as u32;
+    let stub = env.durable_object(NODES)?.id_from_name(&format!("node-{k}"))?.get_stub()?;
+    stub.fetch_with_request(req).await
+}
+
+/// `POST /emulation`: to the node object named by the request's `node` field (its hex id).
+async fn emulation(mut req: Request, env: &Env, loaded: &Loaded) -> Result<Response> {
+    if req.method() == Method::Options {
+        return http::preflight(&req);
+    }
+    if req.method() != Method::Post {
+        return method_not_allowed("POST");
+    }
+    let protobuf = req.headers().get("content-type")?.is_some_and(|v| v.starts_with("application/octet-stream"));
+    let limit = loaded.config.emulation_max_request_body_size as usize;
+    let body = match read_body(&mut req, limit).await {
+        Ok(b) => b,
+        Err(r) => return Ok(r),
+    };
+    let node = match decode_emulation(&body, protobuf) {
+        Ok(r) => r.node,
+        Err(e) => return text(400, &e),
+    };
+    let namespace = env.durable_object(NODES)?;
+    let Ok(id) = namespace.id_from_string(&node) else {
+        return text(404, "unknown node: the session lives on another node or ended");
+    };
+    let mut forward = internal_request("/emulation", body)?;
+    let headers = forward.headers_mut()?;
+    for name in ["content-type", "origin"] {
+        if let Some(v) = req.headers().get(name)? {
+            headers.set(name, &v)?;
+        }
+    }
+    id.get_stub()?.fetch_with_request(forward).await
+}
+
+async fn api(mut req: Request, env: &Env, loaded: &Loaded, prefix: &str) -> Result<Response> {
+    if req.method() != Method::Post {
+        return method_not_allowed("POST");
+    }
+    let c = &loaded.config;
+    if !c.api_insecure && !authorized(&req, &c.api_key) {
+        return http::empty(401);
+    }
+    let transport_errors = c.api_error_mode == "transport"
+        || req.headers().get("x-centrifugo-error-mode")?.is_some_and(|v| v.eq_ignore_ascii_case("transport"));
+    let path = req.path();
+    let method = path[prefix.len()..].trim_start_matches('/').to_owned();
+    let body = match read_body(&mut req, MAX_API_BODY).await {
+        Ok(b) => b,
+        Err(r) if r.status_code() == 413 => {
+            return text(400, &format!("request body is larger than the limit of {MAX_API_BODY} bytes"))
+        }
+        Err(r) => return Ok(r),
+    };
+    let mut runner = ApiRunner::new(loaded, env)?;
+    if method.is_empty() {
+        return runner.legacy(&body).await;
+    }
+    let command = match api::parse(&method, &body) {
+        Ok(Some(command)) => command,
+        Ok(None) => return answer(Err(Error::new(api::METHOD_NOT_FOUND, "not found")), transport_errors),
+        Err(e) => return text(400, &e.0),
+    };
+    let result = runner.execute(&method, &body, command).await;
+    answer(result, transport_errors)
+}
+
+fn authorized(req: &Request, key: &str) -> bool {
+    if key.is_empty() {
+        return false;
+    }
+    let h = req.headers();
+    if let Ok(Some(v)) = h.get("x-api-key") {
+        return v == key;
+    }
+    if let Ok(Some(v)) = h.get("authorization") {
+        let mut parts = v.splitn(2, ' ');
+        let scheme = parts.next().unwrap_or("");
+        let given = parts.next().unwrap_or("").trim();
+        return scheme.eq_ignore_ascii_case("apikey") && given == key;
+    }
+    http::query_param(req, "api_key").is_some_and(|v| v == key)
+}
+
+fn answer(result: std::result::Result<Value, Error>, transport_errors: bool) -> Result<Response> {
+    match result {
+        Err(e) if transport_errors => {
+            let status = match e.code {
+                100 => 500,
+                102 | 104 => 404,
+                107 | 108 => 400,
+                112 => 416,
+                113 => 409,
+                _ => 400,
+            };
+            http::json(status, json!({"code": e.code, "message": e.message}).to_string())
+        }
+        result => http::json(200, api::envelope(&result).to_string()),
+    }
+}
+
+/// A hub for one API request, driven to completion: its broker requests go to channel
+/// objects and their replies come back in. Commands about connections go to the nodes.
+struct ApiRunner {
+    hub: Hub,
+    channels: worker::ObjectNamespace,
+    nodes: worker::ObjectNamespace,
+    node_count: u32,
+    next: u64,
+}
+
+impl ApiRunner {
+    fn new(loaded: &Loaded, env: &Env) -> Result<Self> {
+        let info = NodeInfo { id: Arc::from("api"), name: "rotor-edge-api".into(), version: shared::VERSION.to_string() };
+        let hub = Hub::new(loaded.config.clone(), info, random_u64(), now()).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        Ok(ApiRunner {
+            hub,
+            channels: env.durable_object(CHANNELS)?,
+            nodes: env.durable_object(NODES)?,
+            node_count: loaded.edge.node_count,
+            next: 1,
+        })
+    }
+
+    /// Runs `command` (parsed from `params` of `method`) where it belongs.
+    async fn execute(&mut self, method: &str, params: &[u8], command: ApiCommand) -> std::result::Result<Value, Error> {
+        match node_route(&command) {
+            Some(merge) => self.on_nodes(method, params, merge).await,
+            None => self.run(command).await,
+        }
+    }
+
+    async fn on_nodes(&self, method: &str, params: &[u8], merge: Merge) -> std::result::Result<Value, Error> {
+        let calls = (0..self.node_count).map(|k| self.call_node(k, method, params));
+        let answers = futures_util::future::join_all(calls).await;
+        let mut results = Vec::with_capacity(answers.len());
+        for answer in answers {
+            match answer {
+                Ok(r) => results.push(r),
+                Err(e) => {
+                    worker::console_error!("rotor: api {method} on a node: {e}");
+                    results.push(Err(Error::internal()));
+                }
+            }
+        }
+        merge_results(merge, results)
+    }
+
+    async fn call_node(&self, k: u32, method: &str, params: &[u8]) -> Result<std::result::Result<Value, Error>> {
+        let stub = self.nodes.id_from_name(&format!("node-{k}"))?.get_stub()?;
+        let path = format!("{API_PATH}?method={}", method.to_ascii_lowercase());
+        let response = stub.fetch_with_request(internal_request(&path, params.to_vec())?).await?;
+        let bytes = response_bytes(response).await?;
+        let envelope: Value = serde_json::from_slice(&bytes).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        Ok(from_envelope(envelope))
+    }
+
+    async fn run(&mut self, command: ApiCommand) -> std::result::Result<Value, Error> {
+        let id = ApiId(self.next);
+        self.next += 1;
+        self.hub.handle_api(id, command, now());
+        loop {
+            let mut requests = Vec::new();
+            while let Some(output) = self.hub.poll_output() {
+                match output {
+                    Output::Api { id: got, result } if got == id => return result,
+                    Output::Broker(request) => requests.push(request),
+                    _ => {}
+                }
+            }
+            if requests.is_empty() {
+                return Err(Error::internal());
+            }
+            for request in requests {
+                let channel = request.channel.clone();
+                let body = RequestBatch { requests: vec![WireRequest::from(&request)] }.encode_to_vec();
+                let replies = self.call(&channel, body).await;
+                let now = now();
+                match replies {
+                    Ok(batch) if !batch.replies.is_empty() => {
+                        for reply in batch.replies {
+                            self.hub.handle_broker(wire::reply_from(reply), now);
+                        }
+                    }
+                    other => {
+                        if let Err(e) = other {
+                            worker::console_error!("rotor: api: channel {channel}: {e}");
+                        }
+                        let event = BrokerEvent::Reply { id: request.id, result: Err(Error::internal()) };
+                        self.hub.handle_broker(event, now);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn call(&self, channel: &str, body: Vec<u8>) -> Result<ReplyBatch> {
+        let stub = self.channels.id_from_name(channel)?.get_stub()?;
+        let response = stub.fetch_with_request(internal_request(BROKER_PATH, body)?).await?;
+        let bytes = response_bytes(response).await?;
+        ReplyBatch::decode(bytes.as_slice()).map_err(|e| worker::Error::RustError(e.to_string()))
+    }
+
+    /// `POST /api` with newline-separated `{"method":…,"params":…}` commands; answers are
+    /// newline-joined in the same order.
+    async fn legacy(&mut self, body: &[u8]) -> Result<Response> {
+        let commands = match api::parse_legacy(body) {
+            Ok(c) => c,
+            Err(e) => return text(400, &e.0),
+        };
+        let mut lines = Vec::with_capacity(commands.len());
+        for command in commands {
+            let result = match command.method_name() {
+                None => Err(Error::new(api::METHOD_NOT_FOUND, "not found")),
+                Some(name) => match api::parse(&name, command.params()) {
+                    Ok(Some(parsed)) => self.execute(&name, command.params(), parsed).await,
+                    Ok(None) => Err(Error::new(api::METHOD_NOT_FOUND, "not found")),
+                    Err(_) => Err(Error::bad_request()),
+                },
+            };
+            let mut line = api::envelope(&result);
+            if !command.id.is_null() {
+                line["id"] = command.id.clone();
+            }
+            lines.push(line.to_string());
+        }
+        http::json(200, lines.join("\n"))
+    }
+}
