@@ -21,7 +21,7 @@ use crate::api::{
 };
 use crate::broker::{BrokerOp, BrokerReply, PublishOp};
 use crate::hub::Output;
-use crate::protocol::{codes, Disconnect, Error, Expiry, Push, SubscribeResult, Unsubscribe};
+use crate::protocol::{codes, Disconnect, Error, Expiry, Push, SubscribeResult};
 use crate::time::Timestamp;
 
 /// Where an API answer goes: to the host, or into a slot of a batch or broadcast.
@@ -412,17 +412,8 @@ impl Hub {
                 None => continue,
             };
             for channel in channels {
-                if !self.remove_subscription(session, &channel, now) {
-                    continue;
-                }
-                let push = Push {
-                    channel: channel.to_string(),
-                    unsubscribe: Some(Unsubscribe { code, reason: reason.to_owned() }),
-                    ..Default::default()
-                };
-                if let Some(s) = self.sessions.get(&session) {
-                    let data = s.wire.push_ref(&push);
-                    self.send_event(session, data);
+                if self.remove_subscription(session, &channel, now) {
+                    self.push_unsubscribe(session, &channel, (code, reason));
                 }
             }
         }

@@ -200,6 +200,7 @@ impl Hub {
             // still needs its answer, the connect its count.
             return self.on_subscription_gone(session, command, now);
         };
+        let restoring = sub.restoring;
         let outcome: Result<SubscribeResult, Error> = match result {
             Ok(BrokerReply::Subscribed { top, publications }) => {
                 let mut r = SubscribeResult { data: token_data, ..Default::default() };
@@ -242,6 +243,9 @@ impl Hub {
         };
         match command {
             None => {
+                if restoring {
+                    return self.on_restored(session, channel, outcome, now);
+                }
                 let Some(pending) = s.connect.as_mut() else {
                     // Not part of a connect: a subscription made through the server API.
                     return self.on_server_subscribed(session, channel, outcome, now);

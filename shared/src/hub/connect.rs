@@ -250,6 +250,7 @@ impl Hub {
                 presence: plan.presence,
                 emit_join_leave: plan.emit_join_leave,
                 buffer: Vec::new(),
+                restoring: false,
             },
         );
         self.channels.entry(channel.clone()).or_default().pending.insert(session);

@@ -134,21 +134,25 @@ impl Hub {
         }
     }
 
+    /// Tells a session that one of its subscriptions ended (`unsubscribe` push).
+    pub(crate) fn push_unsubscribe(&mut self, session: SessionId, channel: &str, (code, reason): (u32, &str)) {
+        let push = Push {
+            channel: channel.to_owned(),
+            unsubscribe: Some(Unsubscribe { code, reason: reason.to_owned() }),
+            ..Default::default()
+        };
+        if let Some(s) = self.sessions.get(&session) {
+            let data = s.wire.push_ref(&push);
+            self.send_event(session, data);
+        }
+    }
+
     fn lose_position(&mut self, channel: &Arc<str>, lost: Lost) {
         let now = Timestamp(0); // leaving a channel does not depend on time
         match lost {
             Lost::Resubscribe(session) => {
                 if self.remove_subscription(session, channel, now) {
-                    let (code, reason) = crate::protocol::codes::unsubscribe::INSUFFICIENT_STATE;
-                    let push = Push {
-                        channel: channel.to_string(),
-                        unsubscribe: Some(Unsubscribe { code, reason: reason.to_owned() }),
-                        ..Default::default()
-                    };
-                    if let Some(s) = self.sessions.get(&session) {
-                        let data = s.wire.push_ref(&push);
-                        self.outputs.push_back(Output::Send { session, data });
-                    }
+                    self.push_unsubscribe(session, channel, crate::protocol::codes::unsubscribe::INSUFFICIENT_STATE);
                 }
             }
             Lost::Reconnect(session) => self.disconnect(session, Disconnect::insufficient_state(), now),

@@ -8,6 +8,7 @@ mod commands;
 mod connect;
 mod event_ids;
 mod fanout;
+mod restore;
 mod session;
 mod timers;
 
@@ -18,6 +19,7 @@ use bytes::Bytes;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 
+pub use restore::{SessionSnapshot, SubscriptionSnapshot};
 pub use session::{SessionId, Transport};
 
 use crate::api::{ApiCommand, ApiId};

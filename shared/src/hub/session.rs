@@ -156,6 +156,8 @@ pub(crate) struct Subscription {
     pub presence: bool,
     pub emit_join_leave: bool,
     pub buffer: Vec<(Arc<str>, Arc<Publication>)>,
+    /// Re-made after the host lost its memory: missed publications go out silently.
+    pub restoring: bool,
 }
 
 /// A session's subscriptions, sorted by channel. A sorted vector rather than a map: sessions

@@ -2,7 +2,7 @@
 //! interleaved in ways the in-process `Node` never produces (the edge's broker is another
 //! Durable Object, so they do happen there).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use serde_json::{json, Value};
 
@@ -298,3 +298,70 @@ fn uuids_are_v4() {
     let _ = StreamPosition::default();
 }
 
+
+#[test]
+fn a_session_keeps_working_across_a_hub_rebuilt_from_its_snapshot() {
+    let config = history_config();
+    let mut rig = Rig::new(config.clone());
+    let s = rig.ws(1, "42");
+    rig.frame(s, json!({"id": 2, "subscribe": {"channel": "news"}}));
+    rig.serve_all();
+    rig.publish("news", 1, H);
+    rig.take(s);
+    let client = rig.hub.sessions[&s].client.to_string();
+
+    // The host keeps the snapshot (the socket attachment) and the node's last position per
+    // channel (1 here), then loses the hub: a Durable Object evicted while idle.
+    let snapshot = rig.hub.session_snapshot(s).expect("a WebSocket session has a snapshot");
+    let attachment = serde_json::to_string(&snapshot).unwrap();
+    assert!(attachment.len() < 2048, "fits a socket attachment: {attachment}");
+    let positions: BTreeMap<String, StreamPosition> =
+        [("news".to_string(), crate::broker::Broker::position(&rig.broker, "news").unwrap())].into();
+    let info = NodeInfo { id: "n1".into(), name: "n1".into(), version: "t".into() };
+    rig.hub = Hub::new(config, info, 99, T0).unwrap();
+    rig.held.clear();
+
+    // Two publications while nobody listened, then the wake-up.
+    rig.publish("news", 2, H);
+    rig.publish("news", 3, H);
+    let snapshot: SessionSnapshot = serde_json::from_str(&attachment).unwrap();
+    rig.hub.handle_restore(s, snapshot, &positions, T0);
+    rig.serve_all();
+    rig.publish("news", 4, H);
+
+    let got = rig.take(s);
+    assert_eq!(pub_offsets(&got), vec![2, 3, 4], "missed publications, then live ones: {got:?}");
+    assert!(got.iter().all(|v| v["push"]["subscribe"].is_null() && v["id"].is_null()), "nothing else: {got:?}");
+    assert_eq!(rig.hub.sessions[&s].client.to_string(), client, "same client id");
+    // Commands keep working on the rebuilt session.
+    rig.frame(s, json!({"id": 9, "unsubscribe": {"channel": "news"}}));
+    rig.serve_all();
+    assert_eq!(rig.take(s), vec![json!({"id": 9, "unsubscribe": {}})]);
+    rig.publish("news", 5, H);
+    assert!(rig.take(s).is_empty(), "unsubscribed for real");
+    assert!(rig.closed.is_empty());
+}
+
+#[test]
+fn a_restored_subscription_whose_position_is_gone_is_ended() {
+    let config = config(json!({"allow_subscribe_for_client": true, "history_size": 2, "history_ttl": "300s", "force_recovery": true}));
+    let small = HistoryOptions { size: 2, ttl_ms: 300_000, meta_ttl_ms: 3_600_000 };
+    let mut rig = Rig::new(config.clone());
+    let s = rig.ws(1, "42");
+    rig.frame(s, json!({"id": 2, "subscribe": {"channel": "news"}}));
+    rig.serve_all();
+    rig.publish("news", 1, small);
+    let attachment = serde_json::to_string(&rig.hub.session_snapshot(s).unwrap()).unwrap();
+    let positions: BTreeMap<String, StreamPosition> = [("news".to_string(), rig.broker.position("news").unwrap())].into();
+    let info = NodeInfo { id: "n1".into(), name: "n1".into(), version: "t".into() };
+    rig.hub = Hub::new(config, info, 99, T0).unwrap();
+    rig.take(s);
+    for n in 2..=5 {
+        rig.publish("news", n, small); // history keeps only 4 and 5: offset 2 and 3 are lost
+    }
+    rig.hub.handle_restore(s, serde_json::from_str(&attachment).unwrap(), &positions, T0);
+    rig.serve_all();
+    let got = rig.take(s);
+    assert_eq!(got.last().unwrap()["push"]["unsubscribe"]["code"], json!(2500), "{got:?}");
+    assert!(pub_offsets(&got).is_empty(), "no silent gap: {got:?}");
+}

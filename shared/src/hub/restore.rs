@@ -1,0 +1,203 @@
+//! Rebuilding sessions after the host lost its memory. At the edge a Durable Object holding
+//! only hibernatable WebSockets is evicted when idle; its sockets survive, the hub does not.
+//! The host keeps a [`SessionSnapshot`] per socket (small and stable: it changes only when the
+//! session subscribes or unsubscribes, so it fits the socket's attachment) and, per channel,
+//! the last stream position the node received. After a wake-up it feeds both to
+//! [`Hub::handle_restore`]: the session is connected again, each subscription is re-made with
+//! recovery from that position, missed publications are delivered, and the client notices
+//! nothing. A position history no longer covers ends that subscription the way a gap does
+//! (unsubscribe 2500 for client-side subscriptions, disconnect 3010 for server-side ones).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::connect::SubscriptionPlan;
+use super::session::{State, SubState};
+use super::{Hub, SessionId, Transport};
+use crate::protocol::{Disconnect, Encoding, Error, StreamPosition, SubscribeResult};
+use crate::time::Timestamp;
+
+/// What a session needs to be rebuilt. Field names are short: it lives in a 2 KB attachment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionSnapshot {
+    /// "ws", "wsp" (Protobuf) or "uws".
+    pub t: String,
+    pub client: String,
+    pub token: String,
+    pub user: String,
+    /// Connection info, base64.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub info: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subs: Vec<SubscriptionSnapshot>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SubscriptionSnapshot {
+    pub ch: String,
+    /// Flags: 1 server-side, 2 recoverable, 4 positioned, 8 presence, 16 emits join/leave,
+    /// 32 receives join/leave.
+    pub f: u8,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub info: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<u64>,
+}
+
+const SERVER_SIDE: u8 = 1;
+const RECOVERABLE: u8 = 2;
+const POSITIONED: u8 = 4;
+const PRESENCE: u8 = 8;
+const EMIT_JOIN_LEAVE: u8 = 16;
+const PUSH_JOIN_LEAVE: u8 = 32;
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes)
+}
+
+fn unb64(text: &str) -> Bytes {
+    base64::engine::general_purpose::STANDARD_NO_PAD.decode(text).map(Bytes::from).unwrap_or_default()
+}
+
+impl Hub {
+    /// The snapshot of a connected WebSocket session (None for others: streams end with the
+    /// object, so only WebSockets outlive it).
+    pub fn session_snapshot(&self, session: SessionId) -> Option<SessionSnapshot> {
+        let s = self.sessions.get(&session)?;
+        let t = match s.transport {
+            Transport::Websocket(Encoding::Json) => "ws",
+            Transport::Websocket(Encoding::Protobuf) => "wsp",
+            Transport::UniWebsocket => "uws",
+            _ => return None,
+        };
+        if s.state != State::Connected {
+            return None;
+        }
+        let subs = s
+            .subs
+            .iter()
+            .map(|(channel, sub)| {
+                let mut f = 0;
+                for (on, bit) in [
+                    (sub.server_side, SERVER_SIDE),
+                    (sub.recoverable, RECOVERABLE),
+                    (sub.positioned, POSITIONED),
+                    (sub.presence, PRESENCE),
+                    (sub.emit_join_leave, EMIT_JOIN_LEAVE),
+                    (sub.push_join_leave, PUSH_JOIN_LEAVE),
+                ] {
+                    if on {
+                        f |= bit;
+                    }
+                }
+                SubscriptionSnapshot {
+                    ch: channel.to_string(),
+                    f,
+                    info: b64(&sub.chan_info),
+                    exp: sub.expires_at.map(|t| t.as_millis()),
+                }
+            })
+            .collect();
+        Some(SessionSnapshot {
+            t: t.to_owned(),
+            client: s.client.to_string(),
+            token: s.token.to_string(),
+            user: s.user.to_string(),
+            info: b64(&s.conn_info),
+            exp: s.expires_at.map(|t| t.as_millis()),
+            subs,
+        })
+    }
+
+    /// Rebuilds a session from its snapshot; `positions` holds, per channel, the last stream
+    /// position this node received before it lost its memory.
+    pub fn handle_restore(
+        &mut self,
+        session: SessionId,
+        snapshot: SessionSnapshot,
+        positions: &BTreeMap<String, StreamPosition>,
+        now: Timestamp,
+    ) {
+        let transport = match snapshot.t.as_str() {
+            "ws" => Transport::Websocket(Encoding::Json),
+            "wsp" => Transport::Websocket(Encoding::Protobuf),
+            "uws" => Transport::UniWebsocket,
+            _ => return,
+        };
+        self.handle_open(session, transport, now);
+        let Some(s) = self.sessions.get_mut(&session) else { return };
+        self.by_token.remove(&s.token);
+        s.client = Arc::from(snapshot.client.as_str());
+        s.token = Arc::from(snapshot.token.as_str());
+        s.user = Arc::from(snapshot.user.as_str());
+        s.conn_info = unb64(&snapshot.info);
+        s.expires_at = snapshot.exp.map(Timestamp);
+        s.state = State::Connected;
+        let (token, user) = (s.token.clone(), s.user.clone());
+        self.by_token.insert(token, session);
+        if !user.is_empty() {
+            self.by_user.entry(user).or_default().push(session);
+        }
+        for sub in snapshot.subs {
+            let Ok(opts) = self.config.namespace_for(&sub.ch) else { continue };
+            let plan = SubscriptionPlan {
+                server_side: sub.f & SERVER_SIDE != 0,
+                chan_info: unb64(&sub.info),
+                expires_at: sub.exp.map(Timestamp),
+                recoverable: sub.f & RECOVERABLE != 0,
+                positioned: sub.f & POSITIONED != 0,
+                presence: sub.f & PRESENCE != 0,
+                emit_join_leave: sub.f & EMIT_JOIN_LEAVE != 0,
+                push_join_leave: sub.f & PUSH_JOIN_LEAVE != 0,
+                history: self.history_options(opts),
+                data: Bytes::new(),
+            };
+            let since = positions.get(&sub.ch).filter(|_| plan.recoverable || plan.positioned).cloned();
+            let channel: Arc<str> = Arc::from(sub.ch.as_str());
+            self.start_subscription(session, channel.clone(), plan, None, since, false);
+            if let Some(sub) = self.sessions.get_mut(&session).and_then(|s| s.subs.get_mut(&channel)) {
+                sub.restoring = true;
+            }
+        }
+        self.start_timers(session, now);
+    }
+
+    /// A re-made subscription answered: deliver what was missed, or give up its place.
+    pub(crate) fn on_restored(
+        &mut self,
+        session: SessionId,
+        channel: Arc<str>,
+        outcome: Result<SubscribeResult, Error>,
+        now: Timestamp,
+    ) {
+        let Some(s) = self.sessions.get_mut(&session) else { return };
+        let Some(sub) = s.subs.get_mut(&channel) else { return };
+        sub.restoring = false;
+        let server_side = sub.server_side;
+        match outcome {
+            Ok(result) if !result.was_recovering || result.recovered => {
+                if result.recovered {
+                    sub.offset = result.offset;
+                }
+                let epoch = sub.epoch.clone();
+                for publication in result.publications {
+                    self.deliver_to(session, &channel, &epoch, &Arc::new(publication));
+                }
+                self.activate(session, &channel, now);
+            }
+            _ if server_side => self.disconnect(session, Disconnect::insufficient_state(), now),
+            _ => {
+                if self.remove_subscription(session, &channel, now) {
+                    self.push_unsubscribe(session, &channel, crate::protocol::codes::unsubscribe::INSUFFICIENT_STATE);
+                }
+            }
+        }
+        debug_assert!(self.sessions.get(&session).is_none_or(|s| s.subs.get(&channel).is_none_or(|sub| sub.state != SubState::Pending)));
+    }
+}
