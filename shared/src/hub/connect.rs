@@ -283,7 +283,7 @@ impl Hub {
             result.ttl = now.until(at).div_ceil(1000) as u32;
         }
         let interval = ms(c.ping_interval);
-        if interval > 0 {
+        if interval > 0 && super::pings(self.websocket_pings, s.transport) {
             result.ping = (interval / 1000).max(1) as u32;
             result.pong = !s.wire.unidirectional && ms(c.pong_timeout) > 0;
         }

@@ -99,6 +99,8 @@ pub struct Hub {
     next_request: u64,
     outputs: VecDeque<Output>,
     started_at: Timestamp,
+    /// Whether WebSocket sessions get server pings (see [`Hub::without_websocket_pings`]).
+    websocket_pings: bool,
     /// Keys the integrity tag of SSE event ids (see `protocol::event_id`).
     event_id_key: Vec<u8>,
     /// Server API batches and broadcasts waiting for their parts.
@@ -153,8 +155,22 @@ impl Hub {
             outputs: VecDeque::new(),
             started_at: now,
             event_id_key,
+            websocket_pings: true,
             api_groups: Default::default(),
         })
+    }
+
+    /// No server pings on WebSocket sessions: their connect result carries no `ping`, so
+    /// SDKs do not expect any, and the transport's own close detection (and WebSocket
+    /// ping frames, where the runtime answers them) keeps watch instead. Hosts whose idle
+    /// WebSocket sessions should cost nothing (hibernating Durable Objects) use this.
+    pub fn without_websocket_pings(mut self) -> Self {
+        self.websocket_pings = false;
+        self
+    }
+
+    pub(crate) fn pings(&self, transport: Transport) -> bool {
+        pings(self.websocket_pings, transport)
     }
 
     // ---- getters
@@ -444,6 +460,10 @@ impl Hub {
             self.rng.next_u64() % n
         }
     }
+}
+
+fn pings(websocket_pings: bool, transport: Transport) -> bool {
+    websocket_pings || !matches!(transport, Transport::Websocket(_) | Transport::UniWebsocket)
 }
 
 /// Event ids must verify on every node of a deployment, so the key comes from configuration.

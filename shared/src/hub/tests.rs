@@ -365,3 +365,24 @@ fn a_restored_subscription_whose_position_is_gone_is_ended() {
     assert_eq!(got.last().unwrap()["push"]["unsubscribe"]["code"], json!(2500), "{got:?}");
     assert!(pub_offsets(&got).is_empty(), "no silent gap: {got:?}");
 }
+
+#[test]
+fn websocket_sessions_can_go_without_server_pings() {
+    let config = history_config();
+    let mut rig = Rig::new(config.clone());
+    let info = NodeInfo { id: "n1".into(), name: "n1".into(), version: "t".into() };
+    rig.hub = Hub::new(config, info, 3, T0).unwrap().without_websocket_pings();
+    let s = rig.ws(1, "42");
+    let reply = rig.take(s).into_iter().find(|v| v["id"] == 1).unwrap();
+    assert!(reply["connect"]["ping"].is_null() && reply["connect"]["pong"].is_null(), "{reply}");
+    // Streams still get pings.
+    let u = SessionId(2);
+    rig.hub.handle_open(u, Transport::UniHttpStream, T0);
+    rig.hub.handle_connect(u, crate::protocol::ConnectRequest { token: token("7"), ..Default::default() }, T0);
+    rig.serve_all();
+    let at = rig.hub.poll_timeout().expect("a ping timer for the stream");
+    rig.hub.handle_timeout(at.after_ms(30_000));
+    rig.pump();
+    assert!(rig.take(u).iter().any(|v| v == &json!({})), "the stream is pinged");
+    assert!(rig.take(s).is_empty(), "the WebSocket is not");
+}

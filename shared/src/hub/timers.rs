@@ -32,7 +32,8 @@ impl Hub {
     /// Timers of a freshly connected session.
     pub(crate) fn start_timers(&mut self, session: SessionId, now: Timestamp) {
         let interval = ms(self.config.ping_interval);
-        if interval > 0 {
+        let pings = self.sessions.get(&session).is_some_and(|s| self.pings(s.transport));
+        if interval > 0 && pings {
             // The first ping comes at a random time in [interval/2, interval] so that clients
             // connected together are not pinged together.
             let first = interval / 2 + self.random_below(interval / 2 + 1);
