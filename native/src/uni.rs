@@ -297,7 +297,20 @@ fn chunk(out: &mut Vec<u8>, parts: &[impl AsRef<[u8]>]) {
 }
 
 async fn write(socket: &mut TcpStream, data: &[u8]) -> io::Result<()> {
-    // Boxed: the timer exists only while writing, not in every idle connection's task.
+    // Most writes fit the socket buffer at once: no timer and no allocation for those.
+    let mut written = 0;
+    while written < data.len() {
+        match socket.try_write(&data[written..]) {
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    if written == data.len() {
+        return Ok(());
+    }
+    let data = &data[written..];
+    // Boxed: the timer exists only while a write waits, not in every idle connection's task.
     match Box::pin(tokio::time::timeout(WRITE_TIMEOUT, socket.write_all(data))).await {
         Ok(r) => r,
         Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "client does not read")),
