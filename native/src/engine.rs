@@ -3,6 +3,8 @@
 //! No locks around the hub: the task is the only owner.
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -90,14 +92,14 @@ pub fn random_u64() -> u64 {
 
 struct Loop {
     node: Node,
-    conns: HashMap<SessionId, Conn>,
+    conns: FxHashMap<SessionId, Conn>,
     api: HashMap<ApiId, oneshot::Sender<Result<Value, Error>>>,
     next_api: u64,
     queue_limit: usize,
 }
 
 async fn run(node: Node, mut rx: mpsc::UnboundedReceiver<Event>, queue_limit: usize) {
-    let mut l = Loop { node, conns: HashMap::new(), api: HashMap::new(), next_api: 1, queue_limit };
+    let mut l = Loop { node, conns: FxHashMap::default(), api: HashMap::new(), next_api: 1, queue_limit };
     loop {
         let sleep = match l.node.poll_timeout() {
             Some(at) => Duration::from_millis(now().until(at)),

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use rand_chacha::ChaCha8Rng;
+use rustc_hash::FxHashMap;
 use rand_core::{RngCore, SeedableRng};
 
 pub use restore::{SessionSnapshot, SubscriptionSnapshot};
@@ -89,7 +90,8 @@ pub struct Hub {
     sub_verifier: TokenVerifier,
     rng: ChaCha8Rng,
     /// Boxed: a table of large inline entries would double its slack on every growth.
-    sessions: HashMap<SessionId, Box<Session>>,
+    /// Fx hashing: session ids are trusted small integers, looked up once per delivery.
+    sessions: FxHashMap<SessionId, Box<Session>>,
     by_token: HashMap<Arc<str>, SessionId>,
     /// Sessions per user: a plain vector, as users rarely hold more than a few connections.
     by_user: BTreeMap<Arc<str>, Vec<SessionId>>,
@@ -145,7 +147,7 @@ impl Hub {
             verifier,
             sub_verifier,
             rng: ChaCha8Rng::seed_from_u64(seed),
-            sessions: HashMap::new(),
+            sessions: FxHashMap::default(),
             by_token: HashMap::new(),
             by_user: BTreeMap::new(),
             channels: BTreeMap::new(),
