@@ -94,6 +94,9 @@ class UniStream:
         self.conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
         body = json.dumps({"token": token(user, ttl)})
         self.conn.request("POST", "/connection/uni_http_stream", body=body, headers={"Content-Type": "application/json"})
+        # Keep the socket: http.client hands it to the response (and forgets it) when the
+        # server says `Connection: close`, which streams do.
+        self.sock = self.conn.sock
         self.resp = self.conn.getresponse()
         assert self.resp.status == 200, f"uni_http_stream answered {self.resp.status}: {self.resp.read()!r}"
         self.messages = queue.Queue()
@@ -146,8 +149,8 @@ class UniStream:
 
     def close(self):
         try:
-            if self.conn.sock is not None:
-                self.conn.sock.shutdown(socket.SHUT_RDWR)
+            if self.sock is not None:
+                self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
         self.conn.close()
