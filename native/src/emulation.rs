@@ -5,10 +5,8 @@ use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use prost::Message as _;
-use serde::Deserialize;
 use shared::hub::Transport;
-use shared::protocol::{EmulationRequest, Encoding};
+use shared::protocol::{decode_emulation, Encoding};
 
 use crate::engine::{Engine, Event};
 use crate::server::{empty, method_not_allowed, preflight, query_param, read_body, text, Body};
@@ -62,17 +60,6 @@ pub async fn sse(req: Request<Incoming>, engine: &Engine) -> Response<Body> {
         .map(|b| b.boxed())
 }
 
-#[derive(Deserialize)]
-struct JsonEmulationRequest {
-    #[serde(default)]
-    node: String,
-    #[serde(default)]
-    session: String,
-    /// The encoded commands, as a JSON string.
-    #[serde(default)]
-    data: serde_json::Value,
-}
-
 /// `POST /emulation`: `{node, session, data}`; 204 once handed to the session.
 pub async fn emulation(req: Request<Incoming>, engine: &Engine) -> Response<Body> {
     match *req.method() {
@@ -86,20 +73,9 @@ pub async fn emulation(req: Request<Incoming>, engine: &Engine) -> Response<Body
         Ok(b) => b,
         Err(r) => return r,
     };
-    let (node, token, data) = if protobuf {
-        match EmulationRequest::decode(body) {
-            Ok(r) => (r.node, r.session, r.data),
-            Err(e) => return text(StatusCode::BAD_REQUEST, &format!("invalid protobuf emulation request: {e}")),
-        }
-    } else {
-        let r: JsonEmulationRequest = match serde_json::from_slice(&body) {
-            Ok(r) => r,
-            Err(e) => return text(StatusCode::BAD_REQUEST, &format!("invalid emulation request JSON: {e}")),
-        };
-        let serde_json::Value::String(data) = r.data else {
-            return text(StatusCode::BAD_REQUEST, "emulation request field data must be a JSON string of commands");
-        };
-        (r.node, r.session, Bytes::from(data))
+    let (node, token, data) = match decode_emulation(&body, protobuf) {
+        Ok(r) => (r.node, r.session, r.data),
+        Err(e) => return text(StatusCode::BAD_REQUEST, &e),
     };
     if node != *engine.node_id {
         return text(StatusCode::NOT_FOUND, "unknown node: the session lives on another node or ended");

@@ -7,7 +7,7 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use shared::hub::Transport;
-use shared::protocol::{parse_connect_request, Disconnect, Encoding};
+use shared::protocol::{parse_connect_request, websocket_encoding, Disconnect, Encoding};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -29,24 +29,9 @@ pub fn upgrade(req: Request<Incoming>, engine: &Engine, unidirectional: bool) ->
         return text(StatusCode::BAD_REQUEST, "expected a WebSocket upgrade request");
     };
     let accept = derive_accept_key(key.as_bytes());
-    let offered: Vec<String> = h
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(',').map(|p| p.trim().to_owned()))
-        .collect();
+    let offered = h.get_all(header::SEC_WEBSOCKET_PROTOCOL).iter().filter_map(|v| v.to_str().ok());
     let format = query_param(&req, "format").or_else(|| query_param(&req, "cf_protocol"));
-    let (encoding, echo) = if unidirectional {
-        (Encoding::Json, None)
-    } else if offered.iter().any(|p| p == "centrifuge-protobuf") {
-        (Encoding::Protobuf, Some("centrifuge-protobuf"))
-    } else if format.as_deref() == Some("protobuf") {
-        (Encoding::Protobuf, None)
-    } else if offered.iter().any(|p| p == "centrifuge-json") {
-        (Encoding::Json, Some("centrifuge-json"))
-    } else {
-        (Encoding::Json, None)
-    };
+    let (encoding, echo) = websocket_encoding(offered, format.as_deref(), unidirectional);
     let c = &engine.config;
     let limit = if unidirectional { c.uni_websocket_message_size_limit } else { c.websocket_message_size_limit } as usize;
     let transport = if unidirectional { Transport::UniWebsocket } else { Transport::Websocket(encoding) };

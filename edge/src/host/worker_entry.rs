@@ -16,7 +16,7 @@ use shared::protocol::Error;
 use worker::{event, Context, Env, Method, Request, Response, Result};
 
 use super::http::{self, method_not_allowed, read_body, text};
-use super::node::decode_emulation;
+use shared::protocol::decode_emulation;
 use super::{internal_request, load_config, now, random_u64, response_bytes, Loaded, API_PATH, BROKER_PATH, CHANNELS, NODES};
 use crate::api_route::{from_envelope, merge_results, node_route, Merge};
 use crate::wire::{self, ReplyBatch, RequestBatch, WireRequest};

@@ -3,11 +3,13 @@
 pub mod client;
 pub mod codes;
 pub mod event_id;
+mod negotiate;
 pub mod raw;
 mod wire;
 
 pub use client::*;
 pub use codes::{Disconnect, Error};
+pub use negotiate::{decode_emulation, websocket_encoding};
 pub use wire::{decode_commands, Encoding, Framing, Wire, WireError};
 
 /// Parses the connect request of a unidirectional transport (a bare `ConnectRequest`; `null`

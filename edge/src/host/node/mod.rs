@@ -34,7 +34,6 @@ use crate::wire::{self, EventAck, EventBatch, ReplyBatch, RequestBatch, WireRequ
 
 mod transports;
 
-pub use transports::decode_emulation;
 
 /// How soon browsers reconnect a dropped uni SSE stream (`retry:`), as natively.
 const SSE_RETRY_MS: u32 = 1000;

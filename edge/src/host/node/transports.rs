@@ -5,13 +5,10 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use futures_channel::mpsc::{unbounded, UnboundedReceiver};
 use futures_util::Stream;
-use prost::Message as _;
-use serde::Deserialize;
 use shared::hub::{Hub, SessionId, Transport};
-use shared::protocol::{parse_connect_request, EmulationRequest, Encoding};
+use shared::protocol::{decode_emulation, parse_connect_request, websocket_encoding, Encoding};
 use shared::Timestamp;
 use worker::{wasm_bindgen_futures, Headers, Method, Request, Response, Result, WebSocketPair};
 
@@ -159,7 +156,7 @@ impl NodeHost {
             Err(r) => return Ok(r),
         };
         let (token, data) = match decode_emulation(&body, protobuf) {
-            Ok(EmulationRequest { session, data, .. }) => (session, data),
+            Ok(request) => (request.session, request.data),
             Err(e) => return text(400, &e),
         };
         let now = now();
@@ -177,23 +174,9 @@ impl NodeHost {
         if !upgrade.eq_ignore_ascii_case("websocket") {
             return text(400, "expected a WebSocket upgrade request");
         }
-        let offered: Vec<String> = req
-            .headers()
-            .get("sec-websocket-protocol")?
-            .map(|v| v.split(',').map(|p| p.trim().to_owned()).collect())
-            .unwrap_or_default();
+        let offered = req.headers().get("sec-websocket-protocol")?.unwrap_or_default();
         let format = query_param(&req, "format").or_else(|| query_param(&req, "cf_protocol"));
-        let (encoding, echo) = if unidirectional {
-            (Encoding::Json, None)
-        } else if offered.iter().any(|p| p == "centrifuge-protobuf") {
-            (Encoding::Protobuf, Some("centrifuge-protobuf"))
-        } else if format.as_deref() == Some("protobuf") {
-            (Encoding::Protobuf, None)
-        } else if offered.iter().any(|p| p == "centrifuge-json") {
-            (Encoding::Json, Some("centrifuge-json"))
-        } else {
-            (Encoding::Json, None)
-        };
+        let (encoding, echo) = websocket_encoding([offered.as_str()], format.as_deref(), unidirectional);
         let transport = if unidirectional { Transport::UniWebsocket } else { Transport::Websocket(encoding) };
         // Centrifugo v6.3+: a uni WebSocket's connect request may come in the URL instead of
         // the first message; invalid JSON there is refused before the upgrade.
@@ -232,28 +215,6 @@ impl NodeHost {
 
 fn is_protobuf(req: &Request) -> bool {
     req.headers().get("content-type").ok().flatten().is_some_and(|v| v.starts_with("application/octet-stream"))
-}
-
-#[derive(Deserialize)]
-struct JsonEmulationRequest {
-    #[serde(default)]
-    node: String,
-    #[serde(default)]
-    session: String,
-    #[serde(default)]
-    data: serde_json::Value,
-}
-
-/// The `{node, session, data}` of an emulation request body (JSON or Protobuf).
-pub fn decode_emulation(body: &[u8], protobuf: bool) -> std::result::Result<EmulationRequest, String> {
-    if protobuf {
-        return EmulationRequest::decode(body).map_err(|e| format!("invalid protobuf emulation request: {e}"));
-    }
-    let r: JsonEmulationRequest = serde_json::from_slice(body).map_err(|e| format!("invalid emulation request JSON: {e}"))?;
-    let serde_json::Value::String(data) = r.data else {
-        return Err("emulation request field data must be a JSON string of commands".into());
-    };
-    Ok(EmulationRequest { node: r.node, session: r.session, data: Bytes::from(data) })
 }
 
 /// A streaming response body: the session's writes, in order. Dropped when the client goes
