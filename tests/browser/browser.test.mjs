@@ -5,19 +5,15 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
-import { readFile, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createRequire } from 'node:module';
+import { launchChromium } from './chromium.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const sdkDir = join(here, '..', 'sdk');
-const require = createRequire(join(sdkDir, 'package.json'));
-const { chromium } = require('playwright-core');
 const { apiPublish, connToken, uniq, ROTOR_URL } = await import(join(sdkDir, 'lib.mjs'));
 
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 
 /** The page and the SDK's browser bundle, nothing else. */
 function staticServer(host = '127.0.0.1') {
@@ -38,7 +34,7 @@ function staticServer(host = '127.0.0.1') {
 }
 
 describe('browser page (headless Chromium)', () => {
-  let server, browser, profile, pageUrl;
+  let server, browser, chromium, pageUrl;
   // The same page from an origin that tests/config/sdk.json does not allow.
   let foreign, foreignUrl;
   const consoleLines = [];
@@ -48,22 +44,13 @@ describe('browser page (headless Chromium)', () => {
     pageUrl = `http://127.0.0.1:${server.address().port}/index.html`;
     foreign = await staticServer('127.0.0.2');
     foreignUrl = `http://127.0.0.2:${foreign.address().port}/index.html`;
-    profile = await mkdtemp(join(tmpdir(), 'rotor-chromium-'));
-    // A fresh, empty profile each run (playwright passes it as --user-data-dir).
-    browser = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-        '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      ],
-    });
+    chromium = await launchChromium();
+    browser = chromium.context;
   });
 
   after(async () => {
-    await browser?.close();
+    await chromium?.close();
     for (const s of [server, foreign]) await new Promise((r) => (s ? s.close(r) : r()));
-    if (profile) await rm(profile, { recursive: true, force: true });
   });
 
   async function openPage(query, url = pageUrl) {

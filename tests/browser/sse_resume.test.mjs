@@ -4,22 +4,18 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
-import { readFile, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createRequire } from 'node:module';
+import { launchChromium } from './chromium.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const sdkDir = join(here, '..', 'sdk');
-const require = createRequire(join(sdkDir, 'package.json'));
-const { chromium } = require('playwright-core');
 const { api, apiPublish, connToken, uniq, ROTOR_URL } = await import(join(sdkDir, 'lib.mjs'));
 
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 
 describe('uni SSE resume in a browser (plain EventSource)', () => {
-  let server, browser, profile, pageUrl;
+  let server, browser, chromium, pageUrl;
 
   before(async () => {
     server = createServer(async (req, res) => {
@@ -27,21 +23,13 @@ describe('uni SSE resume in a browser (plain EventSource)', () => {
     });
     await new Promise((r) => server.listen(0, '127.0.0.1', r));
     pageUrl = `http://127.0.0.1:${server.address().port}/sse.html`;
-    profile = await mkdtemp(join(tmpdir(), 'rotor-chromium-sse-'));
-    browser = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-        '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      ],
-    });
+    chromium = await launchChromium('rotor-chromium-sse');
+    browser = chromium.context;
   });
 
   after(async () => {
-    await browser?.close();
+    await chromium?.close();
     await new Promise((r) => (server ? server.close(r) : r()));
-    if (profile) await rm(profile, { recursive: true, force: true });
   });
 
   const waitFor = (page, fn, arg, what) =>

@@ -94,19 +94,17 @@ impl Hub {
         match outcome {
             Ok(mut result) => {
                 let publications = std::mem::take(&mut result.publications);
+                // The push's event id (uni SSE) must carry the position before the recovered
+                // publications, not the top.
                 if result.recovered {
                     if let Some(sub) = s.subs.get_mut(&channel) {
                         sub.offset = result.offset;
                     }
                 }
-                let push = Push { channel: channel.to_string(), subscribe: Some(result), ..Default::default() };
+                let push = Push { channel: channel.to_string(), subscribe: Some(result.clone()), ..Default::default() };
                 let data = s.wire.push_ref(&push);
                 self.send_event(session, data);
-                let Some(epoch) = self.subscription_epoch(session, &channel) else { return };
-                for publication in publications {
-                    self.deliver_to(session, &channel, &epoch, &Arc::new(publication));
-                }
-                self.activate(session, &channel, now);
+                self.catch_up(session, &channel, &result, publications, now);
             }
             Err(_) => {
                 if s.subs.remove(&channel).is_some() {
@@ -114,11 +112,6 @@ impl Hub {
                 }
             }
         }
-    }
-
-    /// The epoch a session's subscription is positioned in.
-    fn subscription_epoch(&self, session: SessionId, channel: &str) -> Option<Arc<str>> {
-        self.sessions.get(&session)?.subs.get(channel).map(|sub| sub.epoch.clone())
     }
 
     // ---- groups

@@ -181,15 +181,9 @@ impl Hub {
         sub.restoring = false;
         let server_side = sub.server_side;
         match outcome {
-            Ok(result) if !result.was_recovering || result.recovered => {
-                if result.recovered {
-                    sub.offset = result.offset;
-                }
-                let epoch = sub.epoch.clone();
-                for publication in result.publications {
-                    self.deliver_to(session, &channel, &epoch, &Arc::new(publication));
-                }
-                self.activate(session, &channel, now);
+            Ok(mut result) if !result.was_recovering || result.recovered => {
+                let publications = std::mem::take(&mut result.publications);
+                self.catch_up(session, &channel, &result, publications, now);
             }
             _ if server_side => self.disconnect(session, Disconnect::insufficient_state(), now),
             _ => {
@@ -199,5 +193,26 @@ impl Hub {
             }
         }
         debug_assert!(self.sessions.get(&session).is_none_or(|s| s.subs.get(&channel).is_none_or(|sub| sub.state != SubState::Pending)));
+    }
+
+    /// A subscription the broker answered without a reply to send: take its position from the
+    /// result, deliver the publications recovered with it (each once), then go live.
+    pub(crate) fn catch_up(
+        &mut self,
+        session: SessionId,
+        channel: &Arc<str>,
+        result: &SubscribeResult,
+        publications: Vec<crate::protocol::Publication>,
+        now: Timestamp,
+    ) {
+        let Some(sub) = self.sessions.get_mut(&session).and_then(|s| s.subs.get_mut(channel)) else { return };
+        if result.recovered {
+            sub.offset = result.offset;
+        }
+        let epoch = sub.epoch.clone();
+        for publication in publications {
+            self.deliver_to(session, channel, &epoch, &Arc::new(publication));
+        }
+        self.activate(session, channel, now);
     }
 }
