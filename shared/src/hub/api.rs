@@ -347,15 +347,15 @@ impl Hub {
             return Err(Error::bad_request());
         }
         let Ok(opts) = self.config.namespace_for(&req.channel) else { return Err(Error::unknown_channel()) };
-        let opts = opts.clone();
+        let overrides = crate::auth::SubscribeOverrides::from(req.overrides.clone().unwrap_or_default());
+        let namespace_push_join_leave = opts.force_push_join_leave;
+        let opts = overrides.apply(opts);
         let chan_info = req.info()?;
         let data = req.data()?;
         let history = self.history_options(&opts);
-        let o = req.overrides.clone().unwrap_or_default();
-        let pick = |v: Option<api::BoolValue>, default: bool| v.map_or(default, |b| b.value);
-        let recoverable = history.enabled() && pick(o.force_recovery, opts.force_recovery);
-        let positioned = history.enabled() && (pick(o.force_positioning, opts.force_positioning) || recoverable);
-        let emit_join_leave = pick(o.join_leave, opts.join_leave);
+        let recoverable = history.enabled() && opts.force_recovery;
+        let positioned = history.enabled() && (opts.force_positioning || recoverable);
+        let emit_join_leave = opts.join_leave;
         let expires_at = (req.expire_at > 0).then(|| Timestamp(req.expire_at as u64 * 1000));
         if expires_at.is_some_and(|at| at <= now) {
             return Err(Error::bad_request()); // already expired: nothing to subscribe
@@ -378,9 +378,9 @@ impl Hub {
                 expires_at,
                 recoverable,
                 positioned,
-                presence: pick(o.presence, opts.presence),
+                presence: opts.presence,
                 emit_join_leave,
-                push_join_leave: pick(o.force_push_join_leave, opts.force_push_join_leave && emit_join_leave),
+                push_join_leave: overrides.force_push_join_leave.unwrap_or(namespace_push_join_leave && emit_join_leave),
                 history,
                 data: data.clone(),
             };
