@@ -447,6 +447,7 @@ impl Hub {
             }
             let data = s.wire.push_ref(&Push { refresh: Some(expiry), ..Default::default() });
             self.send_event(session, data);
+            self.snapshot_changed(session);
             if let Some(at) = expires_at {
                 let grace = ms(self.config.client_expired_close_delay);
                 self.schedule(at.after_ms(grace), session, Timer::Expire);

@@ -194,6 +194,9 @@ impl Hub {
         result: Result<BrokerReply, Error>,
         now: Timestamp,
     ) {
+        if let Ok(BrokerReply::Subscribed { top, .. }) = &result {
+            self.position_seen(&channel, &top.epoch, top.offset);
+        }
         let Some(s) = self.sessions.get_mut(&session) else { return };
         let Some(sub) = s.subs.get_mut(&channel) else {
             // Unsubscribed (by the server API) while the broker was answering: the command
@@ -305,7 +308,9 @@ impl Hub {
         let Some(sub) = s.subs.get_mut(channel) else { return };
         sub.state = SubState::Active;
         let buffered = std::mem::take(&mut sub.buffer);
-        let (presence, join) = (sub.presence, sub.emit_join_leave);
+        // A subscription re-made after the host lost its memory joined long ago.
+        let (presence, join) = (sub.presence, sub.emit_join_leave && !sub.restoring);
+        self.snapshot_changed(session);
         if let Some(subs) = self.channels.get_mut(channel) {
             subs.pending.remove(&session);
             subs.active.insert(session);
@@ -344,6 +349,7 @@ impl Hub {
         let Some((channel, sub)) = s.subs.remove_entry(channel) else { return false };
         let info = s.info(&sub.chan_info);
         let active = sub.state == SubState::Active;
+        self.snapshot_changed(session);
         self.leave_channel(session, &channel, sub.presence && active, sub.emit_join_leave && active, info, now);
         true
     }
@@ -477,6 +483,7 @@ impl Hub {
             let grace = ms(self.config.client_expired_close_delay);
             self.schedule(at.after_ms(grace), session, Timer::Expire);
         }
+        self.snapshot_changed(session);
         self.reply(session, Reply { id, refresh: Some(r), ..Default::default() });
     }
 
@@ -513,6 +520,7 @@ impl Hub {
             let grace = ms(self.config.client_expired_sub_close_delay);
             self.schedule(at.after_ms(grace), session, Timer::SubExpire(name));
         }
+        self.snapshot_changed(session);
         self.reply(session, Reply { id, sub_refresh: Some(r), ..Default::default() });
     }
 }

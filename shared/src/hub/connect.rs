@@ -315,6 +315,7 @@ impl Hub {
         s.state = State::Connected;
         s.busy = false;
         self.send_event(session, data);
+        self.snapshot_changed(session);
         for (channel, publications) in replay {
             for publication in publications {
                 let Some(s) = self.sessions.get_mut(&session) else { return };

@@ -44,6 +44,9 @@ enum Lost {
 
 impl Hub {
     pub(crate) fn deliver(&mut self, channel: &Arc<str>, epoch: &Arc<str>, publication: &Arc<Publication>) {
+        if publication.offset > 0 {
+            self.position_seen(channel, epoch, publication.offset);
+        }
         let Some((name, subscribers)) = self.channels.get_key_value(channel) else { return };
         let shared_name = name.clone();
         let push = Push { channel: channel.to_string(), r#pub: Some(Publication::clone(publication)), ..Default::default() };

@@ -20,7 +20,7 @@ use rand_chacha::ChaCha8Rng;
 use rustc_hash::FxHashMap;
 use rand_core::{RngCore, SeedableRng};
 
-pub use restore::{SessionSnapshot, SubscriptionSnapshot};
+pub use restore::{Changes, SessionSnapshot, SubscriptionSnapshot};
 pub use session::{SessionId, Transport};
 
 use crate::api::{ApiCommand, ApiId};
@@ -107,6 +107,8 @@ pub struct Hub {
     event_id_key: Vec<u8>,
     /// Server API batches and broadcasts waiting for their parts.
     api_groups: api::ApiGroups,
+    /// What changed for hosts that store snapshots (see [`Hub::tracking_snapshots`]).
+    tracking: Option<Box<restore::Tracking>>,
 }
 
 /// A configuration the hub cannot run with (bad key material).
@@ -159,6 +161,7 @@ impl Hub {
             event_id_key,
             websocket_pings: true,
             api_groups: Default::default(),
+            tracking: None,
         })
     }
 
@@ -398,6 +401,7 @@ impl Hub {
     /// invalidation).
     fn forget(&mut self, session: SessionId, now: Timestamp) {
         let Some(s) = self.sessions.remove(&session) else { return };
+        self.snapshot_changed(session);
         self.by_token.remove(&s.token);
         if let Some(set) = self.by_user.get_mut(&s.user) {
             set.retain(|id| *id != session);
@@ -441,6 +445,7 @@ impl Hub {
         };
         if empty {
             self.channels.remove(channel);
+            self.position_forgotten(channel);
             let node = self.node.id.clone();
             self.request(channel, BrokerOp::Unsubscribe { node }, Pending::Ignore);
         }

@@ -7,8 +7,12 @@
 //! recovery from that position, missed publications are delivered, and the client notices
 //! nothing. A position history no longer covers ends that subscription the way a gap does
 //! (unsubscribe 2500 for client-side subscriptions, disconnect 3010 for server-side ones).
+//!
+//! A hub built [`Hub::tracking_snapshots`] tells the host what to write, through
+//! [`Hub::take_changes`]: the sessions whose snapshot changed and the channels whose last
+//! received position moved, so the host stores each only when it changes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -57,6 +61,25 @@ const PRESENCE: u8 = 8;
 const EMIT_JOIN_LEAVE: u8 = 16;
 const PUSH_JOIN_LEAVE: u8 = 32;
 
+/// Changes a host that outlives its memory must store, since it last asked.
+#[derive(Debug, Default, PartialEq)]
+pub struct Changes {
+    /// Sessions whose snapshot changed: connected, subscribed, unsubscribed, refreshed. None:
+    /// the session has no snapshot (gone, or not a connected WebSocket).
+    pub sessions: Vec<(SessionId, Option<SessionSnapshot>)>,
+    /// Channels whose last received position moved; None: the node left the channel.
+    pub positions: Vec<(Arc<str>, Option<StreamPosition>)>,
+}
+
+/// What changed since the host last took the changes (only kept when tracking is on).
+#[derive(Default)]
+pub(crate) struct Tracking {
+    sessions: BTreeSet<SessionId>,
+    positions: BTreeMap<Arc<str>, Option<StreamPosition>>,
+    /// The last position received per channel, to tell a move from a repeat.
+    known: BTreeMap<Arc<str>, StreamPosition>,
+}
+
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes)
 }
@@ -66,6 +89,55 @@ fn unb64(text: &str) -> Bytes {
 }
 
 impl Hub {
+    /// Keeps track of what [`Hub::take_changes`] reports. For hosts that lose their memory
+    /// while their sockets live on (hibernating Durable Objects).
+    pub fn tracking_snapshots(mut self) -> Self {
+        self.tracking = Some(Box::default());
+        self
+    }
+
+    /// What changed since the last call (None when nothing did, or tracking is off).
+    pub fn take_changes(&mut self) -> Option<Changes> {
+        let tracking = self.tracking.as_mut()?;
+        if tracking.sessions.is_empty() && tracking.positions.is_empty() {
+            return None;
+        }
+        let sessions = std::mem::take(&mut tracking.sessions);
+        let positions = std::mem::take(&mut tracking.positions).into_iter().collect();
+        let sessions = sessions.into_iter().map(|id| (id, self.session_snapshot(id))).collect();
+        Some(Changes { sessions, positions })
+    }
+
+    /// A session's snapshot may have changed.
+    pub(crate) fn snapshot_changed(&mut self, session: SessionId) {
+        if let Some(tracking) = self.tracking.as_mut() {
+            tracking.sessions.insert(session);
+        }
+    }
+
+    /// The node received `channel` at this position (a publication, or a subscribe's top).
+    /// Offsets only move forward within an epoch; a new epoch replaces the old one.
+    pub(crate) fn position_seen(&mut self, channel: &Arc<str>, epoch: &str, offset: u64) {
+        let Some(tracking) = self.tracking.as_mut() else { return };
+        if epoch.is_empty() || !self.channels.contains_key(channel) {
+            return; // no stream (nothing to recover from), or not a channel of this node
+        }
+        if tracking.known.get(channel).is_some_and(|p| p.epoch == epoch && p.offset >= offset) {
+            return;
+        }
+        let position = StreamPosition { offset, epoch: epoch.to_owned() };
+        tracking.known.insert(channel.clone(), position.clone());
+        tracking.positions.insert(channel.clone(), Some(position));
+    }
+
+    /// The node left `channel`: its position no longer matters.
+    pub(crate) fn position_forgotten(&mut self, channel: &Arc<str>) {
+        let Some(tracking) = self.tracking.as_mut() else { return };
+        if tracking.known.remove(channel).is_some() {
+            tracking.positions.insert(channel.clone(), None);
+        }
+    }
+
     /// The snapshot of a connected WebSocket session (None for others: streams end with the
     /// object, so only WebSockets outlive it).
     pub fn session_snapshot(&self, session: SessionId) -> Option<SessionSnapshot> {
@@ -82,6 +154,8 @@ impl Hub {
         let subs = s
             .subs
             .iter()
+            // A pending subscription is written when it becomes active.
+            .filter(|(_, sub)| sub.state == SubState::Active || sub.restoring)
             .map(|(channel, sub)| {
                 let mut f = 0;
                 for (on, bit) in [
@@ -177,13 +251,16 @@ impl Hub {
         now: Timestamp,
     ) {
         let Some(s) = self.sessions.get_mut(&session) else { return };
-        let Some(sub) = s.subs.get_mut(&channel) else { return };
-        sub.restoring = false;
+        let Some(sub) = s.subs.get(&channel) else { return };
         let server_side = sub.server_side;
         match outcome {
             Ok(mut result) if !result.was_recovering || result.recovered => {
                 let publications = std::mem::take(&mut result.publications);
+                // Still `restoring` while it goes live: a re-made subscription is no join.
                 self.catch_up(session, &channel, &result, publications, now);
+                if let Some(sub) = self.sessions.get_mut(&session).and_then(|s| s.subs.get_mut(&channel)) {
+                    sub.restoring = false;
+                }
             }
             _ if server_side => self.disconnect(session, Disconnect::insufficient_state(), now),
             _ => {

@@ -386,3 +386,83 @@ fn websocket_sessions_can_go_without_server_pings() {
     assert!(rig.take(u).iter().any(|v| v == &json!({})), "the stream is pinged");
     assert!(rig.take(s).is_empty(), "the WebSocket is not");
 }
+
+/// Applies a tracking hub's changes the way the edge host does: snapshots to the sockets'
+/// attachments, positions to a table.
+fn store(rig: &mut Rig, attachments: &mut BTreeMap<SessionId, String>, positions: &mut BTreeMap<String, StreamPosition>) -> Option<Changes> {
+    let changes = rig.hub.take_changes()?;
+    for (session, snapshot) in &changes.sessions {
+        match snapshot {
+            Some(s) => attachments.insert(*session, serde_json::to_string(s).unwrap()),
+            None => attachments.remove(session),
+        };
+    }
+    for (channel, position) in &changes.positions {
+        match position {
+            Some(p) => positions.insert(channel.to_string(), p.clone()),
+            None => positions.remove(&**channel),
+        };
+    }
+    Some(changes)
+}
+
+#[test]
+fn a_tracking_hub_reports_what_to_store_and_wakes_up_from_it() {
+    let config = config(json!({
+        "allow_subscribe_for_client": true, "history_size": 100, "history_ttl": "300s", "force_recovery": true,
+        "join_leave": true, "force_push_join_leave": true, "presence": true,
+    }));
+    let info = NodeInfo { id: "n1".into(), name: "n1".into(), version: "t".into() };
+    let mut rig = Rig::new(config.clone());
+    rig.hub = Hub::new(config.clone(), info.clone(), 3, T0).unwrap().tracking_snapshots().without_websocket_pings();
+    let (mut attachments, mut positions) = (BTreeMap::new(), BTreeMap::new());
+    let (a, b) = (rig.ws(1, "42"), rig.ws(2, "43"));
+    let changes = store(&mut rig, &mut attachments, &mut positions).expect("connects are changes");
+    assert_eq!(changes.sessions.len(), 2);
+    assert!(attachments.values().all(|s| !s.contains("news")));
+    for s in [a, b] {
+        rig.frame(s, json!({"id": 2, "subscribe": {"channel": "news", "join_leave": true}}));
+        rig.serve_all();
+    }
+    assert!(rig.take(a).iter().any(|v| !v["push"]["join"].is_null()), "b's join reached a");
+    store(&mut rig, &mut attachments, &mut positions);
+    assert!(attachments.values().all(|s| s.contains("\"ch\":\"news\"")), "{attachments:?}");
+    rig.publish("news", 1, H);
+    let changes = store(&mut rig, &mut attachments, &mut positions).expect("the position moved");
+    assert!(changes.sessions.is_empty(), "publications do not touch snapshots: {changes:?}");
+    assert_eq!(positions["news"].offset, 1);
+    rig.sent.clear();
+    assert!(rig.hub.take_changes().is_none(), "nothing new");
+
+    // The host loses the hub. A publication wakes it: it restores every session first, then
+    // hands over the event, which reaches the hub before the re-subscriptions are answered.
+    rig.hub = Hub::new(config, info, 99, T0).unwrap().tracking_snapshots().without_websocket_pings();
+    rig.held.clear();
+    for (session, attachment) in &attachments {
+        rig.hub.handle_restore(*session, serde_json::from_str(attachment).unwrap(), &positions, T0);
+    }
+    rig.pump();
+    rig.publish("news", 2, H);
+    rig.serve_all();
+    rig.publish("news", 3, H);
+    for s in [a, b] {
+        let got = rig.take(s);
+        assert_eq!(pub_offsets(&got), vec![2, 3], "each publication once: {got:?}");
+        assert_eq!(got.len(), 2, "no join, subscribe or other push: {got:?}");
+    }
+    let before = attachments.clone();
+    store(&mut rig, &mut attachments, &mut positions);
+    assert_eq!(attachments, before, "the same snapshots after the wake-up");
+    assert_eq!(positions["news"].offset, 3);
+
+    // Leaving: the snapshot loses the channel; the last one out forgets its position.
+    rig.frame(a, json!({"id": 3, "unsubscribe": {"channel": "news"}}));
+    rig.serve_all();
+    store(&mut rig, &mut attachments, &mut positions);
+    assert!(!attachments[&a].contains("news") && positions.contains_key("news"));
+    rig.hub.handle_closed(b, T0);
+    rig.serve_all();
+    let changes = store(&mut rig, &mut attachments, &mut positions).unwrap();
+    assert!(changes.sessions.contains(&(b, None)), "a closed session has no snapshot: {changes:?}");
+    assert!(!attachments.contains_key(&b) && positions.is_empty(), "{positions:?}");
+}
