@@ -10,8 +10,7 @@
 //!   keys above (local runs and tests pass one file, the way the native server takes `-c`).
 //! - `ROTOR_<KEY>` text vars are passed on as the environment overrides the native server
 //!   reads from its process environment; they apply in both cases.
-//! - `edge_*` vars configure the edge host itself (see [`EdgeOptions`]): `edge_node_count`,
-//!   `edge_hibernate`.
+//! - `edge_*` vars configure the edge host itself (see [`EdgeOptions`]): `edge_node_count`.
 
 use serde_json::{Map, Value};
 
@@ -42,16 +41,11 @@ pub struct EnvConfig {
 pub struct EdgeOptions {
     /// How many node objects share the client connections (`edge_node_count`, default 4).
     pub node_count: u32,
-    /// `edge_hibernate` (default false): let node objects that hold only WebSockets be
-    /// evicted while idle. Hubs keep sessions in memory, so an evicted node's clients are
-    /// disconnected (3001) and reconnect and recover. With false, a node object holding
-    /// WebSocket sessions keeps a timer pending, which keeps it resident.
-    pub hibernate: bool,
 }
 
 impl Default for EdgeOptions {
     fn default() -> Self {
-        EdgeOptions { node_count: 4, hibernate: false }
+        EdgeOptions { node_count: 4 }
     }
 }
 
@@ -84,13 +78,7 @@ pub fn from_env(entries: impl IntoIterator<Item = (String, EnvValue)>) -> Result
                         "edge_node_count must be a whole number from 1 to 1024".to_string()
                     })?;
                 }
-                "hibernate" => {
-                    edge.hibernate = match &value {
-                        EnvValue::Text(t) => t.trim() == "true",
-                        EnvValue::Json(v) => v.as_bool() == Some(true),
-                    };
-                }
-                _ => return Err(format!("unknown edge option edge_{option}: there are edge_node_count and edge_hibernate")),
+                _ => return Err(format!("unknown edge option edge_{option}: there is edge_node_count")),
             }
         } else if name.starts_with("ROTOR_") {
             if let EnvValue::Text(t) = value {
@@ -135,13 +123,12 @@ mod tests {
             ("namespaces".into(), text(r#"[{"name":"chat","presence":true}]"#)),
             ("ROTOR_PING_INTERVAL".into(), text("3s")),
             ("edge_node_count".into(), text("2")),
-            ("edge_hibernate".into(), EnvValue::Json(json!(true))),
         ])
         .unwrap();
         let v: Value = serde_json::from_str(&c.json).unwrap();
         assert_eq!(v, json!({"uni_sse": true, "history_size": 5, "api_key": "secret-key", "namespaces": [{"name":"chat","presence":true}]}));
         assert_eq!(c.overrides, vec![("ROTOR_PING_INTERVAL".to_string(), "3s".to_string())]);
-        assert_eq!(c.edge, EdgeOptions { node_count: 2, hibernate: true });
+        assert_eq!(c.edge, EdgeOptions { node_count: 2 });
     }
 
     #[test]

@@ -20,7 +20,8 @@
 //!   (publish, history, presence, …) go straight to the channel objects, sends commands
 //!   about connections (`disconnect`, `subscribe`, `channels`, `info`, …) to every node
 //!   object and merges the answers ([`api_route`]), and forwards connection requests to a
-//!   node object. It decodes an `/emulation` body only to find its `node`.
+//!   node object. It decodes an `/emulation` body only to find its `node`. A `batch` with
+//!   commands about connections is split: each command runs where it would alone.
 //! - **Node objects** run a [`shared::hub::Hub`] each. Connections are spread at random
 //!   over a fixed set `node-0 … node-{N-1}` (`edge_node_count`, default 4). Why a small
 //!   fixed set and not one object per connection: a publication is sent once per
@@ -48,15 +49,27 @@
 //! - Uni HTTP stream, uni SSE and the bidirectional emulation streams are response bodies fed
 //!   by a channel; an open stream keeps its node object in memory.
 //! - Uni and bidirectional WebSockets use the hibernation API: the runtime owns the socket,
-//!   the session id rides in its attachment, and `webSocketMessage`/`webSocketClose` drive
-//!   the hub. Pings come from the hub's timers through one alarm per object, re-armed only
-//!   when `poll_timeout()` changes.
-//! - Hubs keep sessions in memory, and the runtime evicts an object whose only I/O is
-//!   hibernatable WebSockets after ~10 s idle (seen under `wrangler dev` too). So by default a
-//!   node object holding WebSocket sessions keeps a 5 s timer pending, which keeps it
-//!   resident. `edge_hibernate = true` lets it go: the next life closes the orphaned sockets
-//!   with 3001 (reconnect) and clients resubscribe and recover from channel history. Channel
-//!   objects lose nothing: their state is in SQLite before any reply or event leaves them.
+//!   and `webSocketMessage`/`webSocketClose` drive the hub. The hub's timers (token expiry,
+//!   presence refresh, stream pings) share one alarm per object, re-armed only when
+//!   `poll_timeout()` changes.
+//! - **Hibernation.** The runtime evicts an object whose only I/O is hibernatable WebSockets
+//!   once idle (~10-15 s under `wrangler dev`); the sockets stay open. What rebuilds their
+//!   sessions is stored as it changes ([`node_store`]): each socket's attachment holds its
+//!   session id and snapshot (SQLite holds snapshots over 1.5 KB), and the node's SQLite
+//!   holds the last position it received per channel. Neither changes per publication to a
+//!   session, only on connect, subscribe, unsubscribe and refresh, plus one position row per
+//!   channel event batch. The first event of a new life (a message, a close, an alarm, a
+//!   channel's publication, an API call) builds the hub and restores every socket's session
+//!   (`Hub::handle_restore`) before it is handled: subscriptions are re-made with recovery
+//!   from the stored position, so what the waking publication carries, and anything a lost
+//!   event held, reaches the client once and in order, with no join, subscribe push or
+//!   reconnect. A position history no longer covers ends the subscription as a gap does
+//!   (2500, or 3010 for server-side ones).
+//! - So that idle objects can hibernate, WebSocket sessions get no server pings: their
+//!   connect result announces none (SDKs then expect none) and the runtime watches the
+//!   sockets. Pinging would wake every idle node each interval and rebuild it. Streams are
+//!   pinged as natively; an open stream keeps its object in memory anyway. Channel objects
+//!   lose nothing on eviction: their state is in SQLite before any reply or event leaves.
 //! - The time is read once per event (`Date.now()`) and passed to the core.
 //!
 //! ## Running it
@@ -74,17 +87,16 @@
 //!
 //! ## Known limits of this host
 //!
-//! - Workers cannot send WebSocket ping frames: uni WebSocket clients get the `{}` pings of
-//!   the protocol, but no protocol-level ping frames.
-//! - Sessions live in node memory: with `edge_hibernate = true` an idle WebSocket-only node
-//!   may be evicted and its clients reconnect (3001) and recover. The default keeps such
-//!   nodes resident. True hibernation needs the hub to snapshot and restore sessions.
+//! - No pings on WebSocket sessions (above); Workers cannot send WebSocket ping frames anyway.
+//! - A node object with presence subscriptions wakes every `client_presence_update_interval`
+//!   to refresh them, and rebuilds its sessions each time it was evicted meanwhile.
 //! - Idempotency keys of publishes are remembered in channel memory only (lost on eviction).
-//! - Commands about connections inside an API `batch` run in the Worker's hub, which holds
-//!   no connections; sent on their own they reach every node object.
+//! - An API `batch` holding commands about connections runs its commands one after another
+//!   in the Worker (each where it belongs), even with `parallel: true`.
 
 pub mod api_route;
 pub mod config;
+pub mod node_store;
 pub mod store;
 pub mod wire;
 

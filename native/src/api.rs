@@ -4,7 +4,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use serde_json::{json, Value};
+use serde_json::Value;
 use shared::api;
 use shared::protocol::Error;
 
@@ -62,20 +62,8 @@ fn authorized(req: &Request<Incoming>, key: &str) -> bool {
 }
 
 fn answer(method: &str, result: Result<Value, Error>, transport_errors: bool) -> Response<Body> {
-    match result {
-        Err(e) if transport_errors => {
-            let status = match e.code {
-                100 => StatusCode::INTERNAL_SERVER_ERROR,
-                102 | 104 => StatusCode::NOT_FOUND,
-                107 | 108 => StatusCode::BAD_REQUEST,
-                112 => StatusCode::RANGE_NOT_SATISFIABLE,
-                113 => StatusCode::CONFLICT,
-                _ => StatusCode::BAD_REQUEST,
-            };
-            json_response(status, &json!({"code": e.code, "message": e.message}))
-        }
-        result => json_response(StatusCode::OK, &api::body(method, &result)),
-    }
+    let (status, body) = api::http_answer(method, &result, transport_errors);
+    json_response(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &body)
 }
 
 /// `POST /api` with newline-separated `{"method":…,"params":…}` commands; answers are

@@ -257,6 +257,9 @@ pub struct RpcRequest {
 pub struct BatchRequest {
     /// `None`: a command naming no method the API has (its reply is error 104).
     pub commands: Vec<Option<ApiCommand>>,
+    /// Each command as it came (method name, params JSON), for hosts that send some of them
+    /// elsewhere (the edge runs commands about connections on every node object).
+    pub sources: Vec<Option<(String, String)>>,
     /// Run the commands concurrently; otherwise each starts after the previous finished.
     pub parallel: bool,
 }
@@ -331,19 +334,22 @@ fn parse_method(method: &str, body: &[u8], allow_batch: bool) -> Result<Option<A
         "batch" if allow_batch => {
             let batch: BatchBody = de(body).map_err(bad)?;
             let mut commands = Vec::with_capacity(batch.commands.len());
+            let mut sources = Vec::with_capacity(batch.commands.len());
             for command in batch.commands {
                 // One key per command names the method; a batch inside a batch is not a
                 // method of the batch (104), as in Centrifugo.
                 let mut parsed = None;
                 for (name, params) in &command {
                     if let Some(c) = parse_method(name, params.get().as_bytes(), false)? {
-                        parsed = Some(c);
+                        parsed = Some((c, (name.to_ascii_lowercase(), params.get().to_owned())));
                         break;
                     }
                 }
-                commands.push(parsed);
+                let (command, source) = parsed.unzip();
+                commands.push(command);
+                sources.push(source);
             }
-            ApiCommand::Batch(BatchRequest { commands, parallel: batch.parallel })
+            ApiCommand::Batch(BatchRequest { commands, sources, parallel: batch.parallel })
         }
         _ => return Ok(None),
     }))
@@ -482,6 +488,39 @@ pub fn envelope(result: &Result<Value, Error>) -> Value {
         Ok(v) => json!({ "result": v }),
         Err(e) => json!({ "error": { "code": e.code, "message": e.message } }),
     }
+}
+
+/// The HTTP status and JSON body answering `POST /api/<method>`. In the transport error mode
+/// (`api_error_mode: "transport"` or `X-Centrifugo-Error-Mode: transport`) an error is an HTTP
+/// status with `{"code","message"}`, as in Centrifugo; otherwise every answer is a 200.
+pub fn http_answer(method: &str, result: &Result<Value, Error>, transport_errors: bool) -> (u16, Value) {
+    match result {
+        Err(e) if transport_errors => {
+            let status = match e.code {
+                100 => 500,
+                102 | 104 => 404,
+                107 | 108 => 400,
+                112 => 416,
+                113 => 409,
+                _ => 400,
+            };
+            (status, json!({"code": e.code, "message": e.message}))
+        }
+        result => (200, body(method, result)),
+    }
+}
+
+/// A batch's answer: `{"replies":[{"<method>":result}|{"error":…}, …]}`, in command order.
+pub fn batch_value(methods: &[&str], results: Vec<Result<Value, Error>>) -> Value {
+    let replies: Vec<Value> = methods
+        .iter()
+        .zip(results)
+        .map(|(method, result)| match result {
+            Ok(v) => json!({ *method: v }),
+            Err(e) => json!({"error": {"code": e.code, "message": e.message}}),
+        })
+        .collect();
+    json!({ "replies": replies })
 }
 
 /// The JSON body of `POST /api/<method>`: [`envelope`], except that a batch answers with its

@@ -3,7 +3,7 @@
 import { describe, it, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { API_KEY, ROTOR_URL, token, uniq } from './lib.mjs';
-import { openUni, closeAll, connected, pubsOf, quiet } from './kit.mjs';
+import { openUni, closeAll, connected, finished, pubsOf, quiet } from './kit.mjs';
 
 afterEach(closeAll);
 
@@ -110,5 +110,32 @@ describe('legacy POST /api', () => {
     const channel = `chat:${uniq('legacy')}`;
     assert.equal((await post('/api', { method: 'publish', params: { channel, data: {} } }, {})).status, 401);
     assert.equal((await post('/api', '')).status, 400);
+  });
+});
+
+describe('POST /api/batch', () => {
+  it('runs commands about connections and about channels in order, one reply each', async () => {
+    const user = uniq('batch');
+    const channel = `chat:${uniq('batch')}`;
+    const c = openUni('http', { token: token(user) });
+    await connected(c);
+    const r = await post('/api/batch', {
+      commands: [
+        { subscribe: { user, channel } },
+        { publish: { channel, data: { n: 1 } } },
+        { no_such_method: {} },
+        { disconnect: { user } },
+      ],
+    });
+    assert.equal(r.status, 200);
+    const { replies } = JSON.parse(r.text);
+    assert.deepEqual(replies[0], { subscribe: {} }, r.text);
+    assert.equal(replies[1].publish.offset, 1, r.text);
+    assert.deepEqual(replies[2], { error: { code: 104, message: 'not found' } });
+    assert.deepEqual(replies[3], { disconnect: {} });
+    // The server-side subscription was made before the publication, which reached the client,
+    // and the disconnect ended the connection.
+    assert.deepEqual((await pubsOf(c, channel, 1))[0].data, { n: 1 });
+    await finished(c);
   });
 });

@@ -13,6 +13,12 @@ export const ROTOR_URL = (process.env.ROTOR_URL || 'http://127.0.0.1:8000').repl
 export const WS_URL = ROTOR_URL.replace(/^http/, 'ws');
 export const API_KEY = process.env.ROTOR_API_KEY || 'rotor-conformance-api-key';
 export const SECRET = process.env.ROTOR_HMAC_SECRET || 'rotor-conformance-secret-0123456789';
+/**
+ * Whether the server pings WebSocket sessions. The edge does not (ROTOR_WEBSOCKET_PINGS=0):
+ * an idle WebSocket-only Durable Object must be free to hibernate, so its connect results
+ * announce no ping interval and the runtime watches the sockets instead.
+ */
+export const WEBSOCKET_PINGS = process.env.ROTOR_WEBSOCKET_PINGS !== '0';
 
 export const uniq = (p) => `${p}${randomBytes(4).toString('hex')}`;
 const b64url = (b) => Buffer.from(b).toString('base64url');

@@ -15,6 +15,8 @@ export const API_KEY = process.env.ROTOR_API_KEY || 'rotor-sdk-test-api-key';
 export const SECRET = process.env.ROTOR_HMAC_SECRET || 'rotor-sdk-test-secret-0123456789abcdef';
 /** A loopback port nothing listens on (run.sh finds one), for the fallback tests. */
 export const CLOSED_PORT = process.env.ROTOR_CLOSED_PORT || '1';
+/** Whether the server pings WebSocket sessions (the edge does not: its idle objects hibernate). */
+export const WEBSOCKET_PINGS = process.env.ROTOR_WEBSOCKET_PINGS !== '0';
 
 export const endpoints = {
   websocket: `${WS_URL}/connection/websocket`,

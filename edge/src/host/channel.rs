@@ -18,8 +18,9 @@ use std::sync::Arc;
 use prost::Message as _;
 use shared::broker::{Broker, BrokerEvent, BrokerOp, BrokerRequest, RequestId};
 use shared::Timestamp;
-use worker::{durable_object, wasm_bindgen, wasm_bindgen_futures, DurableObject, Env, Request, Response, Result, SqlStorageValue, State};
+use worker::{durable_object, wasm_bindgen, wasm_bindgen_futures, DurableObject, Env, Request, Response, Result, State};
 
+use super::sql::{blob, int, opt_text, text};
 use super::{internal_request, now, random_u64, response_bytes, BROKER_PATH, EVENTS_PATH, NODES};
 use crate::store::{self, Param, Persisted, Rows, Write};
 use crate::wire::{self, EventAck, EventBatch, ReplyBatch, RequestBatch, WireEvent};
@@ -111,16 +112,7 @@ impl DurableObject for ChannelObject {
 
 impl ChannelHost {
     fn sql_exec(&self, query: &str, params: Vec<Param>) -> Result<worker::SqlCursor> {
-        let values = params
-            .into_iter()
-            .map(|p| match p {
-                Param::Null => SqlStorageValue::Null,
-                Param::Int(i) => SqlStorageValue::Integer(i),
-                Param::Text(t) => SqlStorageValue::String(t),
-                Param::Blob(b) => SqlStorageValue::Blob(b),
-            })
-            .collect::<Vec<_>>();
-        self.state.storage().sql().exec(query, values)
+        super::sql_exec(&self.state, query, params)
     }
 
     /// Reads the tables back into the broker, once per life of the object. Returns whether
@@ -290,34 +282,4 @@ async fn call_node(env: &Env, node: &str, body: Vec<u8>) -> Result<EventAck> {
     let response = stub.fetch_with_request(internal_request(EVENTS_PATH, body)?).await?;
     let bytes = response_bytes(response).await?;
     EventAck::decode(bytes.as_slice()).map_err(|e| worker::Error::RustError(e.to_string()))
-}
-
-fn text(v: &SqlStorageValue) -> String {
-    match v {
-        SqlStorageValue::String(s) => s.clone(),
-        _ => String::new(),
-    }
-}
-
-fn opt_text(v: &SqlStorageValue) -> Option<String> {
-    match v {
-        SqlStorageValue::String(s) => Some(s.clone()),
-        _ => None,
-    }
-}
-
-fn int(v: &SqlStorageValue) -> u64 {
-    match v {
-        SqlStorageValue::Integer(i) => *i as u64,
-        SqlStorageValue::Float(f) => *f as u64,
-        _ => 0,
-    }
-}
-
-fn blob(v: &SqlStorageValue) -> Vec<u8> {
-    match v {
-        SqlStorageValue::Blob(b) => b.clone(),
-        SqlStorageValue::String(s) => s.clone().into_bytes(),
-        _ => Vec::new(),
-    }
 }

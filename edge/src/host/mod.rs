@@ -114,10 +114,61 @@ pub fn internal_request(path: &str, body: Vec<u8>) -> worker::Result<Request> {
     Request::new_with_init(&format!("https://rotor.internal{path}"), &init)
 }
 
+/// Runs one SQL statement on the object's storage.
+pub fn sql_exec(state: &worker::State, query: &str, params: Vec<crate::store::Param>) -> worker::Result<worker::SqlCursor> {
+    use crate::store::Param;
+    use worker::SqlStorageValue;
+    let values = params
+        .into_iter()
+        .map(|p| match p {
+            Param::Null => SqlStorageValue::Null,
+            Param::Int(i) => SqlStorageValue::Integer(i),
+            Param::Text(t) => SqlStorageValue::String(t),
+            Param::Blob(b) => SqlStorageValue::Blob(b),
+        })
+        .collect::<Vec<_>>();
+    state.storage().sql().exec(query, values)
+}
+
 pub async fn response_bytes(mut r: Response) -> worker::Result<Vec<u8>> {
     if r.status_code() != 200 {
         let text = r.text().await.unwrap_or_default();
         return Err(worker::Error::RustError(format!("status {}: {text}", r.status_code())));
     }
     r.bytes().await
+}
+
+/// Values of SQL rows, read leniently (a wrong type reads as empty or zero).
+pub mod sql {
+    use worker::SqlStorageValue;
+
+    pub fn text(v: &SqlStorageValue) -> String {
+        match v {
+            SqlStorageValue::String(s) => s.clone(),
+            _ => String::new(),
+        }
+    }
+
+    pub fn opt_text(v: &SqlStorageValue) -> Option<String> {
+        match v {
+            SqlStorageValue::String(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    pub fn int(v: &SqlStorageValue) -> u64 {
+        match v {
+            SqlStorageValue::Integer(i) => *i as u64,
+            SqlStorageValue::Float(f) => *f as u64,
+            _ => 0,
+        }
+    }
+
+    pub fn blob(v: &SqlStorageValue) -> Vec<u8> {
+        match v {
+            SqlStorageValue::Blob(b) => b.clone(),
+            SqlStorageValue::String(s) => s.clone().into_bytes(),
+            _ => Vec::new(),
+        }
+    }
 }

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use prost::Message as _;
-use serde_json::{json, Value};
+use serde_json::Value;
 use shared::api::{self, ApiCommand, ApiId};
 use shared::broker::BrokerEvent;
 use shared::hub::{Hub, NodeInfo, Output};
@@ -114,11 +114,11 @@ async fn api(mut req: Request, env: &Env, loaded: &Loaded, prefix: &str) -> Resu
     }
     let command = match api::parse(&method, &body) {
         Ok(Some(command)) => command,
-        Ok(None) => return answer(Err(Error::new(api::METHOD_NOT_FOUND, "not found")), transport_errors),
+        Ok(None) => return answer("", Err(api::not_found()), transport_errors),
         Err(e) => return text(400, &e.0),
     };
     let result = runner.execute(&method, &body, command).await;
-    answer(result, transport_errors)
+    answer(&method, result, transport_errors)
 }
 
 fn authorized(req: &Request, key: &str) -> bool {
@@ -138,21 +138,9 @@ fn authorized(req: &Request, key: &str) -> bool {
     http::query_param(req, "api_key").is_some_and(|v| v == key)
 }
 
-fn answer(result: std::result::Result<Value, Error>, transport_errors: bool) -> Result<Response> {
-    match result {
-        Err(e) if transport_errors => {
-            let status = match e.code {
-                100 => 500,
-                102 | 104 => 404,
-                107 | 108 => 400,
-                112 => 416,
-                113 => 409,
-                _ => 400,
-            };
-            http::json(status, json!({"code": e.code, "message": e.message}).to_string())
-        }
-        result => http::json(200, api::envelope(&result).to_string()),
-    }
+fn answer(method: &str, result: std::result::Result<Value, Error>, transport_errors: bool) -> Result<Response> {
+    let (status, body) = api::http_answer(method, &result, transport_errors);
+    http::json(status, body.to_string())
 }
 
 /// A hub for one API request, driven to completion: its broker requests go to channel
@@ -180,10 +168,33 @@ impl ApiRunner {
 
     /// Runs `command` (parsed from `params` of `method`) where it belongs.
     async fn execute(&mut self, method: &str, params: &[u8], command: ApiCommand) -> std::result::Result<Value, Error> {
-        match node_route(&command) {
-            Some(merge) => self.on_nodes(method, params, merge).await,
-            None => self.run(command).await,
+        match command {
+            ApiCommand::Batch(batch) if batch.commands.iter().flatten().any(|c| node_route(c).is_some()) => {
+                Ok(self.batch(batch).await)
+            }
+            command => match node_route(&command) {
+                Some(merge) => self.on_nodes(method, params, merge).await,
+                None => self.run(command).await,
+            },
         }
+    }
+
+    /// A batch holding commands about connections: each command runs where it belongs (on
+    /// every node object, or in this hub), one after another, with the replies in order.
+    /// (`parallel` only changes timing; here the parts always run in sequence.)
+    async fn batch(&mut self, batch: api::BatchRequest) -> Value {
+        let methods: Vec<&str> = batch.commands.iter().map(|c| c.as_ref().map_or("error", ApiCommand::method)).collect();
+        let mut results = Vec::with_capacity(methods.len());
+        for (command, source) in batch.commands.into_iter().zip(batch.sources) {
+            results.push(match (command, source) {
+                (Some(command), Some((method, params))) => match node_route(&command) {
+                    Some(merge) => self.on_nodes(&method, params.as_bytes(), merge).await,
+                    None => self.run(command).await,
+                },
+                _ => Err(api::not_found()),
+            });
+        }
+        api::batch_value(&methods, results)
     }
 
     async fn on_nodes(&self, method: &str, params: &[u8], merge: Merge) -> std::result::Result<Value, Error> {

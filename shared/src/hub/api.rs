@@ -461,15 +461,7 @@ impl Hub {
 fn group_value(group: &Group) -> Value {
     let answer = |i: usize| group.slots[i].clone().unwrap_or_else(|| Err(Error::internal()));
     match &group.shape {
-        Shape::Batch { methods } => {
-            let replies: Vec<Value> = (0..group.slots.len())
-                .map(|i| match answer(i) {
-                    Ok(v) => json!({ methods[i]: v }),
-                    Err(e) => json!({"error": {"code": e.code, "message": e.message}}),
-                })
-                .collect();
-            json!({ "replies": replies })
-        }
+        Shape::Batch { methods } => api::batch_value(methods, (0..group.slots.len()).map(answer).collect()),
         Shape::Broadcast => {
             let responses: Vec<Value> = (0..group.slots.len()).map(|i| api::envelope(&answer(i))).collect();
             json!({ "responses": responses })

@@ -101,7 +101,7 @@ impl Hub {
         }
         if self.config.user_personal_single_connection && !user.is_empty() {
             // One connection per user: the newest wins, older ones are told why.
-            let older: Vec<SessionId> = self.by_user.get(&user).map(|ids| ids.clone()).unwrap_or_default();
+            let older: Vec<SessionId> = self.by_user.get(&user).cloned().unwrap_or_default();
             for id in older.into_iter().filter(|id| *id != session) {
                 self.disconnect(id, Disconnect::connection_limit(), now);
             }

@@ -9,7 +9,7 @@
 //! [`drain`]: NodeHost::drain
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -17,11 +17,10 @@ use bytes::Bytes;
 use futures_channel::mpsc::UnboundedSender;
 use futures_channel::oneshot;
 use prost::Message as _;
-use serde::{Deserialize, Serialize};
 use shared::api::{self, ApiId};
 use shared::broker::{BrokerEvent, BrokerOp, BrokerRequest};
-use shared::hub::{Hub, NodeInfo, Output, SessionId};
-use shared::protocol::{parse_connect_request, Disconnect, Error};
+use shared::hub::{Changes, Hub, NodeInfo, Output, SessionId};
+use shared::protocol::{parse_connect_request, Disconnect, Error, StreamPosition};
 use shared::Timestamp;
 use worker::{
     durable_object, wasm_bindgen, wasm_bindgen_futures, DurableObject, Env, Request, Response, Result, State, WebSocket,
@@ -29,7 +28,9 @@ use worker::{
 };
 
 use super::http::{self, cors, query_param, text};
-use super::{internal_request, load_config, now, random_u64, response_bytes, API_PATH, BROKER_PATH, CHANNELS, EVENTS_PATH};
+use super::sql::{int, text as sql_text};
+use super::{internal_request, load_config, now, random_u64, response_bytes, sql_exec, API_PATH, BROKER_PATH, CHANNELS, EVENTS_PATH};
+use crate::node_store::{self, Attachment, NodeWrite};
 use crate::wire::{self, EventAck, EventBatch, ReplyBatch, RequestBatch, WireRequest};
 
 mod transports;
@@ -43,14 +44,6 @@ pub struct NodeObject {
     host: Rc<NodeHost>,
 }
 
-/// What a WebSocket carries through hibernation: which incarnation of the object accepted it
-/// and its session there.
-#[derive(Serialize, Deserialize)]
-struct Attachment {
-    incarnation: u64,
-    session: u64,
-}
-
 enum Sink {
     Stream(UnboundedSender<Vec<u8>>),
     Socket { ws: WebSocket, binary: bool },
@@ -61,8 +54,8 @@ struct NodeHost {
     env: Env,
     /// The node id clients see (emulation routes on it): the object's hex id.
     id: Arc<str>,
-    /// Tells this object's WebSockets from those of an evicted earlier life of it.
-    incarnation: u64,
+    /// Built by the first event of each life of the object, with the sessions of the
+    /// WebSockets an earlier life accepted (see [`NodeHost::wake_up`]).
     hub: RefCell<Option<Hub>>,
     sinks: RefCell<HashMap<SessionId, Sink>>,
     /// Uni WebSocket sessions whose connect message came (later messages are dropped).
@@ -72,9 +65,15 @@ struct NodeHost {
     /// Per channel: requests waiting for the one batch in flight to come back.
     outbox: RefCell<HashMap<String, Vec<BrokerRequest>>>,
     next_session: Cell<u64>,
+    /// The alarm as last set; unknown (false) until this life sets or clears it.
     alarm: Cell<Option<Timestamp>>,
-    /// Whether the residency timer runs (see [`NodeHost::keep_resident`]).
-    resident: Cell<bool>,
+    alarm_known: Cell<bool>,
+    /// Sessions whose snapshot is in the `sessions` table (too big for the attachment).
+    in_table: RefCell<HashSet<u64>>,
+    schema_ready: Cell<bool>,
+    /// Channel positions to write at the next flush (see [`NodeHost::persist`]).
+    positions_due: RefCell<BTreeMap<Arc<str>, Option<StreamPosition>>>,
+    flush_pending: Cell<bool>,
     /// API commands run here (those acting on connections), waiting for their answers.
     api_waiters: RefCell<HashMap<ApiId, oneshot::Sender<std::result::Result<serde_json::Value, Error>>>>,
     next_api: Cell<u64>,
@@ -83,22 +82,17 @@ struct NodeHost {
 /// How long a closed session's stream stays open after its last write.
 const STREAM_END_DELAY_MS: u64 = 100;
 
-/// How often the residency timer ticks while WebSocket sessions are held.
-const RESIDENT_TICK_MS: u64 = 5_000;
+/// Channel positions are written at most this often: a busy channel costs one row write per
+/// second per node, not one per publication.
+const POSITION_FLUSH_MS: u64 = 1_000;
 
 impl DurableObject for NodeObject {
     fn new(state: State, env: Env) -> Self {
-        // A new life: WebSockets accepted by an earlier one (before eviction) lost their
-        // sessions with it. Close them with a reconnect code; clients come back and recover.
-        for ws in state.get_websockets() {
-            let _ = ws.close(Some(Disconnect::shutdown().code as u16), Some("shutdown"));
-        }
         let id: Arc<str> = Arc::from(state.id().to_string());
         let host = NodeHost {
             state,
             env,
             id,
-            incarnation: random_u64() >> 11, // fits a JavaScript number (attachments are JS values)
             hub: RefCell::new(None),
             sinks: RefCell::new(HashMap::new()),
             uni_connected: RefCell::new(HashSet::new()),
@@ -106,7 +100,11 @@ impl DurableObject for NodeObject {
             outbox: RefCell::new(HashMap::new()),
             next_session: Cell::new(1),
             alarm: Cell::new(None),
-            resident: Cell::new(false),
+            alarm_known: Cell::new(false),
+            in_table: RefCell::new(HashSet::new()),
+            schema_ready: Cell::new(false),
+            positions_due: RefCell::new(BTreeMap::new()),
+            flush_pending: Cell::new(false),
             api_waiters: RefCell::new(HashMap::new()),
             next_api: Cell::new(1),
         };
@@ -151,6 +149,7 @@ impl DurableObject for NodeObject {
     async fn alarm(&self) -> Result<Response> {
         let host = &self.host;
         host.alarm.set(None);
+        host.ensure_hub().map_err(worker::Error::RustError)?;
         let now = now();
         if host.with_hub(|hub| hub.handle_timeout(now)).is_some() {
             host.drain(now);
@@ -160,6 +159,7 @@ impl DurableObject for NodeObject {
 
     async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> Result<()> {
         let host = &self.host;
+        host.ensure_hub().map_err(worker::Error::RustError)?;
         let Some(session) = host.session_of(&ws) else { return Ok(()) };
         let now = now();
         let data = match message {
@@ -197,6 +197,7 @@ impl DurableObject for NodeObject {
 
     async fn websocket_close(&self, ws: WebSocket, _code: usize, _reason: String, _was_clean: bool) -> Result<()> {
         let host = &self.host;
+        host.ensure_hub().map_err(worker::Error::RustError)?;
         if let Some(session) = host.session_of(&ws) {
             host.closed(session, now());
         }
@@ -206,6 +207,7 @@ impl DurableObject for NodeObject {
 
     async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> Result<()> {
         let host = &self.host;
+        host.ensure_hub().map_err(worker::Error::RustError)?;
         if let Some(session) = host.session_of(&ws) {
             host.closed(session, now());
         }
@@ -214,15 +216,137 @@ impl DurableObject for NodeObject {
 }
 
 impl NodeHost {
-    fn ensure_hub(&self) -> std::result::Result<(), String> {
+    /// Builds the hub on the first event of this life of the object. No server pings on
+    /// WebSockets (an idle object must be free to hibernate; the runtime watches the
+    /// sockets), and the hub reports what to store so the next life can rebuild it.
+    fn ensure_hub(self: &Rc<Self>) -> std::result::Result<(), String> {
         if self.hub.borrow().is_some() {
             return Ok(());
         }
         let loaded = load_config(&self.env)?;
         let info = NodeInfo { id: self.id.clone(), name: format!("rotor-edge-{}", &self.id[..8.min(self.id.len())]), version: shared::VERSION.to_string() };
-        let hub = Hub::new(loaded.config, info, random_u64(), now()).map_err(|e| e.to_string())?;
-        *self.hub.borrow_mut() = Some(hub);
+        let now = now();
+        let hub = Hub::new(loaded.config, info, random_u64(), now).map_err(|e| e.to_string())?;
+        *self.hub.borrow_mut() = Some(hub.without_websocket_pings().tracking_snapshots());
+        if let Err(e) = self.wake_up(now) {
+            worker::console_error!("rotor: node wake-up: {e}");
+        }
         Ok(())
+    }
+
+    /// Rebuilds the sessions of WebSockets an earlier life of this object accepted: the
+    /// runtime kept the sockets and their attachments, SQLite the rest. Each session is
+    /// connected again with its subscriptions re-made from the last positions this node
+    /// received; what was published meanwhile reaches the client before anything newer.
+    /// Sockets that never connected are closed with 3001 (reconnect).
+    fn wake_up(self: &Rc<Self>, now: Timestamp) -> Result<()> {
+        let sockets = self.state.get_websockets();
+        if sockets.is_empty() {
+            return Ok(());
+        }
+        self.ensure_schema()?;
+        let mut table = HashMap::new();
+        for row in sql_exec(&self.state, node_store::READ_SESSIONS, vec![])?.raw() {
+            let row = row?;
+            table.insert(int(&row[0]), sql_text(&row[1]));
+        }
+        let mut rows = Vec::new();
+        for row in sql_exec(&self.state, node_store::READ_POSITIONS, vec![])?.raw() {
+            let row = row?;
+            rows.push((sql_text(&row[0]), sql_text(&row[1]), int(&row[2])));
+        }
+        let positions = node_store::positions(rows);
+        let mut channels = BTreeSet::new();
+        let mut restored = HashSet::new();
+        let mut next = self.next_session.get();
+        for ws in sockets {
+            let attachment = ws.deserialize_attachment::<Attachment>().ok().flatten().unwrap_or_default();
+            let Some(snapshot) = node_store::snapshot_of(&attachment, &table) else {
+                let d = Disconnect::shutdown();
+                let _ = ws.close(Some(d.code as u16), Some(d.reason.as_str()));
+                continue;
+            };
+            let session = SessionId(attachment.session);
+            next = next.max(session.0 + 1);
+            restored.insert(session.0);
+            channels.extend(snapshot.subs.iter().map(|s| s.ch.clone()));
+            if snapshot.t == "uws" {
+                self.uni_connected.borrow_mut().insert(session);
+            }
+            self.sinks.borrow_mut().insert(session, Sink::Socket { ws, binary: snapshot.t == "wsp" });
+            self.with_hub(|hub| hub.handle_restore(session, snapshot, &positions, now));
+        }
+        self.next_session.set(next);
+        // Rows of sessions and channels nothing holds any more go.
+        for id in table.keys().filter(|id| !restored.contains(id)) {
+            self.store(NodeWrite::DeleteSession(*id))?;
+        }
+        *self.in_table.borrow_mut() = table.into_keys().filter(|id| restored.contains(id)).collect();
+        if positions.keys().any(|c| !channels.contains(c)) {
+            self.store(NodeWrite::DeletePositionsExcept(channels.into_iter().collect()))?;
+        }
+        self.drain(now);
+        Ok(())
+    }
+
+    fn ensure_schema(&self) -> Result<()> {
+        if !self.schema_ready.get() {
+            for statement in node_store::SCHEMA {
+                sql_exec(&self.state, statement, vec![])?;
+            }
+            self.schema_ready.set(true);
+        }
+        Ok(())
+    }
+
+    fn store(&self, write: NodeWrite) -> Result<()> {
+        self.ensure_schema()?;
+        let (query, params) = write.statement();
+        sql_exec(&self.state, &query, params).map(|_| ())
+    }
+
+    /// Writes what the hub says changed: snapshots to the sockets' attachments (or the
+    /// `sessions` table) at once, positions to `positions` within [`POSITION_FLUSH_MS`]. The
+    /// delay is safe: a pending timer keeps the object from hibernating until it fires.
+    fn persist(self: &Rc<Self>, changes: Changes) {
+        let mut writes = Vec::new();
+        for (session, snapshot) in changes.sessions {
+            let in_table = self.in_table.borrow().contains(&session.0);
+            let (attachment, write) = node_store::place(session.0, snapshot.as_ref(), in_table);
+            if let Some(Sink::Socket { ws, .. }) = self.sinks.borrow().get(&session) {
+                if let Err(e) = ws.serialize_attachment(&attachment) {
+                    worker::console_error!("rotor: attachment of session {}: {e}", session.0);
+                }
+            }
+            match &write {
+                Some(NodeWrite::UpsertSession { .. }) => self.in_table.borrow_mut().insert(session.0),
+                Some(_) => self.in_table.borrow_mut().remove(&session.0),
+                None => false,
+            };
+            writes.extend(write);
+        }
+        for write in writes {
+            if let Err(e) = self.store(write) {
+                worker::console_error!("rotor: node storage: {e}");
+            }
+        }
+        if changes.positions.is_empty() {
+            return;
+        }
+        self.positions_due.borrow_mut().extend(changes.positions);
+        if !self.flush_pending.replace(true) {
+            let host = self.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                worker::Delay::from(std::time::Duration::from_millis(POSITION_FLUSH_MS)).await;
+                host.flush_pending.set(false);
+                let due = std::mem::take(&mut *host.positions_due.borrow_mut());
+                for (channel, position) in due {
+                    if let Err(e) = host.store(node_store::position_write(&channel, position.as_ref())) {
+                        worker::console_error!("rotor: node storage: {e}");
+                    }
+                }
+            });
+        }
     }
 
     /// Runs `f` on the hub, if there is one (it exists from the first request on).
@@ -239,12 +363,8 @@ impl NodeHost {
 
     fn session_of(&self, ws: &WebSocket) -> Option<SessionId> {
         match ws.deserialize_attachment::<Attachment>() {
-            Ok(Some(a)) if a.incarnation == self.incarnation => Some(SessionId(a.session)),
-            _ => {
-                // Accepted by an earlier life of this object: its session is gone.
-                let _ = ws.close(Some(Disconnect::shutdown().code as u16), Some("shutdown"));
-                None
-            }
+            Ok(Some(a)) => Some(SessionId(a.session)),
+            _ => None,
         }
     }
 
@@ -293,33 +413,10 @@ impl NodeHost {
                 }
             }
         }
+        if let Some(changes) = self.with_hub(|hub| hub.take_changes()).flatten() {
+            self.persist(changes);
+        }
         self.rearm();
-        self.keep_resident();
-    }
-
-    /// Hubs keep sessions in memory, and the runtime evicts an object whose only I/O is
-    /// hibernatable WebSockets after a few idle seconds. Unless `edge_hibernate` allows that,
-    /// a pending timer keeps the object resident while it holds WebSocket sessions (streams
-    /// keep it resident by themselves).
-    fn keep_resident(self: &Rc<Self>) {
-        if self.resident.get() || !self.holds_sockets() {
-            return;
-        }
-        if load_config(&self.env).map(|l| l.edge.hibernate).unwrap_or(false) {
-            return;
-        }
-        self.resident.set(true);
-        let host = self.clone();
-        wasm_bindgen_futures::spawn_local(async move {
-            while host.holds_sockets() {
-                worker::Delay::from(std::time::Duration::from_millis(RESIDENT_TICK_MS)).await;
-            }
-            host.resident.set(false);
-        });
-    }
-
-    fn holds_sockets(&self) -> bool {
-        self.sinks.borrow().values().any(|s| matches!(s, Sink::Socket { .. }))
     }
 
     /// Writes to a session's transport; false when the transport is gone.
@@ -338,10 +435,11 @@ impl NodeHost {
 
     fn rearm(&self) {
         let next = self.with_hub(|hub| hub.poll_timeout()).flatten();
-        if next == self.alarm.get() {
+        if self.alarm_known.get() && next == self.alarm.get() {
             return;
         }
         self.alarm.set(next);
+        self.alarm_known.set(true);
         let storage = self.state.storage();
         wasm_bindgen_futures::spawn_local(async move {
             let result = match next {
