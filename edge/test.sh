@@ -3,9 +3,11 @@
 # `wrangler dev` on a free loopback port with fresh persisted state, runs the black-box
 # conformance suite against it (tests/conformance/, config tests/config/conformance.json), the
 # centrifuge SDK's Node suites (tests/sdk/*.test.mjs, config tests/config/sdk.json; off with
-# ROTOR_EDGE_SDK=0) and the edge's own checks (tests/edge/: durability across a wrangler
-# restart, ordered fan-out over several node objects, WebSocket sessions through an idle
-# spell). Stops every wrangler it started.
+# ROTOR_EDGE_SDK=0), the server API through the official clients (tests/api/ with PyPI cent,
+# tests/api-js/ with npm cent.js, config tests/config/api.json; off with ROTOR_EDGE_API=0) and
+# the edge's own checks (tests/edge/: durability across a wrangler restart, ordered fan-out
+# over several node objects, WebSocket sessions kept through hibernation). Stops every
+# wrangler it started.
 # Exit status: non-zero if any suite failed. ROTOR_EDGE_SKIP_SETUP=1 skips edge/setup.sh.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -78,6 +80,18 @@ if [ "${ROTOR_EDGE_SDK:-1}" = 1 ]; then
   ROTOR_URL="$url" ROTOR_CLOSED_PORT="$(free_port)" ROTOR_API_KEY="$(key "$config" api_key)" \
     ROTOR_HMAC_SECRET="$(key "$config" token_hmac_secret_key)" ROTOR_WEBSOCKET_PINGS=0 \
     node --test --test-force-exit --test-concurrency=4 tests/sdk/*.test.mjs || rc=1
+  stop
+fi
+
+if [ "${ROTOR_EDGE_API:-1}" = 1 ]; then
+  config=tests/config/api.json
+  serve "$config" api
+  # The official API clients: PyPI cent (pytest) and npm cent.js. `info` lists one node per
+  # node object.
+  api_env=(ROTOR_URL="$url" ROTOR_API_KEY="$(key "$config" api_key)" ROTOR_HMAC_SECRET="$(key "$config" token_hmac_secret_key)"
+    TEST_NODE_COUNT="$(sed -n 's/^edge_node_count *= *\([0-9][0-9]*\).*/\1/p' wrangler.toml)")
+  env "${api_env[@]}" tests/api/run.sh || rc=1
+  env "${api_env[@]}" tests/api-js/run.sh || rc=1
   stop
 fi
 

@@ -32,7 +32,8 @@
 //!   requests without a lookup.
 //! - **Channel objects**, one per channel (`idFromName(channel)`), run a
 //!   [`shared::broker::Broker`] for that one channel and keep its stream (epoch, top
-//!   offset, history with expiry), presence and subscribed nodes in the object's SQLite
+//!   offset, history with expiry), presence, subscribed nodes and the idempotency keys of
+//!   recent publishes in the object's SQLite
 //!   ([`store`]), restored when the object wakes up. A channel is the unit of ordering, so
 //!   one object per channel gives every channel its own sequence with no coordination.
 //!
@@ -90,7 +91,6 @@
 //! - No pings on WebSocket sessions (above); Workers cannot send WebSocket ping frames anyway.
 //! - A node object with presence subscriptions wakes every `client_presence_update_interval`
 //!   to refresh them, and rebuilds its sessions each time it was evicted meanwhile.
-//! - Idempotency keys of publishes are remembered in channel memory only (lost on eviction).
 //! - An API `batch` holding commands about connections runs its commands one after another
 //!   in the Worker (each where it belongs), even with `parallel: true`.
 

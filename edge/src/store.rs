@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use prost::Message;
 use shared::broker::{ChannelSnapshot, StreamSnapshot};
-use shared::protocol::{ClientInfo, Publication};
+use shared::protocol::{ClientInfo, Publication, StreamPosition};
 use shared::Timestamp;
 
 /// Tables of a channel object (one channel per object). `channel` has at most one row.
@@ -21,6 +21,8 @@ pub const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS publications (seq INTEGER PRIMARY KEY, data BLOB NOT NULL, expires_at INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS presence (client TEXT PRIMARY KEY, info BLOB NOT NULL, expires_at INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS nodes (node TEXT PRIMARY KEY)",
+    "CREATE TABLE IF NOT EXISTS idempotency (key TEXT PRIMARY KEY, epoch TEXT NOT NULL, top INTEGER NOT NULL, \
+     expires_at INTEGER NOT NULL)",
 ];
 
 /// One statement to run, with its parameters.
@@ -35,6 +37,9 @@ pub enum Write {
     DeletePresence { client: String },
     InsertNode(String),
     DeleteNode(String),
+    /// An idempotency key with the position its publish answered.
+    UpsertIdempotency { key: String, epoch: String, offset: u64, expires_at: u64 },
+    DeleteIdempotency(String),
 }
 
 impl Write {
@@ -61,6 +66,11 @@ impl Write {
             Write::DeletePresence { client } => ("DELETE FROM presence WHERE client = ?", vec![Text(client.clone())]),
             Write::InsertNode(node) => ("INSERT OR IGNORE INTO nodes (node) VALUES (?)", vec![Text(node.clone())]),
             Write::DeleteNode(node) => ("DELETE FROM nodes WHERE node = ?", vec![Text(node.clone())]),
+            Write::UpsertIdempotency { key, epoch, offset, expires_at } => (
+                "INSERT OR REPLACE INTO idempotency (key, epoch, top, expires_at) VALUES (?, ?, ?, ?)",
+                vec![Text(key.clone()), Text(epoch.clone()), Int(*offset as i64), Int(*expires_at as i64)],
+            ),
+            Write::DeleteIdempotency(key) => ("DELETE FROM idempotency WHERE key = ?", vec![Text(key.clone())]),
         }
     }
 }
@@ -79,6 +89,7 @@ pub const READ_CHANNEL: &str = "SELECT name, epoch, top, meta_expires_at FROM ch
 pub const READ_PUBLICATIONS: &str = "SELECT seq, data, expires_at FROM publications ORDER BY seq";
 pub const READ_PRESENCE: &str = "SELECT client, info, expires_at FROM presence ORDER BY client";
 pub const READ_NODES: &str = "SELECT node FROM nodes ORDER BY node";
+pub const READ_IDEMPOTENCY: &str = "SELECT key, epoch, top, expires_at FROM idempotency ORDER BY key";
 
 /// The stored rows of a channel object.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -90,6 +101,8 @@ pub struct Rows {
     /// client, encoded ClientInfo, expires_at
     pub presence: Vec<(String, Vec<u8>, u64)>,
     pub nodes: Vec<String>,
+    /// key, epoch, offset, expires_at
+    pub idempotency: Vec<(String, String, u64, u64)>,
 }
 
 /// What the tables hold, as last written: the base of the next diff.
@@ -101,6 +114,7 @@ pub struct Persisted {
     offsets: BTreeSet<u64>,
     presence: BTreeMap<String, (ClientInfo, Timestamp)>,
     nodes: BTreeSet<String>,
+    idempotent: BTreeMap<String, (StreamPosition, Timestamp)>,
 }
 
 impl Persisted {
@@ -144,6 +158,11 @@ pub fn load(rows: Rows) -> (ChannelSnapshot, Persisted) {
     }
     persisted.nodes = rows.nodes.iter().cloned().collect();
     snapshot.nodes = rows.nodes.into_iter().map(Arc::from).collect();
+    for (key, epoch, offset, expires) in rows.idempotency {
+        let position = StreamPosition { offset, epoch };
+        persisted.idempotent.insert(key.clone(), (position.clone(), Timestamp(expires)));
+        snapshot.idempotent.push((key, position, Timestamp(expires)));
+    }
     (snapshot, persisted)
 }
 
@@ -212,6 +231,26 @@ pub fn diff(persisted: &mut Persisted, name: &str, snapshot: &ChannelSnapshot) -
         writes.push(Write::DeleteNode(node.clone()));
     }
     persisted.nodes = nodes;
+
+    let mut keys = BTreeSet::new();
+    for (key, position, expires) in &snapshot.idempotent {
+        keys.insert(key.as_str());
+        let entry = (position.clone(), *expires);
+        if persisted.idempotent.get(key) != Some(&entry) {
+            writes.push(Write::UpsertIdempotency {
+                key: key.clone(),
+                epoch: position.epoch.clone(),
+                offset: position.offset,
+                expires_at: expires.0,
+            });
+            persisted.idempotent.insert(key.clone(), entry);
+        }
+    }
+    let gone: Vec<String> = persisted.idempotent.keys().filter(|k| !keys.contains(k.as_str())).cloned().collect();
+    for key in gone {
+        persisted.idempotent.remove(&key);
+        writes.push(Write::DeleteIdempotency(key));
+    }
     writes
 }
 
@@ -243,6 +282,12 @@ pub fn apply(rows: &mut Rows, writes: &[Write]) {
                 }
             }
             Write::DeleteNode(node) => rows.nodes.retain(|n| n != node),
+            Write::UpsertIdempotency { key, epoch, offset, expires_at } => {
+                rows.idempotency.retain(|(k, ..)| k != key);
+                rows.idempotency.push((key.clone(), epoch.clone(), *offset, *expires_at));
+                rows.idempotency.sort_by(|a, b| a.0.cmp(&b.0));
+            }
+            Write::DeleteIdempotency(key) => rows.idempotency.retain(|(k, ..)| k != key),
         }
     }
 }
@@ -341,5 +386,39 @@ mod tests {
         assert_ne!(rows.channel.as_ref().unwrap().1, epoch);
         assert_eq!(rows.publications.len(), 1);
         assert_eq!(rows.publications[0].0, 1);
+    }
+
+    #[test]
+    fn idempotency_keys_outlive_the_object_and_expire() {
+        let (mut b, mut p, mut rows) = (Broker::new(1), Persisted::default(), Rows::default());
+        let keyed = |n: u64| {
+            BrokerOp::Publish(PublishOp {
+                data: Bytes::from(format!("{{\"n\":{n}}}")),
+                history: H,
+                idempotency_key: Some("k1".into()),
+                ..Default::default()
+            })
+        };
+        request(&mut b, keyed(1), 0);
+        let writes = sync(&b, &mut p, &mut rows);
+        assert_eq!(writes.iter().filter(|w| matches!(w, Write::UpsertIdempotency { .. })).count(), 1);
+        assert_eq!(rows.idempotency.len(), 1);
+
+        // The object is evicted; a new one loads the rows and still knows the key.
+        let (loaded, mut p2) = load(rows.clone());
+        let mut b2 = Broker::new(2);
+        b2.restore("c", loaded);
+        b2.handle_request(BrokerRequest { id: RequestId(7), channel: "c".into(), op: keyed(2) }, Timestamp(1_000));
+        let replies: Vec<_> = std::iter::from_fn(|| b2.poll_output()).collect();
+        assert!(
+            matches!(&replies[..], [shared::broker::BrokerEvent::Reply { result: Ok(shared::broker::BrokerReply::Published(pos)), .. }] if pos.offset == 1),
+            "the repeated publish is answered, not published again: {replies:?}"
+        );
+        assert!(sync(&b2, &mut p2, &mut rows).is_empty());
+        // Five minutes on, the key is gone, from memory and from the table.
+        b2.handle_timeout(Timestamp(5 * 60 * 1000 + 1));
+        let writes = sync(&b2, &mut p2, &mut rows);
+        assert!(writes.contains(&Write::DeleteIdempotency("k1".into())), "{writes:?}");
+        assert!(rows.idempotency.is_empty());
     }
 }

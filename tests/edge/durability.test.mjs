@@ -1,6 +1,6 @@
-// Durability of the edge: a channel's history and epoch survive a restart of `wrangler dev`
-// with the same --persist-to directory, and a client that recovers after the restart gets
-// the publications it missed with recovered:true.
+// Durability of the edge: a channel's history, epoch and recent idempotency keys survive a
+// restart of `wrangler dev` with the same --persist-to directory, and a client that recovers
+// after the restart gets the publications it missed with recovered:true.
 //
 // Starts and stops its own `wrangler dev` (edge/dev.sh) on a free loopback port, with the
 // configuration of tests/config/conformance.json (sdk.json until that exists).
@@ -11,11 +11,11 @@ import { token, uniStream, start, stop, config, channel as named } from "./lib.m
 
 after(stop);
 
-async function publish(base, channel, data) {
+async function publish(base, channel, data, extra = {}) {
   const r = await fetch(`${base}/api/publish`, {
     method: "POST",
     headers: { "x-api-key": config.api_key },
-    body: JSON.stringify({ channel, data }),
+    body: JSON.stringify({ channel, data, ...extra }),
   });
   assert.equal(r.status, 200);
   const body = await r.json();
@@ -39,11 +39,13 @@ test("history and epoch survive a restart; a client recovers what it missed", { 
   await first.next((p) => p.pub?.offset === 1);
   await first.close(); // the client goes away having seen offset 1
   await publish(base, channel, { n: 2 });
-  await publish(base, channel, { n: 3 });
+  const p3 = await publish(base, channel, { n: 3 }, { idempotency_key: `k-${channel}` });
 
   await stop();
   base = await start();
 
+  // A publish retried after the restart with its idempotency key is answered, not repeated.
+  assert.deepEqual(await publish(base, channel, { n: 3 }, { idempotency_key: `k-${channel}` }), p3);
   const p4 = await publish(base, channel, { n: 4 });
   assert.deepEqual(p4, { offset: 4, epoch: sub.epoch }, "the stream goes on where it was");
 

@@ -141,6 +141,10 @@ impl ChannelHost {
             let row = row?;
             rows.nodes.push(text(&row[0]));
         }
+        for row in self.sql_exec(store::READ_IDEMPOTENCY, vec![])?.raw() {
+            let row = row?;
+            rows.idempotency.push((text(&row[0]), text(&row[1]), int(&row[2]), int(&row[3])));
+        }
         let (snapshot, persisted) = store::load(rows);
         if let Some(name) = persisted.name() {
             self.broker.borrow_mut().restore(name, snapshot);

@@ -295,7 +295,10 @@ impl Broker {
         };
         let _ = epoch;
         if let Some(key) = op.idempotency_key {
-            self.idempotent.insert((channel.to_owned(), key), (position.clone(), now.after_ms(IDEMPOTENCY_TTL_MS)));
+            let expires = now.after_ms(IDEMPOTENCY_TTL_MS);
+            // A deadline, so that the key is dropped even on a channel with nothing else to expire.
+            self.deadlines.insert((expires, channel.to_owned()));
+            self.idempotent.insert((channel.to_owned(), key), (position.clone(), expires));
         }
         Ok(BrokerReply::Published(position))
     }

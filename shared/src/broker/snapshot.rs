@@ -2,14 +2,11 @@
 //! (the edge keeps each channel in its own Durable Object's SQLite and restores it when the
 //! object wakes up). Pure data: the host chooses the encoding and does the I/O.
 //!
-//! Not part of a snapshot: remembered idempotency keys (a restart forgets them, as a restart
-//! of Centrifugo's memory broker does).
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{Broker, NodeId, Presence, Stream};
-use crate::protocol::{ClientInfo, Publication};
+use crate::protocol::{ClientInfo, Publication, StreamPosition};
 use crate::time::Timestamp;
 
 /// Everything the broker holds for one channel.
@@ -21,6 +18,9 @@ pub struct ChannelSnapshot {
     pub presence: Vec<(ClientInfo, Timestamp)>,
     /// Nodes that asked for the channel's events, in order.
     pub nodes: Vec<NodeId>,
+    /// Idempotency keys of recent publishes, ordered: the position each answered, and when
+    /// it is forgotten.
+    pub idempotent: Vec<(String, StreamPosition, Timestamp)>,
 }
 
 /// A channel stream: its epoch, top offset, and retained publications (oldest first) with the
@@ -49,7 +49,13 @@ impl Broker {
             .map(|p| p.entries.values().map(|(info, expires)| (info.clone(), *expires)).collect())
             .unwrap_or_default();
         let nodes = self.nodes(channel).cloned().collect();
-        ChannelSnapshot { stream, presence, nodes }
+        let idempotent = self
+            .idempotent
+            .range((channel.to_owned(), String::new())..)
+            .take_while(|((c, _), _)| c == channel)
+            .map(|((_, key), (position, expires))| (key.clone(), position.clone(), *expires))
+            .collect();
+        ChannelSnapshot { stream, presence, nodes, idempotent }
     }
 
     /// Replaces what the broker holds for `channel` with `snapshot` (a channel woken from
@@ -60,6 +66,11 @@ impl Broker {
         self.streams.remove(channel);
         self.presence.remove(channel);
         self.nodes.remove(channel);
+        self.idempotent.retain(|(c, _), _| c != channel);
+        for (key, position, expires) in snapshot.idempotent {
+            self.deadlines.insert((expires, channel.to_owned()));
+            self.idempotent.insert((channel.to_owned(), key), (position, expires));
+        }
         if let Some(s) = snapshot.stream {
             for (_, expires) in &s.entries {
                 self.deadlines.insert((*expires, channel.to_owned()));
