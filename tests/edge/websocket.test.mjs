@@ -65,17 +65,21 @@ test("WebSocket sessions live on in their sockets while the node object hibernat
   const uni = await open(`${wsBase}/connection/uni_websocket`);
   uni.ws.send(JSON.stringify({ token: user("u1"), subs: { [channel]: {} } }));
   await until("uni connect push", () => uni.messages.find((m) => m.includes('"connect"')));
+  let t0 = performance.now();
   const first = await publish(base, channel, { n: 1 });
   await until("the first publication", () => bidi.messages.some((m) => m.includes('"n":1')) && uni.messages.some((m) => m.includes('"n":1')));
+  const warm = performance.now() - t0;
 
   await sleep(IDLE_MS);
 
   // A publication wakes the node object: its hub is new, rebuilt from the sockets'
   // attachments, and the sessions receive without reconnecting.
+  t0 = performance.now();
   const second = await publish(base, channel, { n: 2 });
   assert.equal(second.offset, first.offset + 1);
   await until("the publication on the bidirectional socket", () => bidi.messages.some((m) => m.includes('"n":2')));
   await until("the publication on the uni socket", () => uni.messages.some((m) => m.includes('"n":2')));
+  console.log(`# publish → both sockets: ${warm.toFixed(0)} ms awake, ${(performance.now() - t0).toFixed(0)} ms waking a hibernated node`);
   await publish(base, "#b1", { personal: true });
   await until("the personal channel (a server-side subscription)", () => bidi.messages.some((m) => m.includes('"personal":true')));
   const nodes = (await info(base)).filter((n) => n.num_clients > 0);
