@@ -220,6 +220,17 @@ impl Hub {
     /// A transport opened. Bidirectional and uni WebSocket clients must connect within
     /// `client_stale_close_delay`.
     pub fn handle_open(&mut self, session: SessionId, transport: Transport, now: Timestamp) {
+        self.open_session(session, transport);
+        // WebSocket clients send their connect after the upgrade and may never do so; HTTP
+        // transports carry it in the request, which the host hands over right after opening.
+        if matches!(transport, Transport::Websocket(_) | Transport::UniWebsocket) {
+            let stale = ms(self.config.client_stale_close_delay);
+            self.schedule(now.after_ms(stale), session, Timer::Stale);
+        }
+    }
+
+    /// A new session in the `Opened` state, with fresh client id and token.
+    fn open_session(&mut self, session: SessionId, transport: Transport) {
         let client = self.uuid();
         let token = self.uuid();
         self.by_token.insert(token.clone(), session);
@@ -245,12 +256,6 @@ impl Hub {
                 resuming: false,
             }),
         );
-        // WebSocket clients send their connect after the upgrade and may never do so; HTTP
-        // transports carry it in the request, which the host hands over right after opening.
-        if matches!(transport, Transport::Websocket(_) | Transport::UniWebsocket) {
-            let stale = ms(self.config.client_stale_close_delay);
-            self.schedule(now.after_ms(stale), session, Timer::Stale);
-        }
     }
 
     /// The `Last-Event-ID` a reconnecting uni SSE client sent: its connect resumes every

@@ -204,7 +204,8 @@ impl Hub {
             "uws" => Transport::UniWebsocket,
             _ => return,
         };
-        self.handle_open(session, transport, now);
+        // Connected already: no connect deadline, which would only wake the host for nothing.
+        self.open_session(session, transport);
         let Some(s) = self.sessions.get_mut(&session) else { return };
         self.by_token.remove(&s.token);
         s.client = Arc::from(snapshot.client.as_str());

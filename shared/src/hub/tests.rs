@@ -466,3 +466,22 @@ fn a_tracking_hub_reports_what_to_store_and_wakes_up_from_it() {
     assert!(changes.sessions.contains(&(b, None)), "a closed session has no snapshot: {changes:?}");
     assert!(!attachments.contains_key(&b) && positions.is_empty(), "{positions:?}");
 }
+
+#[test]
+fn a_restored_session_sets_no_timer_it_does_not_need() {
+    // Every timer is an alarm that wakes a hibernated host: a restored WebSocket session with
+    // no token expiry, no presence and no pings must leave the hub with no deadline at all.
+    let config = history_config();
+    let info = NodeInfo { id: "n1".into(), name: "n1".into(), version: "t".into() };
+    let mut rig = Rig::new(config.clone());
+    rig.hub = Hub::new(config.clone(), info.clone(), 3, T0).unwrap().without_websocket_pings();
+    let s = rig.ws(1, "42");
+    rig.frame(s, json!({"id": 2, "subscribe": {"channel": "news"}}));
+    rig.serve_all();
+    let snapshot = rig.hub.session_snapshot(s).unwrap();
+    rig.hub = Hub::new(config, info, 4, T0).unwrap().without_websocket_pings();
+    rig.held.clear();
+    rig.hub.handle_restore(s, snapshot, &BTreeMap::new(), T0);
+    rig.serve_all();
+    assert_eq!(rig.hub.poll_timeout(), None);
+}
