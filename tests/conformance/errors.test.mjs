@@ -100,3 +100,20 @@ describe('bad input', () => {
     await ok.close();
   });
 });
+
+describe('bidirectional WebSocket frames', () => {
+  it('a frame that goes bad part-way: the commands before it are answered, then 3501', async () => {
+    const ws = new WebSocket(`${WS_URL}/connection/websocket`);
+    const replies = [];
+    const closed = new Promise((resolve) => ws.on('close', (code) => resolve(code)));
+    ws.on('message', (d) => replies.push(JSON.parse(d.toString())));
+    await new Promise((resolve, reject) => { ws.on('open', resolve); ws.on('error', reject); });
+    ws.send(JSON.stringify({ id: 1, connect: { token: token(uniq('bidi')) } }));
+    await until(() => replies.some((r) => r.id === 1), 'connect reply');
+    const channel = `chat:${uniq('frame')}`;
+    ws.send([JSON.stringify({ id: 2, subscribe: { channel } }), '{not json', JSON.stringify({ id: 3, subscribe: { channel: `${channel}x` } })].join('\n'));
+    assert.equal(await closed, 3501);
+    assert.deepEqual(replies.filter((r) => r.id).map((r) => r.id), [1, 2], 'the subscribe before the bad line was answered');
+    assert.ok(replies.find((r) => r.id === 2).subscribe, JSON.stringify(replies));
+  });
+});

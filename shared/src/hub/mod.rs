@@ -254,6 +254,7 @@ impl Hub {
                 connect: None,
                 last_event_id: None,
                 resuming: false,
+                bad_frame: false,
             }),
         );
     }
@@ -279,16 +280,18 @@ impl Hub {
     /// emulation request, or the connect frame of an emulation stream).
     pub fn handle_frame(&mut self, session: SessionId, frame: &[u8], now: Timestamp) {
         let Some(s) = self.sessions.get_mut(&session) else { return };
-        if s.transport.is_unidirectional() {
+        if s.transport.is_unidirectional() || s.bad_frame {
             return; // unidirectional clients' later messages are read and discarded
         }
         match decode_commands(s.wire.encoding, frame) {
-            Ok(commands) => {
+            Ok(commands) => s.inbox.extend(commands),
+            // The commands before the bad one run first, then the client is disconnected.
+            Err((commands, _)) => {
                 s.inbox.extend(commands);
-                self.drain(session, now);
+                s.bad_frame = true;
             }
-            Err(_) => self.disconnect(session, Disconnect::bad_request(), now),
         }
+        self.drain(session, now);
     }
 
     /// The transport closed (peer gone or write failed). Nothing more is sent to it.
@@ -362,7 +365,12 @@ impl Hub {
             if s.busy {
                 return;
             }
-            let Some(command) = s.inbox.pop_front() else { return };
+            let Some(command) = s.inbox.pop_front() else {
+                if s.bad_frame {
+                    self.disconnect(session, Disconnect::bad_request(), now);
+                }
+                return;
+            };
             self.dispatch(session, command, now);
         }
     }

@@ -104,6 +104,9 @@ pub(crate) struct Session {
     pub last_event_id: Option<String>,
     /// A uni SSE client resuming from its event id: recovered publications go out as events.
     pub resuming: bool,
+    /// A frame went bad part-way: once the commands before it ran, the client is disconnected
+    /// (3501), and nothing it sends meanwhile is read.
+    pub bad_frame: bool,
 }
 
 impl Session {

@@ -485,3 +485,21 @@ fn a_restored_session_sets_no_timer_it_does_not_need() {
     rig.serve_all();
     assert_eq!(rig.hub.poll_timeout(), None);
 }
+
+#[test]
+fn a_frame_that_goes_bad_part_way_runs_the_commands_before_it_then_disconnects() {
+    // As Centrifugo: commands are decoded and run one by one; the bad one ends the connection.
+    let mut rig = Rig::new(history_config());
+    let s = rig.ws(1, "42");
+    rig.take(s);
+    let frame = format!("{}\n{}\nnot json\n{}", json!({"id": 2, "subscribe": {"channel": "news"}}), json!({"id": 3, "presence_stats": {"channel": "news"}}), json!({"id": 4, "history": {"channel": "news"}}));
+    rig.hub.handle_frame(s, frame.as_bytes(), T0);
+    rig.pump();
+    assert!(rig.closed.is_empty(), "not before the subscribe is answered");
+    // Frames sent meanwhile are not read.
+    rig.frame(s, json!({"id": 5, "history": {"channel": "news"}}));
+    rig.serve_all();
+    let ids: Vec<Value> = rig.take(s).iter().map(|v| v["id"].clone()).collect();
+    assert_eq!(ids, vec![json!(2), json!(3)], "the commands before the bad line were answered, in order");
+    assert_eq!(rig.closed, vec![(s, 3501)]);
+}

@@ -156,32 +156,36 @@ impl std::fmt::Display for WireError {
 }
 
 /// Decodes one client frame into its commands: `\n`-separated JSON (at most one trailing
-/// newline), or varint-delimited Protobuf.
-pub fn decode_commands(encoding: Encoding, frame: &[u8]) -> Result<Vec<Command>, WireError> {
+/// newline), or varint-delimited Protobuf. A frame that goes bad part-way gives the error with
+/// the commands before it: Centrifugo runs those, then disconnects.
+pub fn decode_commands(encoding: Encoding, frame: &[u8]) -> Result<Vec<Command>, (Vec<Command>, WireError)> {
+    let mut out = Vec::new();
     match encoding {
         Encoding::Json => {
             let text = frame.strip_suffix(b"\n").unwrap_or(frame);
             if text.is_empty() {
-                return Err(WireError::Empty);
+                return Err((out, WireError::Empty));
             }
-            text.split(|b| *b == b'\n')
-                .map(|line| {
-                    let line = line.strip_suffix(b"\r").unwrap_or(line);
-                    serde_json::from_slice::<Command>(line).map_err(|e| WireError::Malformed(e.to_string()))
-                })
-                .collect()
+            for line in text.split(|b| *b == b'\n') {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                match serde_json::from_slice::<Command>(line) {
+                    Ok(command) => out.push(command),
+                    Err(e) => return Err((out, WireError::Malformed(e.to_string()))),
+                }
+            }
         }
         Encoding::Protobuf => {
             if frame.is_empty() {
-                return Err(WireError::Empty);
+                return Err((out, WireError::Empty));
             }
             let mut buf = frame;
-            let mut out = Vec::new();
             while !buf.is_empty() {
-                let cmd = Command::decode_length_delimited(&mut buf).map_err(|e| WireError::Malformed(e.to_string()))?;
-                out.push(cmd);
+                match Command::decode_length_delimited(&mut buf) {
+                    Ok(command) => out.push(command),
+                    Err(e) => return Err((out, WireError::Malformed(e.to_string()))),
+                }
             }
-            Ok(out)
         }
     }
+    Ok(out)
 }
