@@ -246,8 +246,14 @@ impl Broker {
             self.expire_presence(&channel, now);
             if let Some(stream) = self.streams.get_mut(channel.as_str()) {
                 stream.trim(u64::MAX, now);
-                if stream.entries.is_empty() && stream.meta_expires_at <= now {
-                    self.streams.remove(channel.as_str());
+                if stream.entries.is_empty() {
+                    if stream.meta_expires_at <= now {
+                        self.streams.remove(channel.as_str());
+                    } else {
+                        // Nothing left but the position: forget it when its meta TTL runs out
+                        // (a publish before then moves this deadline on when it comes).
+                        self.deadlines.insert((stream.meta_expires_at, channel));
+                    }
                 }
             }
         }

@@ -402,3 +402,16 @@ fn subscribing_to_a_channel_without_history_keeps_no_stream() {
     d.publish("live", NO_HISTORY, 0);
     assert_eq!(d.publications(), vec![("live".into(), 0)]);
 }
+
+#[test]
+fn an_idle_stream_is_dropped_from_memory_when_its_meta_ttl_runs_out() {
+    let mut d = Driver::new();
+    let h = HistoryOptions { size: 10, ttl_ms: 1_000, meta_ttl_ms: 10_000 };
+    d.publish_with("a", PublishOp { data: "1".into(), history: h, ..Default::default() }, 0);
+    d.run_timers(2_000); // the publication expired; the position stays for the meta TTL
+    assert!(d.broker.streams.contains_key("a"));
+    assert_eq!(d.broker.poll_timeout(), Some(Timestamp(10_000)), "a deadline at the meta TTL");
+    d.run_timers(10_000);
+    assert!(d.broker.streams.is_empty(), "nothing left in memory for an idle channel");
+    assert_eq!(d.broker.poll_timeout(), None);
+}
