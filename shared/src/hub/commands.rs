@@ -283,6 +283,7 @@ impl Hub {
     fn on_subscription_gone(&mut self, session: SessionId, command: Option<u32>, now: Timestamp) {
         let Some(s) = self.sessions.get_mut(&session) else { return };
         match command {
+            None if s.restoring => self.settle_restore(session, now),
             None => {
                 if let Some(pending) = s.connect.as_mut() {
                     pending.waiting = pending.waiting.saturating_sub(1);
@@ -348,7 +349,7 @@ impl Hub {
         let Some(s) = self.sessions.get_mut(&session) else { return false };
         let Some((channel, sub)) = s.subs.remove_entry(channel) else { return false };
         let info = s.info(&sub.chan_info);
-        let active = sub.state == SubState::Active;
+        let active = sub.state == SubState::Active || sub.restoring;
         self.snapshot_changed(session);
         self.leave_channel(session, &channel, sub.presence && active, sub.emit_join_leave && active, info, now);
         true

@@ -255,6 +255,7 @@ impl Hub {
                 last_event_id: None,
                 resuming: false,
                 bad_frame: false,
+                restoring: false,
             }),
         );
     }
@@ -425,7 +426,9 @@ impl Hub {
         let info_of = |sub: &session::Subscription| s.info(&sub.chan_info);
         let mut leaving = Vec::new();
         for (channel, sub) in s.subs.iter() {
-            leaving.push((channel.clone(), sub.presence, sub.emit_join_leave && sub.state == session::SubState::Active, info_of(sub)));
+            // A subscription being re-made after a wake-up joined long ago: it leaves too.
+            let joined = sub.state == session::SubState::Active || sub.restoring;
+            leaving.push((channel.clone(), sub.presence, sub.emit_join_leave && joined, info_of(sub)));
         }
         for (channel, presence, join_leave, info) in leaving {
             self.leave_channel(session, &channel, presence, join_leave, info, now);

@@ -219,8 +219,12 @@ impl Hub {
         if !user.is_empty() {
             self.by_user.entry(user).or_default().push(session);
         }
+        let mut gone = Vec::new();
         for sub in snapshot.subs {
-            let Ok(opts) = self.config.namespace_for(&sub.ch) else { continue };
+            let Ok(opts) = self.config.namespace_for(&sub.ch) else {
+                gone.push(sub.ch); // its namespace left the configuration
+                continue;
+            };
             let plan = SubscriptionPlan {
                 server_side: sub.f & SERVER_SIDE != 0,
                 chan_info: unb64(&sub.info),
@@ -233,14 +237,43 @@ impl Hub {
                 history: self.history_options(opts),
                 data: Bytes::new(),
             };
-            let since = positions.get(&sub.ch).filter(|_| plan.recoverable || plan.positioned).cloned();
+            // Recover from the last position the node received. Without one (its row was
+            // lost) a positioned subscription cannot know what it missed: an impossible
+            // position makes it end the way a gap does, rather than go on with a silent hole.
+            let since = (plan.recoverable || plan.positioned)
+                .then(|| positions.get(&sub.ch).cloned().unwrap_or_else(|| StreamPosition { offset: 0, epoch: "-".into() }));
             let channel: Arc<str> = Arc::from(sub.ch.as_str());
+            if let Some(at) = plan.expires_at {
+                let grace = super::ms(self.config.client_expired_sub_close_delay);
+                self.schedule(at.after_ms(grace), session, super::timers::Timer::SubExpire(channel.clone()));
+            }
             self.start_subscription(session, channel.clone(), plan, None, since, false);
-            if let Some(sub) = self.sessions.get_mut(&session).and_then(|s| s.subs.get_mut(&channel)) {
-                sub.restoring = true;
+            if let Some(s) = self.sessions.get_mut(&session) {
+                if let Some(sub) = s.subs.get_mut(&channel) {
+                    sub.restoring = true;
+                    // Commands wait until every subscription is back (a publish must see it,
+                    // an unsubscribe must not race its re-making).
+                    s.restoring = true;
+                    s.busy = true;
+                }
             }
         }
+        for channel in gone {
+            self.push_unsubscribe(session, &channel, crate::protocol::codes::unsubscribe::INSUFFICIENT_STATE);
+            self.snapshot_changed(session);
+        }
         self.start_timers(session, now);
+    }
+
+    /// A re-made subscription answered (or went): once none is left, the session's commands run.
+    pub(crate) fn settle_restore(&mut self, session: SessionId, now: Timestamp) {
+        let Some(s) = self.sessions.get_mut(&session) else { return };
+        if !s.restoring || s.subs.values().any(|sub| sub.restoring) {
+            return;
+        }
+        s.restoring = false;
+        s.busy = false;
+        self.drain(session, now);
     }
 
     /// A re-made subscription answered: deliver what was missed, or give up its place.
@@ -271,6 +304,7 @@ impl Hub {
             }
         }
         debug_assert!(self.sessions.get(&session).is_none_or(|s| s.subs.get(&channel).is_none_or(|sub| sub.state != SubState::Pending)));
+        self.settle_restore(session, now);
     }
 
     /// A subscription the broker answered without a reply to send: take its position from the

@@ -107,6 +107,9 @@ pub(crate) struct Session {
     /// A frame went bad part-way: once the commands before it ran, the client is disconnected
     /// (3501), and nothing it sends meanwhile is read.
     pub bad_frame: bool,
+    /// Rebuilt after the host lost its memory, with subscriptions still being re-made: the
+    /// session is `busy` (its commands wait) until they all have answered.
+    pub restoring: bool,
 }
 
 impl Session {

@@ -503,3 +503,98 @@ fn a_frame_that_goes_bad_part_way_runs_the_commands_before_it_then_disconnects()
     assert_eq!(ids, vec![json!(2), json!(3)], "the commands before the bad line were answered, in order");
     assert_eq!(rig.closed, vec![(s, 3501)]);
 }
+
+/// A WebSocket session subscribed to `news` (with join/leave), its snapshot, and the node's
+/// position of `news`, then a fresh hub: the state a woken host starts from.
+fn evicted(rig: &mut Rig, s: SessionId) -> (SessionSnapshot, BTreeMap<String, StreamPosition>) {
+    let snapshot = rig.hub.session_snapshot(s).unwrap();
+    let positions: BTreeMap<String, StreamPosition> = [("news".to_string(), rig.broker.position("news").unwrap())].into();
+    let info = NodeInfo { id: "n1".into(), name: "n1".into(), version: "t".into() };
+    rig.hub = Hub::new(rig.hub.config().clone(), info, 77, T0).unwrap().without_websocket_pings();
+    rig.held.clear();
+    rig.sent.clear();
+    (snapshot, positions)
+}
+
+fn join_leave_config() -> Arc<Config> {
+    config(json!({
+        "allow_subscribe_for_client": true, "allow_publish_for_subscriber": true, "history_size": 100,
+        "history_ttl": "300s", "force_recovery": true, "join_leave": true, "force_push_join_leave": true,
+    }))
+}
+
+#[test]
+fn commands_sent_during_a_wake_up_wait_for_the_subscriptions_to_be_back() {
+    let mut rig = Rig::new(join_leave_config());
+    let s = rig.ws(1, "42");
+    rig.frame(s, json!({"id": 2, "subscribe": {"channel": "news"}}));
+    rig.serve_all();
+    let (snapshot, positions) = evicted(&mut rig, s);
+    rig.hub.handle_restore(s, snapshot, &positions, T0);
+    rig.pump();
+    // Publish (subscribers only) and unsubscribe + subscribe arrive before the re-subscribe is
+    // answered: they run after it, in order, as for a session that never went away.
+    rig.frame(s, json!({"id": 3, "publish": {"channel": "news", "data": {"x": 1}}}));
+    rig.frame(s, json!({"id": 4, "unsubscribe": {"channel": "news"}}));
+    rig.frame(s, json!({"id": 5, "subscribe": {"channel": "news"}}));
+    assert!(rig.take(s).is_empty(), "nothing answered yet");
+    rig.serve_all();
+    let got = rig.take(s);
+    let replies: Vec<&Value> = got.iter().filter(|v| v["id"].is_u64()).collect();
+    assert_eq!(replies.iter().map(|v| v["id"].as_u64().unwrap()).collect::<Vec<_>>(), vec![3, 4, 5], "{got:?}");
+    assert!(replies[0]["error"].is_null() && replies[2]["error"].is_null(), "{got:?}");
+    assert!(got.iter().all(|v| v["push"]["subscribe"].is_null()), "no server-side subscribe push: {got:?}");
+}
+
+#[test]
+fn a_session_closed_during_its_wake_up_leaves_its_channels() {
+    let mut rig = Rig::new(join_leave_config());
+    let (a, b) = (rig.ws(1, "42"), rig.ws(2, "43"));
+    for s in [a, b] {
+        rig.frame(s, json!({"id": 2, "subscribe": {"channel": "news", "join_leave": true}}));
+        rig.serve_all();
+    }
+    let snap_b = rig.hub.session_snapshot(b).unwrap();
+    let (snap_a, positions) = evicted(&mut rig, a);
+    rig.hub.handle_restore(b, snap_b, &positions, T0);
+    rig.serve_all();
+    rig.sent.clear();
+    // a comes back too, and closes before its re-subscribe is answered.
+    rig.hub.handle_restore(a, snap_a, &positions, T0);
+    rig.pump();
+    rig.hub.handle_closed(a, T0);
+    rig.serve_all();
+    let got = rig.take(b);
+    assert!(got.iter().any(|v| v["push"]["leave"]["info"]["user"] == json!("42")), "b sees a leave: {got:?}");
+}
+
+#[test]
+fn a_restored_subscription_without_a_stored_position_ends_rather_than_skips() {
+    let mut rig = Rig::new(history_config());
+    let s = rig.ws(1, "42");
+    rig.frame(s, json!({"id": 2, "subscribe": {"channel": "news"}}));
+    rig.serve_all();
+    let (snapshot, _) = evicted(&mut rig, s);
+    rig.publish("news", 1, H); // missed while the node lost its memory and its position row
+    rig.hub.handle_restore(s, snapshot, &BTreeMap::new(), T0);
+    rig.serve_all();
+    let got = rig.take(s);
+    assert_eq!(got.last().unwrap()["push"]["unsubscribe"]["code"], json!(2500), "{got:?}");
+    assert!(pub_offsets(&got).is_empty(), "{got:?}");
+}
+
+#[test]
+fn a_restored_subscription_token_still_expires() {
+    let mut rig = Rig::new(history_config());
+    let s = rig.ws(1, "42");
+    rig.frame(s, json!({"id": 2, "subscribe": {"channel": "news"}}));
+    rig.serve_all();
+    let (mut snapshot, positions) = evicted(&mut rig, s);
+    snapshot.subs[0].exp = Some(T0.as_millis() + 60_000);
+    rig.hub.handle_restore(s, snapshot, &positions, T0);
+    rig.serve_all();
+    let at = rig.hub.poll_timeout().expect("the subscription's expiry is a deadline again");
+    rig.hub.handle_timeout(at);
+    rig.pump();
+    assert_eq!(rig.closed, vec![(s, 3006)]);
+}
