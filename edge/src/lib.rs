@@ -64,7 +64,9 @@
 //!   (`Hub::handle_restore`) before it is handled: subscriptions are re-made with recovery
 //!   from the stored position, so what the waking publication carries, and anything a lost
 //!   event held, reaches the client once and in order, with no join, subscribe push or
-//!   reconnect. A position history no longer covers ends the subscription as a gap does
+//!   reconnect; commands the client sends meanwhile wait until its subscriptions are back.
+//!   Session ids start from a random base in each life, so no socket of an earlier life
+//!   shares an id with a new one. A position history no longer covers ends the subscription as a gap does
 //!   (2500, or 3010 for server-side ones).
 //! - So that idle objects can hibernate, WebSocket sessions get no server pings: their
 //!   connect result announces none (SDKs then expect none) and the runtime watches the

@@ -27,6 +27,7 @@ pub const SCHEMA: &[&str] = &[
 ];
 
 pub const READ_SESSIONS: &str = "SELECT id, snapshot FROM sessions";
+pub const READ_SESSION: &str = "SELECT snapshot FROM sessions WHERE id = ?";
 pub const READ_POSITIONS: &str = "SELECT channel, epoch, top FROM positions";
 
 /// The runtime keeps at most 2,048 bytes per attachment; snapshots up to this many bytes of
@@ -41,6 +42,9 @@ pub struct Attachment {
     /// The session snapshot as JSON; None before connect, or when it is in `sessions`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<String>,
+    /// The snapshot is in the `sessions` table (too big for the attachment).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub in_table: bool,
 }
 
 /// One statement to run, with its parameters.
@@ -50,35 +54,27 @@ pub enum NodeWrite {
     DeleteSession(u64),
     UpsertPosition { channel: String, epoch: String, top: u64 },
     DeletePosition(String),
-    /// After a wake-up: positions of channels no session holds any more.
-    DeletePositionsExcept(Vec<String>),
+    /// A life that starts with no WebSockets needs none of the rows.
+    DeleteAll,
 }
 
 impl NodeWrite {
-    pub fn statement(&self) -> (String, Vec<Param>) {
+    pub fn statements(&self) -> Vec<(&'static str, Vec<Param>)> {
         use Param::*;
         match self {
-            NodeWrite::UpsertSession { id, snapshot } => (
-                "INSERT OR REPLACE INTO sessions (id, snapshot) VALUES (?, ?)".into(),
+            NodeWrite::UpsertSession { id, snapshot } => vec![(
+                "INSERT OR REPLACE INTO sessions (id, snapshot) VALUES (?, ?)",
                 vec![Int(*id as i64), Text(snapshot.clone())],
-            ),
-            NodeWrite::DeleteSession(id) => ("DELETE FROM sessions WHERE id = ?".into(), vec![Int(*id as i64)]),
-            NodeWrite::UpsertPosition { channel, epoch, top } => (
-                "INSERT OR REPLACE INTO positions (channel, epoch, top) VALUES (?, ?, ?)".into(),
+            )],
+            NodeWrite::DeleteSession(id) => vec![("DELETE FROM sessions WHERE id = ?", vec![Int(*id as i64)])],
+            NodeWrite::UpsertPosition { channel, epoch, top } => vec![(
+                "INSERT OR REPLACE INTO positions (channel, epoch, top) VALUES (?, ?, ?)",
                 vec![Text(channel.clone()), Text(epoch.clone()), Int(*top as i64)],
-            ),
+            )],
             NodeWrite::DeletePosition(channel) => {
-                ("DELETE FROM positions WHERE channel = ?".into(), vec![Text(channel.clone())])
+                vec![("DELETE FROM positions WHERE channel = ?", vec![Text(channel.clone())])]
             }
-            NodeWrite::DeletePositionsExcept(keep) => {
-                let marks = vec!["?"; keep.len()].join(", ");
-                let query = if keep.is_empty() {
-                    "DELETE FROM positions".to_string()
-                } else {
-                    format!("DELETE FROM positions WHERE channel NOT IN ({marks})")
-                };
-                (query, keep.iter().cloned().map(Text).collect())
-            }
+            NodeWrite::DeleteAll => vec![("DELETE FROM sessions", vec![]), ("DELETE FROM positions", vec![])],
         }
     }
 }
@@ -88,10 +84,11 @@ impl NodeWrite {
 pub fn place(session: u64, snapshot: Option<&SessionSnapshot>, in_table: bool) -> (Attachment, Option<NodeWrite>) {
     let json = snapshot.and_then(|s| serde_json::to_string(s).ok());
     match json {
-        Some(json) if json.len() > ATTACHMENT_SNAPSHOT_MAX => {
-            (Attachment { session, snapshot: None }, Some(NodeWrite::UpsertSession { id: session, snapshot: json }))
-        }
-        json => (Attachment { session, snapshot: json }, in_table.then_some(NodeWrite::DeleteSession(session))),
+        Some(json) if json.len() > ATTACHMENT_SNAPSHOT_MAX => (
+            Attachment { session, snapshot: None, in_table: true },
+            Some(NodeWrite::UpsertSession { id: session, snapshot: json }),
+        ),
+        json => (Attachment { session, snapshot: json, in_table: false }, in_table.then_some(NodeWrite::DeleteSession(session))),
     }
 }
 
@@ -103,10 +100,14 @@ pub fn position_write(channel: &str, position: Option<&StreamPosition>) -> NodeW
     }
 }
 
-/// A socket's snapshot after a wake-up, from its attachment or the `sessions` table (None:
-/// the session never connected, or what is stored does not decode).
+/// A socket's snapshot after a wake-up, from its attachment or, when the attachment says so,
+/// the `sessions` table (None: the session never connected, or what is stored does not decode).
 pub fn snapshot_of(attachment: &Attachment, table: &HashMap<u64, String>) -> Option<SessionSnapshot> {
-    let json = attachment.snapshot.as_ref().or_else(|| table.get(&attachment.session))?;
+    let json = match &attachment.snapshot {
+        Some(json) => json,
+        None if attachment.in_table => table.get(&attachment.session)?,
+        None => return None,
+    };
     serde_json::from_str(json).ok()
 }
 
@@ -145,9 +146,12 @@ mod tests {
 
         let large = snapshot(60);
         let (a, write) = place(7, Some(&large), false);
-        assert_eq!(a, Attachment { session: 7, snapshot: None });
+        assert_eq!(a, Attachment { session: 7, snapshot: None, in_table: true });
         let Some(NodeWrite::UpsertSession { id: 7, snapshot: json }) = write else { panic!("{write:?}") };
-        assert_eq!(snapshot_of(&a, &HashMap::from([(7, json)])), Some(large));
+        let table = HashMap::from([(7, json)]);
+        assert_eq!(snapshot_of(&a, &table), Some(large));
+        // A socket that never connected is not taken for the row's session.
+        assert_eq!(snapshot_of(&Attachment { session: 7, snapshot: None, in_table: false }, &table), None);
 
         // Shrinking back below the limit frees the row.
         let (a, write) = place(7, Some(&small), true);
@@ -156,7 +160,7 @@ mod tests {
         // A session that is gone, or never connected: nothing to restore.
         let (a, write) = place(7, None, true);
         assert_eq!((a.snapshot, write), (None, Some(NodeWrite::DeleteSession(7))));
-        assert_eq!(snapshot_of(&Attachment { session: 8, snapshot: None }, &HashMap::new()), None);
+        assert_eq!(snapshot_of(&Attachment { session: 8, ..Default::default() }, &HashMap::new()), None);
     }
 
     #[test]
@@ -165,15 +169,12 @@ mod tests {
         let NodeWrite::UpsertPosition { channel, epoch, top } = position_write("news", Some(&p)) else { panic!() };
         assert_eq!(positions([(channel, epoch, top)])["news"], p);
         assert_eq!(position_write("news", None), NodeWrite::DeletePosition("news".into()));
-        let (query, params) = NodeWrite::DeletePositionsExcept(vec!["a".into(), "b".into()]).statement();
-        assert_eq!(query, "DELETE FROM positions WHERE channel NOT IN (?, ?)");
-        assert_eq!(params.len(), 2);
-        assert_eq!(NodeWrite::DeletePositionsExcept(vec![]).statement().0, "DELETE FROM positions");
+        assert_eq!(NodeWrite::DeleteAll.statements().len(), 2);
     }
 
     #[test]
     fn older_attachments_without_a_snapshot_still_decode() {
         let a: Attachment = serde_json::from_str(r#"{"incarnation": 5, "session": 3}"#).unwrap();
-        assert_eq!(a, Attachment { session: 3, snapshot: None });
+        assert_eq!(a, Attachment { session: 3, ..Default::default() });
     }
 }

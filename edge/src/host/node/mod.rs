@@ -98,7 +98,9 @@ impl DurableObject for NodeObject {
             uni_connected: RefCell::new(HashSet::new()),
             interest: RefCell::new(BTreeSet::new()),
             outbox: RefCell::new(HashMap::new()),
-            next_session: Cell::new(1),
+            // Ids from a random base per life: a socket of an earlier life never shares its
+            // session id with one of this life (below 2^52: attachments are JS numbers).
+            next_session: Cell::new((random_u64() >> 32) << 20),
             alarm: Cell::new(None),
             alarm_known: Cell::new(false),
             in_table: RefCell::new(HashSet::new()),
@@ -199,7 +201,9 @@ impl DurableObject for NodeObject {
         let host = &self.host;
         host.ensure_hub().map_err(worker::Error::RustError)?;
         if let Some(session) = host.session_of(&ws) {
-            host.closed(session, now());
+            let now = now();
+            host.adopt_closing(&ws, session, now);
+            host.closed(session, now);
         }
         let _ = ws.close(Some(1000), Some(""));
         Ok(())
@@ -209,7 +213,9 @@ impl DurableObject for NodeObject {
         let host = &self.host;
         host.ensure_hub().map_err(worker::Error::RustError)?;
         if let Some(session) = host.session_of(&ws) {
-            host.closed(session, now());
+            let now = now();
+            host.adopt_closing(&ws, session, now);
+            host.closed(session, now);
         }
         Ok(())
     }
@@ -229,7 +235,12 @@ impl NodeHost {
         let hub = Hub::new(loaded.config, info, random_u64(), now).map_err(|e| e.to_string())?;
         *self.hub.borrow_mut() = Some(hub.without_websocket_pings().tracking_snapshots());
         if let Err(e) = self.wake_up(now) {
+            // Sockets that cannot be rebuilt must not linger unpinged: clients reconnect.
             worker::console_error!("rotor: node wake-up: {e}");
+            let d = Disconnect::shutdown();
+            for ws in self.state.get_websockets() {
+                let _ = ws.close(Some(d.code as u16), Some(d.reason.as_str()));
+            }
         }
         Ok(())
     }
@@ -241,10 +252,11 @@ impl NodeHost {
     /// Sockets that never connected are closed with 3001 (reconnect).
     fn wake_up(self: &Rc<Self>, now: Timestamp) -> Result<()> {
         let sockets = self.state.get_websockets();
-        if sockets.is_empty() {
-            return Ok(());
-        }
         self.ensure_schema()?;
+        if sockets.is_empty() {
+            // Rows an earlier life left (its sockets closed while it was away) go.
+            return self.store(NodeWrite::DeleteAll);
+        }
         let mut table = HashMap::new();
         for row in sql_exec(&self.state, node_store::READ_SESSIONS, vec![])?.raw() {
             let row = row?;
@@ -261,13 +273,13 @@ impl NodeHost {
         let mut next = self.next_session.get();
         for ws in sockets {
             let attachment = ws.deserialize_attachment::<Attachment>().ok().flatten().unwrap_or_default();
+            next = next.max(attachment.session + 1);
             let Some(snapshot) = node_store::snapshot_of(&attachment, &table) else {
                 let d = Disconnect::shutdown();
                 let _ = ws.close(Some(d.code as u16), Some(d.reason.as_str()));
                 continue;
             };
             let session = SessionId(attachment.session);
-            next = next.max(session.0 + 1);
             restored.insert(session.0);
             channels.extend(snapshot.subs.iter().map(|s| s.ch.clone()));
             if snapshot.t == "uws" {
@@ -282,11 +294,31 @@ impl NodeHost {
             self.store(NodeWrite::DeleteSession(*id))?;
         }
         *self.in_table.borrow_mut() = table.into_keys().filter(|id| restored.contains(id)).collect();
-        if positions.keys().any(|c| !channels.contains(c)) {
-            self.store(NodeWrite::DeletePositionsExcept(channels.into_iter().collect()))?;
+        for channel in positions.keys().filter(|c| !channels.contains(*c)) {
+            self.store(NodeWrite::DeletePosition(channel.clone()))?;
         }
         self.drain(now);
         Ok(())
+    }
+
+    /// A socket closing in the event that woke the object may be missing from the wake-up's
+    /// `getWebSockets()`: rebuild its session from its attachment, so that closing it leaves
+    /// its channels (presence, leave) as for any other.
+    fn adopt_closing(self: &Rc<Self>, ws: &WebSocket, session: SessionId, now: Timestamp) {
+        if self.with_hub(|hub| hub.transport(session)).flatten().is_some() {
+            return;
+        }
+        let Ok(Some(attachment)) = ws.deserialize_attachment::<Attachment>() else { return };
+        let mut table = HashMap::new();
+        if attachment.in_table {
+            let rows = sql_exec(&self.state, node_store::READ_SESSION, vec![crate::store::Param::Int(session.0 as i64)]);
+            for row in rows.into_iter().flat_map(|c| c.raw()).flatten() {
+                table.insert(session.0, sql_text(&row[0]));
+            }
+        }
+        if let Some(snapshot) = node_store::snapshot_of(&attachment, &table) {
+            self.with_hub(|hub| hub.handle_restore(session, snapshot, &BTreeMap::new(), now));
+        }
     }
 
     fn ensure_schema(&self) -> Result<()> {
@@ -301,8 +333,10 @@ impl NodeHost {
 
     fn store(&self, write: NodeWrite) -> Result<()> {
         self.ensure_schema()?;
-        let (query, params) = write.statement();
-        sql_exec(&self.state, &query, params).map(|_| ())
+        for (query, params) in write.statements() {
+            sql_exec(&self.state, query, params)?;
+        }
+        Ok(())
     }
 
     /// Writes what the hub says changed: snapshots to the sockets' attachments (or the
@@ -392,6 +426,9 @@ impl NodeHost {
                     self.uni_connected.borrow_mut().remove(&session);
                     match self.sinks.borrow_mut().remove(&session) {
                         Some(Sink::Socket { ws, .. }) => {
+                            // Forget the session in the socket first: a wake-up during the
+                            // close handshake must not bring it back.
+                            let _ = ws.serialize_attachment(Attachment { session: session.0, ..Default::default() });
                             let _ = ws.close(Some(disconnect.code as u16), Some(disconnect.reason.as_str()));
                         }
                         // Dropping a stream's sender ends the response body after what it

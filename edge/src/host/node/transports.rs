@@ -192,7 +192,7 @@ impl NodeHost {
         let server = pair.server;
         self.state.accept_web_socket(&server);
         let session = self.new_session();
-        server.serialize_attachment(Attachment { session: session.0, snapshot: None })?;
+        server.serialize_attachment(Attachment { session: session.0, ..Default::default() })?;
         let binary = encoding == Encoding::Protobuf;
         self.sinks.borrow_mut().insert(session, Sink::Socket { ws: server, binary });
         self.with_hub(|hub| hub.handle_open(session, transport, now));
