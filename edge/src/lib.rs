@@ -97,6 +97,7 @@
 //!   in the Worker (each where it belongs), even with `parallel: true`.
 
 pub mod api_route;
+pub mod batches;
 pub mod config;
 pub mod node_store;
 pub mod store;

@@ -22,6 +22,7 @@ use worker::{durable_object, wasm_bindgen, wasm_bindgen_futures, DurableObject, 
 
 use super::sql::{blob, int, opt_text, text};
 use super::{internal_request, now, random_u64, response_bytes, BROKER_PATH, EVENTS_PATH, NODES};
+use crate::batches::Batches;
 use crate::store::{self, Param, Persisted, Rows, Write};
 use crate::wire::{self, EventAck, EventBatch, ReplyBatch, RequestBatch, WireEvent};
 
@@ -43,7 +44,7 @@ struct ChannelHost {
     /// What the tables hold; `None` until they were read.
     persisted: RefCell<Option<Persisted>>,
     /// Per node: events waiting for the batch in flight.
-    outbox: RefCell<HashMap<String, Vec<WireEvent>>>,
+    outbox: RefCell<Batches<WireEvent>>,
     /// Per node: how many subscribes it sent. A "not interested" answer to a delivery only
     /// unsubscribes the node if it did not subscribe again meanwhile.
     subscribes: RefCell<HashMap<String, u64>>,
@@ -58,7 +59,7 @@ impl DurableObject for ChannelObject {
             broker: RefCell::new(Broker::new(random_u64())),
             name: RefCell::new(None),
             persisted: RefCell::new(None),
-            outbox: RefCell::new(HashMap::new()),
+            outbox: RefCell::new(Batches::default()),
             subscribes: RefCell::new(HashMap::new()),
             alarm: Cell::new(None),
         };
@@ -204,12 +205,7 @@ impl ChannelHost {
     }
 
     fn enqueue(self: &Rc<Self>, node: String, event: WireEvent) {
-        let start = {
-            let mut outbox = self.outbox.borrow_mut();
-            let start = !outbox.contains_key(&node);
-            outbox.entry(node.clone()).or_default().push(event);
-            start
-        };
+        let start = self.outbox.borrow_mut().push(&node, event);
         if start {
             let host = self.clone();
             wasm_bindgen_futures::spawn_local(async move { host.deliver(node).await });
@@ -220,15 +216,7 @@ impl ChannelHost {
     async fn deliver(self: Rc<Self>, node: String) {
         let Some(channel) = self.name.borrow().clone() else { return };
         loop {
-            let events = {
-                let mut outbox = self.outbox.borrow_mut();
-                let queue = outbox.get_mut(&node).expect("deliver owns its queue");
-                if queue.is_empty() {
-                    outbox.remove(&node);
-                    return;
-                }
-                std::mem::take(queue)
-            };
+            let Some(events) = self.outbox.borrow_mut().take(&node) else { return };
             let subscribes_before = self.subscribes.borrow().get(&node).copied().unwrap_or(0);
             let body = EventBatch { channel: channel.clone(), events }.encode_to_vec();
             match call_node(&self.env, &node, body).await {

@@ -30,6 +30,7 @@ use worker::{
 use super::http::{self, cors, query_param, text};
 use super::sql::{int, text as sql_text};
 use super::{internal_request, load_config, now, random_u64, response_bytes, sql_exec, API_PATH, BROKER_PATH, CHANNELS, EVENTS_PATH};
+use crate::batches::Batches;
 use crate::node_store::{self, Attachment, NodeWrite};
 use crate::wire::{self, EventAck, EventBatch, ReplyBatch, RequestBatch, WireRequest};
 
@@ -63,7 +64,7 @@ struct NodeHost {
     /// Channels this node asked to hear about (a channel object is told when that ends).
     interest: RefCell<BTreeSet<String>>,
     /// Per channel: requests waiting for the one batch in flight to come back.
-    outbox: RefCell<HashMap<String, Vec<BrokerRequest>>>,
+    outbox: RefCell<Batches<BrokerRequest>>,
     next_session: Cell<u64>,
     /// The alarm as last set; unknown (false) until this life sets or clears it.
     alarm: Cell<Option<Timestamp>>,
@@ -97,7 +98,7 @@ impl DurableObject for NodeObject {
             sinks: RefCell::new(HashMap::new()),
             uni_connected: RefCell::new(HashSet::new()),
             interest: RefCell::new(BTreeSet::new()),
-            outbox: RefCell::new(HashMap::new()),
+            outbox: RefCell::new(Batches::default()),
             // Ids from a random base per life: a socket of an earlier life never shares its
             // session id with one of this life (below 2^52: attachments are JS numbers).
             next_session: Cell::new((random_u64() >> 32) << 20),
@@ -198,26 +199,13 @@ impl DurableObject for NodeObject {
     }
 
     async fn websocket_close(&self, ws: WebSocket, _code: usize, _reason: String, _was_clean: bool) -> Result<()> {
-        let host = &self.host;
-        host.ensure_hub().map_err(worker::Error::RustError)?;
-        if let Some(session) = host.session_of(&ws) {
-            let now = now();
-            host.adopt_closing(&ws, session, now);
-            host.closed(session, now);
-        }
+        self.host.socket_gone(&ws)?;
         let _ = ws.close(Some(1000), Some(""));
         Ok(())
     }
 
     async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> Result<()> {
-        let host = &self.host;
-        host.ensure_hub().map_err(worker::Error::RustError)?;
-        if let Some(session) = host.session_of(&ws) {
-            let now = now();
-            host.adopt_closing(&ws, session, now);
-            host.closed(session, now);
-        }
-        Ok(())
+        self.host.socket_gone(&ws)
     }
 }
 
@@ -301,24 +289,28 @@ impl NodeHost {
         Ok(())
     }
 
-    /// A socket closing in the event that woke the object may be missing from the wake-up's
-    /// `getWebSockets()`: rebuild its session from its attachment, so that closing it leaves
-    /// its channels (presence, leave) as for any other.
-    fn adopt_closing(self: &Rc<Self>, ws: &WebSocket, session: SessionId, now: Timestamp) {
-        if self.with_hub(|hub| hub.transport(session)).flatten().is_some() {
-            return;
-        }
-        let Ok(Some(attachment)) = ws.deserialize_attachment::<Attachment>() else { return };
-        let mut table = HashMap::new();
-        if attachment.in_table {
-            let rows = sql_exec(&self.state, node_store::READ_SESSION, vec![crate::store::Param::Int(session.0 as i64)]);
-            for row in rows.into_iter().flat_map(|c| c.raw()).flatten() {
-                table.insert(session.0, sql_text(&row[0]));
+    /// A WebSocket closed or failed. The socket closing in the event that woke the object may
+    /// be missing from the wake-up's `getWebSockets()`: its session is rebuilt from its
+    /// attachment first, so that it leaves its channels (presence, leave) as any other does.
+    fn socket_gone(self: &Rc<Self>, ws: &WebSocket) -> Result<()> {
+        self.ensure_hub().map_err(worker::Error::RustError)?;
+        let Ok(Some(attachment)) = ws.deserialize_attachment::<Attachment>() else { return Ok(()) };
+        let session = SessionId(attachment.session);
+        let now = now();
+        if self.with_hub(|hub| hub.transport(session)).flatten().is_none() {
+            let mut table = HashMap::new();
+            if attachment.in_table {
+                let rows = sql_exec(&self.state, node_store::READ_SESSION, vec![crate::store::Param::Int(session.0 as i64)]);
+                for row in rows.into_iter().flat_map(|c| c.raw()).flatten() {
+                    table.insert(session.0, sql_text(&row[0]));
+                }
+            }
+            if let Some(snapshot) = node_store::snapshot_of(&attachment, &table) {
+                self.with_hub(|hub| hub.handle_restore(session, snapshot, &BTreeMap::new(), now));
             }
         }
-        if let Some(snapshot) = node_store::snapshot_of(&attachment, &table) {
-            self.with_hub(|hub| hub.handle_restore(session, snapshot, &BTreeMap::new(), now));
-        }
+        self.closed(session, now);
+        Ok(())
     }
 
     fn ensure_schema(&self) -> Result<()> {
@@ -505,12 +497,7 @@ impl NodeHost {
             }
             _ => {}
         }
-        let start = {
-            let mut outbox = self.outbox.borrow_mut();
-            let start = !outbox.contains_key(&channel);
-            outbox.entry(channel.clone()).or_default().push(request);
-            start
-        };
+        let start = self.outbox.borrow_mut().push(&channel, request);
         if start {
             let host = self.clone();
             wasm_bindgen_futures::spawn_local(async move { host.pump(channel).await });
@@ -521,15 +508,7 @@ impl NodeHost {
     /// them in order, until the queue is empty.
     async fn pump(self: Rc<Self>, channel: String) {
         loop {
-            let batch = {
-                let mut outbox = self.outbox.borrow_mut();
-                let queue = outbox.get_mut(&channel).expect("pump owns its queue");
-                if queue.is_empty() {
-                    outbox.remove(&channel);
-                    return;
-                }
-                std::mem::take(queue)
-            };
+            let Some(batch) = self.outbox.borrow_mut().take(&channel) else { return };
             let result = call_channel(&self.env, &channel, &batch).await;
             let now = now();
             let mut answered = HashSet::new();
