@@ -57,9 +57,7 @@ serve() {
 }
 
 # The conformance suite and the SDK suites take `ws`/`centrifuge` from tests/sdk's packages.
-if [ ! -f tests/sdk/node_modules/ws/package.json ]; then
-  (cd tests/sdk && npm ci --no-audit --no-fund --loglevel=error)
-fi
+tests/npm-ci.sh tests/sdk
 
 rc=0
 if compgen -G "tests/conformance/*.test.mjs" >/dev/null; then

@@ -1,7 +1,8 @@
-# Sourced by tests/api/run.sh and tests/api-js/run.sh: when ROTOR_URL is not set, build and start
-# target/debug/rotor with tests/config/api.json on a free loopback port, export ROTOR_URL,
-# ROTOR_API_KEY and ROTOR_HMAC_SECRET, and stop the server on exit.
-# Needs: $root (the repository root).
+# Sourced by the suites that drive a native server (tests/run's conformance step, tests/sdk,
+# tests/api, tests/api-js): when ROTOR_URL is not set, build and start target/debug/rotor with
+# $rotor_config (ROTOR_CONFIG overrides it) on a free loopback port, export ROTOR_URL,
+# ROTOR_API_KEY and ROTOR_HMAC_SECRET, and stop the server (by its PID) on exit.
+# Needs: $root (the repository root) and $rotor_config.
 
 if [ -n "${ROTOR_URL:-}" ]; then
   if [ -z "${ROTOR_API_KEY:-}" ]; then
@@ -11,10 +12,10 @@ if [ -n "${ROTOR_URL:-}" ]; then
   return 0
 fi
 
-rotor_config="${ROTOR_CONFIG:-$root/tests/config/api.json}"
+rotor_config="${ROTOR_CONFIG:-$rotor_config}"
 rotor_bin="${ROTOR_BIN:-$root/target/debug/rotor}"
 if [ ! -x "$rotor_bin" ]; then
-  echo "api tests: building rotor (cargo build -p native)" >&2
+  echo "tests: building rotor (cargo build -p native)" >&2
   (cd "$root" && cargo build -q -p native)
 fi
 rotor_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')"
@@ -53,4 +54,4 @@ for _ in $(seq 1 200); do
   fi
   sleep 0.1
 done
-echo "api tests: rotor (pid $rotor_pid) on $ROTOR_URL, config $rotor_config" >&2
+echo "tests: rotor (pid $rotor_pid) on $ROTOR_URL, config $rotor_config" >&2

@@ -13,16 +13,11 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 
-stamp="$here/node_modules/.rotor-lock-sha256"
-want="$(sha256sum "$here/package-lock.json" | cut -d' ' -f1)"
-if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
-  echo "api-js tests: npm ci in tests/api-js" >&2
-  (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
-  echo "$want" > "$stamp"
-fi
+"$root/tests/npm-ci.sh" "$here"
 
-# shellcheck source=tests/api/server.sh
-. "$root/tests/api/server.sh"
+rotor_config="$root/tests/config/api.json"
+# shellcheck source=tests/server.sh
+. "$root/tests/server.sh"
 
 cd "$here"
 if [ "$#" -gt 0 ]; then

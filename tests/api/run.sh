@@ -30,8 +30,9 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-# shellcheck source=tests/api/server.sh
-. "$here/server.sh"
+rotor_config="$root/tests/config/api.json"
+# shellcheck source=tests/server.sh
+. "$root/tests/server.sh"
 
 cd "$here"
 set +e
