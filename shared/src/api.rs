@@ -264,6 +264,13 @@ pub struct BatchRequest {
     pub parallel: bool,
 }
 
+impl BatchRequest {
+    /// Each command's method, the key of its reply ("error" for a method the API lacks).
+    pub fn methods(&self) -> Vec<&'static str> {
+        self.commands.iter().map(|c| c.as_ref().map_or("error", ApiCommand::method)).collect()
+    }
+}
+
 #[derive(Deserialize)]
 struct BatchBody {
     #[serde(default)]

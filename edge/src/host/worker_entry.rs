@@ -183,7 +183,7 @@ impl ApiRunner {
     /// every node object, or in this hub), one after another, with the replies in order.
     /// (`parallel` only changes timing; here the parts always run in sequence.)
     async fn batch(&mut self, batch: api::BatchRequest) -> Value {
-        let methods: Vec<&str> = batch.commands.iter().map(|c| c.as_ref().map_or("error", ApiCommand::method)).collect();
+        let methods = batch.methods();
         let mut results = Vec::with_capacity(methods.len());
         for (command, source) in batch.commands.into_iter().zip(batch.sources) {
             results.push(match (command, source) {

@@ -119,7 +119,7 @@ impl Hub {
     fn run_api(&mut self, command: ApiCommand, target: ApiTarget, now: Timestamp) {
         match command {
             ApiCommand::Batch(batch) => {
-                let methods = batch.commands.iter().map(|c| c.as_ref().map_or("error", ApiCommand::method)).collect();
+                let methods = batch.methods();
                 let queue = batch.commands.into_iter().enumerate().collect();
                 self.start_group(target, Shape::Batch { methods }, queue, batch.parallel, now);
             }
