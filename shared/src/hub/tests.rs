@@ -28,13 +28,18 @@ fn config(json: Value) -> Arc<Config> {
     Arc::new(Config::from_json_str(&json.to_string(), std::iter::empty()).expect("config").config)
 }
 
+/// The node every test hub runs as (a rebuilt hub keeps it).
+fn node_info() -> NodeInfo {
+    NodeInfo { id: "n1".into(), name: "n1".into(), version: "t".into() }
+}
+
 fn token(user: &str) -> String {
     crate::auth::issue_hs256(SECRET, &json!({"sub": user}))
 }
 
 impl Rig {
     fn new(config: Arc<Config>) -> Rig {
-        let info = NodeInfo { id: "n1".into(), name: "n1".into(), version: "t".into() };
+        let info = node_info();
         Rig { hub: Hub::new(config, info, 3, T0).unwrap(), broker: Broker::new(5), held: VecDeque::new(), sent: Vec::new(), closed: Vec::new() }
     }
 
@@ -317,7 +322,7 @@ fn a_session_keeps_working_across_a_hub_rebuilt_from_its_snapshot() {
     assert!(attachment.len() < 2048, "fits a socket attachment: {attachment}");
     let positions: BTreeMap<String, StreamPosition> =
         [("news".to_string(), crate::broker::Broker::position(&rig.broker, "news").unwrap())].into();
-    let info = NodeInfo { id: "n1".into(), name: "n1".into(), version: "t".into() };
+    let info = node_info();
     rig.hub = Hub::new(config, info, 99, T0).unwrap();
     rig.held.clear();
 
@@ -353,7 +358,7 @@ fn a_restored_subscription_whose_position_is_gone_is_ended() {
     rig.publish("news", 1, small);
     let attachment = serde_json::to_string(&rig.hub.session_snapshot(s).unwrap()).unwrap();
     let positions: BTreeMap<String, StreamPosition> = [("news".to_string(), rig.broker.position("news").unwrap())].into();
-    let info = NodeInfo { id: "n1".into(), name: "n1".into(), version: "t".into() };
+    let info = node_info();
     rig.hub = Hub::new(config, info, 99, T0).unwrap();
     rig.take(s);
     for n in 2..=5 {
@@ -370,7 +375,7 @@ fn a_restored_subscription_whose_position_is_gone_is_ended() {
 fn websocket_sessions_can_go_without_server_pings() {
     let config = history_config();
     let mut rig = Rig::new(config.clone());
-    let info = NodeInfo { id: "n1".into(), name: "n1".into(), version: "t".into() };
+    let info = node_info();
     rig.hub = Hub::new(config, info, 3, T0).unwrap().without_websocket_pings();
     let s = rig.ws(1, "42");
     let reply = rig.take(s).into_iter().find(|v| v["id"] == 1).unwrap();
@@ -412,7 +417,7 @@ fn a_tracking_hub_reports_what_to_store_and_wakes_up_from_it() {
         "allow_subscribe_for_client": true, "history_size": 100, "history_ttl": "300s", "force_recovery": true,
         "join_leave": true, "force_push_join_leave": true, "presence": true,
     }));
-    let info = NodeInfo { id: "n1".into(), name: "n1".into(), version: "t".into() };
+    let info = node_info();
     let mut rig = Rig::new(config.clone());
     rig.hub = Hub::new(config.clone(), info.clone(), 3, T0).unwrap().tracking_snapshots().without_websocket_pings();
     let (mut attachments, mut positions) = (BTreeMap::new(), BTreeMap::new());
@@ -472,7 +477,7 @@ fn a_restored_session_sets_no_timer_it_does_not_need() {
     // Every timer is an alarm that wakes a hibernated host: a restored WebSocket session with
     // no token expiry, no presence and no pings must leave the hub with no deadline at all.
     let config = history_config();
-    let info = NodeInfo { id: "n1".into(), name: "n1".into(), version: "t".into() };
+    let info = node_info();
     let mut rig = Rig::new(config.clone());
     rig.hub = Hub::new(config.clone(), info.clone(), 3, T0).unwrap().without_websocket_pings();
     let s = rig.ws(1, "42");
@@ -509,7 +514,7 @@ fn a_frame_that_goes_bad_part_way_runs_the_commands_before_it_then_disconnects()
 fn evicted(rig: &mut Rig, s: SessionId) -> (SessionSnapshot, BTreeMap<String, StreamPosition>) {
     let snapshot = rig.hub.session_snapshot(s).unwrap();
     let positions: BTreeMap<String, StreamPosition> = [("news".to_string(), rig.broker.position("news").unwrap())].into();
-    let info = NodeInfo { id: "n1".into(), name: "n1".into(), version: "t".into() };
+    let info = node_info();
     rig.hub = Hub::new(rig.hub.config().clone(), info, 77, T0).unwrap().without_websocket_pings();
     rig.held.clear();
     rig.sent.clear();
