@@ -102,13 +102,15 @@ impl Hub {
                     }
                 }
                 let push = Push { channel: channel.to_string(), subscribe: Some(result.clone()), ..Default::default() };
-                let data = s.wire.push_ref(&push);
-                self.send_event(session, data);
+                let encoded = s.wire.push(&push);
+                if !self.send_encoded(session, encoded, true) {
+                    return;
+                }
                 self.catch_up(session, &channel, &result, publications, now);
             }
             Err(_) => {
                 if s.subs.remove(&channel).is_some() {
-                    self.leave_channel(session, &channel, false, false, Default::default(), now);
+                    self.leave_channel(session, &channel, false, false, Default::default());
                 }
             }
         }
@@ -210,7 +212,7 @@ impl Hub {
         match command {
             ApiCommand::Publish(req) => self.api_publish(req),
             ApiCommand::Subscribe(req) => done(self.api_subscribe(req, now)),
-            ApiCommand::Unsubscribe(req) => done(self.api_unsubscribe(req, now)),
+            ApiCommand::Unsubscribe(req) => done(self.api_unsubscribe(req)),
             ApiCommand::Disconnect(req) => done(self.api_disconnect(req, now)),
             ApiCommand::Refresh(req) => done(self.api_refresh(req, now)),
             ApiCommand::Presence(req) => self.api_presence(req, ApiKind::Presence),
@@ -393,7 +395,7 @@ impl Hub {
         Ok(json!({}))
     }
 
-    fn api_unsubscribe(&mut self, req: UnsubscribeRequest, now: Timestamp) -> Result<Value, Error> {
+    fn api_unsubscribe(&mut self, req: UnsubscribeRequest) -> Result<Value, Error> {
         if !req.channel.is_empty() && self.config.namespace_for(&req.channel).is_err() {
             return Err(Error::unknown_channel());
         }
@@ -405,7 +407,7 @@ impl Hub {
                 None => continue,
             };
             for channel in channels {
-                if self.remove_subscription(session, &channel, now) {
+                if self.remove_subscription(session, &channel) {
                     self.push_unsubscribe(session, &channel, (code, reason));
                 }
             }
@@ -445,8 +447,10 @@ impl Hub {
                 expiry.expires = true;
                 expiry.ttl = now.until(at).div_ceil(1000) as u32;
             }
-            let data = s.wire.push_ref(&Push { refresh: Some(expiry), ..Default::default() });
-            self.send_event(session, data);
+            let encoded = s.wire.push(&Push { refresh: Some(expiry), ..Default::default() });
+            if !self.send_encoded(session, encoded, true) {
+                continue;
+            }
             self.snapshot_changed(session);
             if let Some(at) = expires_at {
                 let grace = ms(self.config.client_expired_close_delay);

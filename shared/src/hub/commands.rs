@@ -333,25 +333,25 @@ impl Hub {
 
     fn leave_channel_quietly(&mut self, session: SessionId, channel: &Arc<str>) {
         let info = Default::default();
-        self.leave_channel(session, channel, false, false, info, Timestamp(0));
+        self.leave_channel(session, channel, false, false, info);
     }
 
     fn unsubscribe(&mut self, session: SessionId, id: u32, channel: &str, now: Timestamp) {
         if channel.is_empty() {
             return self.disconnect(session, Disconnect::bad_request(), now);
         }
-        self.remove_subscription(session, channel, now);
+        self.remove_subscription(session, channel);
         self.reply(session, Reply { id, unsubscribe: Some(Empty {}), ..Default::default() });
     }
 
     /// Drops one subscription of a session (no push); presence and leave follow.
-    pub(crate) fn remove_subscription(&mut self, session: SessionId, channel: &str, now: Timestamp) -> bool {
+    pub(crate) fn remove_subscription(&mut self, session: SessionId, channel: &str) -> bool {
         let Some(s) = self.sessions.get_mut(&session) else { return false };
         let Some((channel, sub)) = s.subs.remove_entry(channel) else { return false };
         let info = s.info(&sub.chan_info);
         let active = sub.state == SubState::Active || sub.restoring;
         self.snapshot_changed(session);
-        self.leave_channel(session, &channel, sub.presence && active, sub.emit_join_leave && active, info, now);
+        self.leave_channel(session, &channel, sub.presence && active, sub.emit_join_leave && active, info);
         true
     }
 

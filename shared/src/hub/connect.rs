@@ -307,14 +307,16 @@ impl Hub {
                 replay.push((channel.clone(), std::mem::take(&mut r.publications)));
             }
         }
-        let data = if s.wire.unidirectional {
-            s.wire.push_ref(&Push { connect: Some(result), ..Default::default() })
+        let encoded = if s.wire.unidirectional {
+            s.wire.push(&Push { connect: Some(result), ..Default::default() })
         } else {
             s.wire.reply(&Reply { id: pending.command_id, connect: Some(result), ..Default::default() })
         };
         s.state = State::Connected;
         s.busy = false;
-        self.send_event(session, data);
+        if !self.send_encoded(session, encoded, true) {
+            return;
+        }
         self.snapshot_changed(session);
         for (channel, publications) in replay {
             for publication in publications {
@@ -323,8 +325,10 @@ impl Hub {
                     sub.offset = publication.offset;
                 }
                 let push = Push { channel: channel.clone(), r#pub: Some(publication), ..Default::default() };
-                let data = s.wire.push_ref(&push);
-                self.send_event(session, data);
+                let encoded = s.wire.push(&push);
+                if !self.send_encoded(session, encoded, true) {
+                    return;
+                }
             }
         }
         let Some(s) = self.sessions.get_mut(&session) else { return };

@@ -1,0 +1,112 @@
+//! Untrusted input on every path: binary payloads for JSON clients, hostile API values,
+//! personal channels of other users, resources of ended sessions.
+
+use serde_json::json;
+
+use super::*;
+
+/// Binary data (legal: API `b64data`, Protobuf clients) published into a channel with history.
+fn publish_binary(rig: &mut Rig, channel: &str) {
+    let op = PublishOp { data: Bytes::from_static(b"\xffnot json"), history: H, ..Default::default() };
+    rig.broker.handle_request(BrokerRequest { id: crate::broker::RequestId(9_000_000), channel: channel.into(), op: BrokerOp::Publish(op) }, T0);
+    rig.broker_events();
+    rig.pump();
+}
+
+fn closed_with(rig: &Rig, s: SessionId) -> Vec<u32> {
+    rig.closed.iter().filter(|(id, _)| *id == s).map(|(_, code)| *code).collect()
+}
+
+#[test]
+fn history_with_a_binary_publication_ends_a_json_client_with_3506() {
+    let mut rig = Rig::new(config(json!({"history_size": 100, "history_ttl": "300s", "allow_history_for_client": true})));
+    let s = rig.ws(1, "1");
+    publish_binary(&mut rig, "news");
+    rig.frame(s, json!({"id": 2, "history": {"channel": "news", "limit": 10}}));
+    rig.serve_all();
+    assert_eq!(closed_with(&rig, s), vec![3506]);
+    assert_eq!(rig.hub.num_sessions(), 0);
+}
+
+#[test]
+fn recovery_with_a_binary_publication_ends_a_json_client_with_3506() {
+    let mut rig = Rig::new(history_config());
+    let s = rig.ws(1, "1");
+    rig.publish("news", 1, H);
+    let epoch = rig.broker.position("news").unwrap().epoch;
+    publish_binary(&mut rig, "news");
+    rig.frame(s, json!({"id": 2, "subscribe": {"channel": "news", "recover": true, "offset": 1, "epoch": epoch}}));
+    rig.serve_all();
+    assert_eq!(closed_with(&rig, s), vec![3506]);
+    // Its subscription left with it: the channel is free again.
+    assert_eq!(rig.hub.num_channels(), 0);
+}
+
+#[test]
+fn a_live_binary_publication_ends_json_clients_but_reaches_protobuf_ones() {
+    let mut rig = Rig::new(history_config());
+    let json_client = rig.ws(1, "1");
+    let proto = SessionId(2);
+    rig.hub.handle_open(proto, Transport::Websocket(Encoding::Protobuf), T0);
+    let mut frame = Vec::new();
+    let connect = crate::protocol::Command { id: 1, connect: Some(ConnectRequest { token: token("2"), ..Default::default() }), ..Default::default() };
+    prost::Message::encode_length_delimited(&connect, &mut frame).unwrap();
+    rig.hub.handle_frame(proto, &frame, T0);
+    rig.serve_all();
+    for s in [json_client] {
+        rig.frame(s, json!({"id": 2, "subscribe": {"channel": "news"}}));
+    }
+    let mut frame = Vec::new();
+    let subscribe = crate::protocol::Command {
+        id: 2,
+        subscribe: Some(crate::protocol::SubscribeRequest { channel: "news".into(), ..Default::default() }),
+        ..Default::default()
+    };
+    prost::Message::encode_length_delimited(&subscribe, &mut frame).unwrap();
+    rig.hub.handle_frame(proto, &frame, T0);
+    rig.serve_all();
+    rig.closed.clear();
+    let before = rig.hub.num_sessions();
+    publish_binary(&mut rig, "news");
+    assert_eq!(closed_with(&rig, json_client), vec![3506]);
+    assert!(closed_with(&rig, proto).is_empty());
+    assert_eq!(rig.hub.num_sessions(), before - 1);
+}
+
+#[test]
+fn binary_connection_info_in_presence_and_join_ends_json_clients_with_3506() {
+    let config = config(json!({"allow_subscribe_for_client": true, "presence": true, "join_leave": true, "force_push_join_leave": true,
+        "allow_presence_for_client": true}));
+    let mut rig = Rig::new(config);
+    let watcher = rig.ws(1, "1");
+    rig.frame(watcher, json!({"id": 2, "subscribe": {"channel": "room"}}));
+    rig.serve_all();
+    // A client whose token carries binary connection info (`b64info`) joins.
+    let binary = SessionId(2);
+    rig.hub.handle_open(binary, Transport::Websocket(Encoding::Protobuf), T0);
+    let t = crate::auth::issue_hs256(SECRET, &json!({"sub": "2", "b64info": "/w=="}));
+    let mut frame = Vec::new();
+    let connect = crate::protocol::Command { id: 1, connect: Some(ConnectRequest { token: t, ..Default::default() }), ..Default::default() };
+    prost::Message::encode_length_delimited(&connect, &mut frame).unwrap();
+    rig.hub.handle_frame(binary, &frame, T0);
+    rig.serve_all();
+    let mut frame = Vec::new();
+    let subscribe = crate::protocol::Command {
+        id: 2,
+        subscribe: Some(crate::protocol::SubscribeRequest { channel: "room".into(), ..Default::default() }),
+        ..Default::default()
+    };
+    prost::Message::encode_length_delimited(&subscribe, &mut frame).unwrap();
+    rig.hub.handle_frame(binary, &frame, T0);
+    rig.serve_all();
+    assert_eq!(closed_with(&rig, watcher), vec![3506], "the join push carries the binary info");
+    assert!(closed_with(&rig, binary).is_empty());
+
+    // Presence asked by a JSON client: the reply carries the binary info.
+    let asker = rig.ws(3, "3");
+    rig.frame(asker, json!({"id": 2, "subscribe": {"channel": "room"}}));
+    rig.serve_all();
+    rig.frame(asker, json!({"id": 3, "presence": {"channel": "room"}}));
+    rig.serve_all();
+    assert_eq!(closed_with(&rig, asker), vec![3506]);
+}
