@@ -350,6 +350,7 @@ impl Hub {
         let Some((channel, sub)) = s.subs.remove_entry(channel) else { return false };
         let info = s.info(&sub.chan_info);
         let active = sub.state == SubState::Active || sub.restoring;
+        self.cancel(session, &Timer::SubExpire(channel.clone()));
         self.snapshot_changed(session);
         self.leave_channel(session, &channel, sub.presence && active, sub.emit_join_leave && active, info);
         true

@@ -337,6 +337,7 @@ impl Hub {
         for channel in channels {
             self.activate(session, &channel, now);
         }
+        self.cancel(session, &super::timers::Timer::Stale);
         self.start_timers(session, now);
         self.drain(session, now);
     }

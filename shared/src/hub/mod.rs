@@ -250,6 +250,7 @@ impl Hub {
                 busy: false,
                 unusable: false,
                 pong_deadline: None,
+                timers: Vec::new(),
                 presence_refresh: false,
                 connect: None,
                 last_event_id: None,
@@ -436,10 +437,12 @@ impl Hub {
         self.reply(session, Reply::error(command, error));
     }
 
-    /// Removes a session and everything it holds (subscriptions, presence, timers by lazy
-    /// invalidation).
+    /// Removes a session and everything it holds (subscriptions, presence, timers).
     fn forget(&mut self, session: SessionId) {
         let Some(s) = self.sessions.remove(&session) else { return };
+        for (timer, at) in &s.timers {
+            self.timers.remove(&(*at, session, timer.clone()));
+        }
         self.snapshot_changed(session);
         self.by_token.remove(&s.token);
         if let Some(set) = self.by_user.get_mut(&s.user) {

@@ -110,3 +110,37 @@ fn binary_connection_info_in_presence_and_join_ends_json_clients_with_3506() {
     rig.serve_all();
     assert_eq!(closed_with(&rig, asker), vec![3506]);
 }
+
+#[test]
+fn ended_sessions_leave_no_timers_behind() {
+    // Week-long tokens, pings and presence: every timer goes with its session.
+    let config = config(json!({"allow_subscribe_for_client": true, "presence": true, "ping_interval": "25s"}));
+    let mut rig = Rig::new(config);
+    for id in 1..=200u64 {
+        let s = SessionId(id);
+        rig.hub.handle_open(s, Transport::Websocket(Encoding::Json), T0);
+        let t = crate::auth::issue_hs256(SECRET, &json!({"sub": id.to_string(), "exp": T0.as_secs() + 7 * 86_400}));
+        rig.hub.handle_frame(s, json!({"id": 1, "connect": {"token": t}}).to_string().as_bytes(), T0);
+        rig.serve_all();
+        rig.frame(s, json!({"id": 2, "subscribe": {"channel": "room"}}));
+        rig.serve_all();
+        rig.hub.handle_closed(s, T0);
+        rig.serve_all();
+    }
+    assert_eq!(rig.hub.num_sessions(), 0);
+    assert_eq!(rig.hub.poll_timeout(), None, "no timer outlives its session");
+}
+
+#[test]
+fn refreshing_a_token_replaces_its_expiry_timer() {
+    let mut rig = Rig::new(config(json!({"ping_interval": "0s"})));
+    let s = SessionId(1);
+    rig.hub.handle_open(s, Transport::Websocket(Encoding::Json), T0);
+    let exp = |d: u64| crate::auth::issue_hs256(SECRET, &json!({"sub": "1", "exp": T0.as_secs() + d}));
+    rig.hub.handle_frame(s, json!({"id": 1, "connect": {"token": exp(100)}}).to_string().as_bytes(), T0);
+    rig.serve_all();
+    for i in 0..50u64 {
+        rig.frame(s, json!({"id": 2 + i, "refresh": {"token": exp(200 + i)}}));
+    }
+    assert_eq!(rig.hub.timers.len(), 1, "one expiry timer, whatever the number of refreshes");
+}
