@@ -358,7 +358,7 @@ impl Hub {
         let recoverable = history.enabled() && opts.force_recovery;
         let positioned = history.enabled() && (opts.force_positioning || recoverable);
         let emit_join_leave = opts.join_leave;
-        let expires_at = (req.expire_at > 0).then(|| Timestamp(req.expire_at as u64 * 1000));
+        let expires_at = Timestamp::from_unix_secs(req.expire_at);
         if expires_at.is_some_and(|at| at <= now) {
             return Err(Error::bad_request()); // already expired: nothing to subscribe
         }
@@ -431,7 +431,7 @@ impl Hub {
 
     fn api_refresh(&mut self, req: RefreshRequest, now: Timestamp) -> Result<Value, Error> {
         let info = req.info()?;
-        let expires_at = (req.expire_at > 0).then(|| Timestamp(req.expire_at as u64 * 1000));
+        let expires_at = Timestamp::from_unix_secs(req.expire_at);
         for session in self.api_targets(&req.user, &req.client, &req.session) {
             if req.expired || expires_at.is_some_and(|at| at <= now) {
                 self.disconnect(session, Disconnect::expired(), now);
@@ -445,7 +445,7 @@ impl Hub {
             let mut expiry = Expiry::default();
             if let Some(at) = expires_at {
                 expiry.expires = true;
-                expiry.ttl = now.until(at).div_ceil(1000) as u32;
+                expiry.ttl = super::ttl_secs(now, at);
             }
             let encoded = s.wire.push(&Push { refresh: Some(expiry), ..Default::default() });
             if !self.send_encoded(session, encoded, true) {

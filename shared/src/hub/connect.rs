@@ -280,7 +280,7 @@ impl Hub {
         };
         if let Some(at) = s.expires_at {
             result.expires = true;
-            result.ttl = now.until(at).div_ceil(1000) as u32;
+            result.ttl = super::ttl_secs(now, at);
         }
         let interval = ms(c.ping_interval);
         if interval > 0 && super::pings(self.websocket_pings, s.transport) {

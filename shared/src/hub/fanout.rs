@@ -52,7 +52,7 @@ impl Hub {
             let Some(s) = self.sessions.get_mut(&session) else { continue };
             let Some(sub) = s.subs.get_mut_shared(&shared_name) else { continue };
             if offset > 0 {
-                if sub.positioned && (*sub.epoch != **epoch || offset != sub.offset + 1) {
+                if sub.positioned && (*sub.epoch != **epoch || sub.offset.checked_add(1) != Some(offset)) {
                     if offset <= sub.offset && *sub.epoch == **epoch {
                         continue; // already delivered (recovery overlap)
                     }

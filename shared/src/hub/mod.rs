@@ -524,6 +524,11 @@ fn event_id_key(c: &Config) -> Vec<u8> {
     key
 }
 
+/// Seconds left until `at`, rounded up, for `ttl` fields (saturating: `at` may come from outside).
+pub(crate) fn ttl_secs(now: Timestamp, at: Timestamp) -> u32 {
+    u32::try_from(now.until(at).div_ceil(1000)).unwrap_or(u32::MAX)
+}
+
 /// Milliseconds of a configured duration.
 pub(crate) fn ms(d: std::time::Duration) -> u64 {
     d.as_millis() as u64

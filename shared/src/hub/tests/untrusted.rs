@@ -144,3 +144,72 @@ fn refreshing_a_token_replaces_its_expiry_timer() {
     }
     assert_eq!(rig.hub.timers.len(), 1, "one expiry timer, whatever the number of refreshes");
 }
+
+#[test]
+fn a_personal_channel_refuses_every_client_command_of_other_users() {
+    let config = config(json!({"history_size": 10, "history_ttl": "60s", "presence": true,
+        "allow_history_for_client": true, "allow_publish_for_client": true, "allow_presence_for_client": true,
+        "allow_subscribe_for_client": true, "allow_user_limited_channels": true}));
+    let mut rig = Rig::new(config);
+    let t1 = rig.ws(1, "t1");
+    rig.take(t1);
+    let commands = [
+        json!({"id": 2, "subscribe": {"channel": "#t2"}}),
+        json!({"id": 3, "history": {"channel": "#t2", "limit": 10}}),
+        json!({"id": 4, "publish": {"channel": "#t2", "data": {"x": 1}}}),
+        json!({"id": 5, "presence": {"channel": "#t2"}}),
+        json!({"id": 6, "presence_stats": {"channel": "#t2"}}),
+        json!({"id": 7, "history": {"channel": "dialog#t2,t3", "limit": 10}}),
+    ];
+    for command in commands {
+        rig.frame(t1, command);
+        rig.serve_all();
+    }
+    let got = rig.take(t1);
+    assert_eq!(got.len(), 6, "{got:?}");
+    for reply in &got {
+        assert_eq!(reply["error"]["code"], 103, "{reply}");
+    }
+    // Its owner may.
+    let t2 = rig.ws(2, "t2");
+    rig.take(t2);
+    rig.frame(t2, json!({"id": 2, "history": {"channel": "#t2", "limit": 10}}));
+    rig.frame(t2, json!({"id": 3, "publish": {"channel": "#t2", "data": {"x": 1}}}));
+    rig.serve_all();
+    let got = rig.take(t2);
+    assert!(got.iter().all(|r| r.get("error").is_none()), "{got:?}");
+}
+
+#[test]
+fn api_expiry_times_near_the_end_of_time_neither_wrap_nor_panic() {
+    use crate::api::{ApiCommand, ApiId};
+    let mut rig = Rig::new(config(json!({"allow_subscribe_for_client": true})));
+    let s = rig.ws(1, "42");
+    rig.take(s);
+    for (i, expire_at) in [i64::MAX, i64::MAX / 1000 + 1, i64::MIN, -1, u32::MAX as i64 * 1000].into_iter().enumerate() {
+        let body = json!({"user": "42", "channel": format!("c{i}"), "expire_at": expire_at}).to_string();
+        let command: ApiCommand = crate::api::parse("subscribe", body.as_bytes()).unwrap().unwrap();
+        rig.hub.handle_api(ApiId(i as u64), command, T0);
+        rig.serve_all();
+        let body = json!({"user": "42", "expire_at": expire_at}).to_string();
+        let command: ApiCommand = crate::api::parse("refresh", body.as_bytes()).unwrap().unwrap();
+        rig.hub.handle_api(ApiId(100 + i as u64), command, T0);
+        rig.serve_all();
+    }
+    let got = rig.take(s);
+    let refresh = got.iter().find(|v| v["push"]["refresh"]["expires"] == true).expect("a refresh push");
+    assert_eq!(refresh["push"]["refresh"]["ttl"], u32::MAX, "a far expiry saturates: {refresh}");
+    assert_eq!(rig.hub.num_sessions(), 1, "expire_at <= 0 means no expiry, not an expired session");
+}
+
+#[test]
+fn a_recovery_offset_at_the_end_of_u64_does_not_overflow() {
+    let mut rig = Rig::new(history_config());
+    let s = rig.ws(1, "1");
+    rig.publish("news", 1, H);
+    let epoch = rig.broker.position("news").unwrap().epoch;
+    rig.frame(s, json!({"id": 2, "subscribe": {"channel": "news", "recover": true, "offset": u64::MAX, "epoch": epoch}}));
+    rig.serve_all();
+    rig.publish("news", 2, H);
+    assert_eq!(rig.hub.num_sessions(), 1);
+}
