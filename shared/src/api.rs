@@ -539,73 +539,9 @@ pub fn body(method: &str, result: &Result<Value, Error>) -> Value {
     }
 }
 
-/// Whether `name` matches a glob `pattern` of the `channels` method. Supports `*`, `?`,
-/// `[abc]`/`[a-z]`/`[!a]`, `{alt1,alt2}` and `\` escapes; `*` crosses every character.
-pub fn glob_match(pattern: &str, name: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    glob(&p, &n)
-}
-
-fn glob(p: &[char], n: &[char]) -> bool {
-    let Some((&c, rest)) = p.split_first() else { return n.is_empty() };
-    match c {
-        '*' => (0..=n.len()).any(|i| glob(rest, &n[i..])),
-        '?' => !n.is_empty() && glob(rest, &n[1..]),
-        '\\' if !rest.is_empty() => n.first() == Some(&rest[0]) && glob(&rest[1..], &n[1..]),
-        '[' => {
-            let Some(end) = rest.iter().position(|&x| x == ']') else {
-                return n.first() == Some(&'[') && glob(rest, &n[1..]);
-            };
-            let Some(&ch) = n.first() else { return false };
-            let (negate, class) = match rest[..end].split_first() {
-                Some((&'!', class)) | Some((&'^', class)) => (true, class),
-                _ => (false, &rest[..end]),
-            };
-            let mut hit = false;
-            let mut i = 0;
-            while i < class.len() {
-                if i + 2 < class.len() && class[i + 1] == '-' {
-                    hit |= class[i] <= ch && ch <= class[i + 2];
-                    i += 3;
-                } else {
-                    hit |= class[i] == ch;
-                    i += 1;
-                }
-            }
-            hit != negate && glob(&rest[end + 1..], &n[1..])
-        }
-        '{' => {
-            let Some(end) = rest.iter().position(|&x| x == '}') else {
-                return n.first() == Some(&'{') && glob(rest, &n[1..]);
-            };
-            let after = &rest[end + 1..];
-            rest[..end].split(|&x| x == ',').any(|alt| {
-                let mut candidate = alt.to_vec();
-                candidate.extend_from_slice(after);
-                glob(&candidate, n)
-            })
-        }
-        c => n.first() == Some(&c) && glob(rest, &n[1..]),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("", ""));
-        assert!(glob_match("*", "chat:1"));
-        assert!(glob_match("chat:*", "chat:1"));
-        assert!(!glob_match("chat:*", "news:1"));
-        assert!(glob_match("c?at:[0-9]", "chat:7"));
-        assert!(!glob_match("chat:[!0-9]", "chat:7"));
-        assert!(glob_match("{chat,news}:*", "news:x"));
-        assert!(glob_match("a\\*", "a*"));
-        assert!(!glob_match("a\\*", "ab"));
-    }
 
     #[test]
     fn batch_parses_each_command() {

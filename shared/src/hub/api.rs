@@ -219,7 +219,7 @@ impl Hub {
             ApiCommand::PresenceStats(req) => self.api_presence(req, ApiKind::PresenceStats),
             ApiCommand::History(req) => self.api_history(req),
             ApiCommand::HistoryRemove(req) => self.api_history_remove(req),
-            ApiCommand::Channels(req) => done(Ok(self.api_channels(&req))),
+            ApiCommand::Channels(req) => done(self.api_channels(&req)),
             ApiCommand::Info => done(Ok(self.api_info(now))),
             ApiCommand::Rpc(req) => {
                 // No RPC extensions are registered: every method is unknown.
@@ -299,14 +299,15 @@ impl Hub {
         Step::Broker { channel: req.channel, op: BrokerOp::HistoryRemove, kind: ApiKind::HistoryRemove }
     }
 
-    fn api_channels(&self, req: &ChannelsRequest) -> Value {
+    fn api_channels(&self, req: &ChannelsRequest) -> Result<Value, Error> {
+        let pattern = crate::glob::Glob::new(&req.pattern).map_err(|e| Error::new(107, &format!("bad request: {e}")))?;
         let channels: Map<String, Value> = self
             .channels
             .iter()
-            .filter(|(name, _)| req.pattern.is_empty() || api::glob_match(&req.pattern, name))
+            .filter(|(name, _)| req.pattern.is_empty() || pattern.matches(name))
             .map(|(name, subs)| (name.to_string(), json!({"num_clients": subs.active.len() + subs.pending.len()})))
             .collect();
-        json!({ "channels": channels })
+        Ok(json!({ "channels": channels }))
     }
 
     fn api_info(&self, now: Timestamp) -> Value {
