@@ -57,7 +57,24 @@ impl ApiCommand {
             ApiCommand::Batch(_) => "batch",
         }
     }
+
+    /// The channel names a command carries (checked against `channel_max_length`).
+    pub fn channel_names(&self) -> Vec<&str> {
+        match self {
+            ApiCommand::Publish(r) => vec![r.channel.as_str()],
+            ApiCommand::Broadcast(r) => r.channels.iter().map(String::as_str).collect(),
+            ApiCommand::Subscribe(r) => vec![r.channel.as_str()],
+            ApiCommand::Unsubscribe(r) => vec![r.channel.as_str()],
+            ApiCommand::Presence(r) | ApiCommand::PresenceStats(r) | ApiCommand::HistoryRemove(r) => vec![r.channel.as_str()],
+            ApiCommand::History(r) => vec![r.channel.as_str()],
+            _ => Vec::new(),
+        }
+    }
 }
+
+/// Most commands one batch (or one legacy request) may carry: a bigger body is refused
+/// before any of it runs, so one request cannot hold the engine for seconds.
+pub const MAX_BATCH: usize = 1000;
 
 /// Which result shape a broker reply turns into.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -340,6 +357,9 @@ fn parse_method(method: &str, body: &[u8], allow_batch: bool) -> Result<Option<A
         "rpc" => ApiCommand::Rpc(de(body).map_err(bad)?),
         "batch" if allow_batch => {
             let batch: BatchBody = de(body).map_err(bad)?;
+            if batch.commands.len() > MAX_BATCH {
+                return Err(ApiParseError(format!("batch has {} commands, more than the limit of {MAX_BATCH}", batch.commands.len())));
+            }
             let mut commands = Vec::with_capacity(batch.commands.len());
             let mut sources = Vec::with_capacity(batch.commands.len());
             for command in batch.commands {
@@ -412,6 +432,9 @@ pub fn parse_legacy(body: &[u8]) -> Result<Vec<LegacyCommand>, ApiParseError> {
         .map(serde_json::from_slice::<LegacyCommand>)
         .collect();
     let commands = commands.map_err(|e| ApiParseError(format!("invalid JSON command: {e}")))?;
+    if commands.len() > MAX_BATCH {
+        return Err(ApiParseError(format!("request has {} commands, more than the limit of {MAX_BATCH}", commands.len())));
+    }
     if commands.is_empty() {
         return Err(ApiParseError("empty request body".into()));
     }

@@ -136,7 +136,17 @@ impl Hub {
         }
     }
 
+    /// Channel names from the API obey `channel_max_length` as clients' do.
+    fn api_channel_names<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> Result<(), Error> {
+        let max = self.config.channel_max_length as usize;
+        match names.into_iter().find(|name| name.len() > max) {
+            Some(name) => Err(Error::new(107, &format!("bad request: channel name of {} bytes is longer than channel_max_length ({max})", name.len()))),
+            None => Ok(()),
+        }
+    }
+
     fn broadcast_parts(&self, req: &BroadcastRequest) -> Result<VecDeque<(usize, Option<ApiCommand>)>, Error> {
+        self.api_channel_names(req.channels.iter().map(String::as_str))?;
         if req.channels.is_empty() {
             return Err(Error::bad_request());
         }
@@ -209,6 +219,9 @@ impl Hub {
 
     fn api_step(&mut self, command: ApiCommand, now: Timestamp) -> Step {
         let done = Step::Done;
+        if let Err(e) = self.api_channel_names(command.channel_names()) {
+            return done(Err(e));
+        }
         match command {
             ApiCommand::Publish(req) => self.api_publish(req),
             ApiCommand::Subscribe(req) => done(self.api_subscribe(req, now)),

@@ -213,3 +213,34 @@ fn a_recovery_offset_at_the_end_of_u64_does_not_overflow() {
     rig.publish("news", 2, H);
     assert_eq!(rig.hub.num_sessions(), 1);
 }
+
+#[test]
+fn api_channel_names_obey_channel_max_length_and_batches_are_bounded() {
+    use crate::api::{ApiCommand, ApiId};
+    let mut rig = Rig::new(config(json!({})));
+    let long = "x".repeat(256);
+    let mut answers = Vec::new();
+    for (method, body) in [
+        ("publish", json!({"channel": long, "data": {}})),
+        ("broadcast", json!({"channels": ["ok", long], "data": {}})),
+        ("history", json!({"channel": long})),
+        ("presence", json!({"channel": long})),
+    ] {
+        let command: ApiCommand = crate::api::parse(method, body.to_string().as_bytes()).unwrap().unwrap();
+        rig.hub.handle_api(ApiId(1), command, T0);
+        while let Some(output) = rig.hub.poll_output() {
+            if let Output::Api { result, .. } = output {
+                answers.push(result);
+            }
+        }
+    }
+    assert_eq!(answers.len(), 4);
+    for answer in answers {
+        let error = answer.unwrap_err();
+        assert_eq!(error.code, 107);
+        assert!(error.message.contains("channel_max_length"), "{}", error.message);
+    }
+    let commands: Vec<Value> = (0..=crate::api::MAX_BATCH).map(|_| json!({"info": {}})).collect();
+    let err = crate::api::parse("batch", json!({ "commands": commands }).to_string().as_bytes()).unwrap_err();
+    assert!(err.0.contains("more than the limit"), "{}", err.0);
+}
