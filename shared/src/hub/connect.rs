@@ -196,7 +196,9 @@ impl Hub {
             if plans.contains_key(channel) {
                 continue; // a recovery hint for a subscription we already make
             }
-            let opts = c.namespace_for(channel).map_err(|_| Refusal::Disconnect(Disconnect::bad_request()))?;
+            // A channel the client could not subscribe to (unknown namespace included) is
+            // left out of the result, as Centrifugo does; the connection goes on.
+            let Ok(opts) = c.namespace_for(channel) else { continue };
             if self.valid_channel_name(channel, opts) && self.may_subscribe_without_token(&credentials.user, channel, opts) {
                 plans.insert(channel.clone(), SubscriptionPlan::server_side(opts, self.history_options(opts), Bytes::new()));
             }
