@@ -32,6 +32,9 @@ use crate::time::Timestamp;
 use session::{Session, State};
 use timers::Timer;
 
+/// Most commands a session may have waiting for earlier ones (see [`Hub::handle_frame`]).
+pub const MAX_QUEUED_COMMANDS: usize = 1024;
+
 /// What the host must do, in order.
 #[derive(Clone, Debug, PartialEq)]
 #[must_use]
@@ -285,14 +288,20 @@ impl Hub {
         if s.transport.is_unidirectional() || s.bad_frame {
             return; // unidirectional clients' later messages are read and discarded
         }
-        match decode_commands(s.wire.encoding, frame) {
-            Ok(commands) => s.inbox.extend(commands),
+        let commands = match decode_commands(s.wire.encoding, frame) {
+            Ok(commands) => commands,
             // The commands before the bad one run first, then the client is disconnected.
             Err((commands, _)) => {
-                s.inbox.extend(commands);
                 s.bad_frame = true;
+                commands
             }
+        };
+        // Commands wait here only while an earlier one waits for the broker: a client that
+        // piles up more than this is sending faster than the node can answer.
+        if s.inbox.len().saturating_add(commands.len()) > MAX_QUEUED_COMMANDS {
+            return self.end(session, Disconnect::too_many_requests());
         }
+        s.inbox.extend(commands);
         self.drain(session, now);
     }
 

@@ -244,3 +244,22 @@ fn api_channel_names_obey_channel_max_length_and_batches_are_bounded() {
     let err = crate::api::parse("batch", json!({ "commands": commands }).to_string().as_bytes()).unwrap_err();
     assert!(err.0.contains("more than the limit"), "{}", err.0);
 }
+
+#[test]
+fn a_client_piling_up_commands_behind_a_slow_broker_is_cut_off() {
+    let mut rig = Rig::new(history_config());
+    let s = rig.ws(1, "1");
+    let bystander = rig.ws(2, "2");
+    rig.take(s);
+    // The subscribe waits for the broker (held), so what follows queues up.
+    rig.frame(s, json!({"id": 2, "subscribe": {"channel": "news"}}));
+    let line = json!({"id": 3, "presence_stats": {"channel": "news"}}).to_string();
+    let frame = vec![line.as_str(); 600].join("\n");
+    rig.hub.handle_frame(s, frame.as_bytes(), T0);
+    rig.pump();
+    assert!(closed_with(&rig, s).is_empty(), "600 queued commands are fine");
+    rig.hub.handle_frame(s, frame.as_bytes(), T0);
+    rig.pump();
+    assert_eq!(closed_with(&rig, s), vec![3013]);
+    assert!(closed_with(&rig, bystander).is_empty());
+}
