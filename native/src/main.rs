@@ -1,15 +1,6 @@
 //! `rotor`: the native server and its command-line tools.
 
-mod api;
-mod cli;
-mod emulation;
-mod engine;
-mod outbox;
-mod server;
-mod stream;
-mod uni;
-mod wsframe;
-mod ws;
+use native::{cli, engine, server};
 
 use clap::Parser;
 

@@ -25,20 +25,21 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const SSE_RETRY_MS: u32 = 1000;
 
 /// What the request head says, owned (the head buffer is dropped before streaming).
-struct Head {
-    method: String,
-    path: String,
-    query: Option<String>,
-    headers: Vec<(String, String)>,
-    len: usize,
+pub struct Head {
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: Vec<(String, String)>,
+    /// Length of the head in the buffer it was parsed from (the body starts there).
+    pub len: usize,
 }
 
 impl Head {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
-    fn query_param(&self, name: &str) -> Option<String> {
+    pub fn query_param(&self, name: &str) -> Option<String> {
         let q = self.query.as_deref()?;
         form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
     }
@@ -141,7 +142,8 @@ async fn read_into(socket: &mut TcpStream, buf: &mut Vec<u8>, max: usize) -> io:
     }
 }
 
-fn parse_head(buf: &[u8]) -> Result<Option<Head>, httparse::Error> {
+/// Parses a request head: `Ok(None)` while it is incomplete.
+pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, httparse::Error> {
     let mut headers = [httparse::EMPTY_HEADER; 48];
     let mut req = httparse::Request::new(&mut headers);
     let len = match req.parse(buf)? {

@@ -125,7 +125,8 @@ impl ClientFrames {
         }
         if !control && !self.done_first {
             let so_far = self.first.as_ref().map_or(0, Vec::len) as u64;
-            if so_far + len > self.limit as u64 {
+            // Saturating: a continuation frame may claim up to u64::MAX bytes.
+            if so_far.saturating_add(len) > self.limit as u64 {
                 events.push(ClientEvent::TooBig);
                 return false;
             }
@@ -263,5 +264,17 @@ mod tests {
         let mut events = Vec::new();
         ClientFrames::new(10).feed(&[0x81, 0x01, b'x'], &mut events);
         assert_eq!(events, vec![ClientEvent::ProtocolError]);
+    }
+
+    #[test]
+    fn continuation_claiming_u64_max_bytes_is_too_big() {
+        // Found by the websocket_frame fuzz target: `so_far + len` overflowed.
+        let mut data = client_frame(TEXT, false, b"x");
+        data.extend_from_slice(&[0x80, 0x80 | 127]);
+        data.extend_from_slice(&u64::MAX.to_be_bytes());
+        data.extend_from_slice(&[1, 2, 3, 4]);
+        let mut events = Vec::new();
+        ClientFrames::new(1024).feed(&data, &mut events);
+        assert_eq!(events, vec![ClientEvent::TooBig]);
     }
 }
