@@ -5,6 +5,7 @@ use native::{cli, engine, server};
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    exit_on_panic();
     let args = cli::Args::parse();
     match args.command {
         Some(cli::Command::Genconfig { config }) => cli::genconfig(&config),
@@ -70,6 +71,18 @@ fn serve(args: cli::Args) -> std::process::ExitCode {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         std::process::ExitCode::SUCCESS
     })
+}
+
+/// A panic is a bug, and a server with a dead engine task must not go on answering: the
+/// process logs why and exits non-zero, so its supervisor restarts it (release builds also
+/// abort on panic: `panic = "abort"` in the workspace's release profile).
+fn exit_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        eprintln!("rotor: fatal: {info}; exiting (code 70) so that a supervisor restarts rotor");
+        std::process::exit(70);
+    }));
 }
 
 async fn shutdown_signal() {
