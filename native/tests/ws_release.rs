@@ -1,0 +1,95 @@
+//! Bidirectional WebSocket connections free everything when they end, however they end: the
+//! server's fds come back to the baseline, no socket stays in CLOSE-WAIT, and a client's close
+//! frame is answered with a close frame carrying its code (RFC 6455 §5.5.1).
+
+mod support;
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use support::{connect_command, ws_open, Rotor, Ws};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Open/close cycles of each kind (clean close and abort).
+const CYCLES: usize = 100;
+/// fds the server may still hold after the cycles (timers, runtime, allocator noise).
+const FD_MARGIN: usize = 4;
+
+async fn connected(rotor: &Rotor, protobuf: bool) -> Ws {
+    let path = if protobuf { "/connection/websocket?format=protobuf" } else { "/connection/websocket" };
+    let mut ws = ws_open(rotor, path, None).await;
+    ws.send(connect_command("alice", protobuf)).await.unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("a connect reply in time");
+    assert!(matches!(reply, Some(Ok(Message::Text(_) | Message::Binary(_)))), "connect reply: {reply:?}");
+    ws
+}
+
+/// Closes with a close frame and reads until the server hangs up.
+async fn close_cleanly(mut ws: Ws) -> Option<CloseFrame> {
+    ws.send(Message::Close(Some(CloseFrame { code: CloseCode::Library(4001), reason: "bye".into() }))).await.unwrap();
+    let mut answer = None;
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(msg) = ws.next().await {
+            match msg {
+                Ok(Message::Close(frame)) => answer = frame,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    })
+    .await;
+    answer
+}
+
+/// `n` connect/close cycles, ten at a time, half JSON and half Protobuf; `clean`: with a close
+/// frame, else the client just goes away (FIN, no close frame).
+async fn cycles(rotor: &Rotor, n: usize, clean: bool) {
+    for batch in (0..n).collect::<Vec<_>>().chunks(10) {
+        futures_util::future::join_all(batch.iter().map(|i| async move {
+            let ws = connected(rotor, i % 2 == 0).await;
+            if clean {
+                close_cleanly(ws).await;
+            }
+        }))
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_cycles_leave_no_fds_and_no_close_wait() {
+    let rotor = Rotor::start("ws-release", json!({}), None);
+    // Warm up what is allocated once (runtime threads, timer wheel, hub maps).
+    cycles(&rotor, 10, true).await;
+    rotor.wait_for(Duration::from_secs(5), |r| r.close_wait() == 0);
+    std::thread::sleep(Duration::from_millis(300));
+    let (fds_before, rss_before) = (rotor.fds(), rotor.rss_kib());
+
+    cycles(&rotor, CYCLES, true).await;
+    cycles(&rotor, CYCLES, false).await;
+
+    let released = rotor.wait_for(Duration::from_secs(10), |r| r.fds() <= fds_before + FD_MARGIN && r.close_wait() == 0);
+    let (fds_after, rss_after, close_wait) = (rotor.fds(), rotor.rss_kib(), rotor.close_wait());
+    eprintln!(
+        "{} WebSocket cycles ({CYCLES} clean, {CYCLES} aborted): fds {fds_before} -> {fds_after}, \
+         RSS {rss_before} KiB -> {rss_after} KiB, CLOSE-WAIT {close_wait}",
+        2 * CYCLES
+    );
+    assert!(released, "fds {fds_before} -> {fds_after}, CLOSE-WAIT sockets: {close_wait}");
+}
+
+#[tokio::test]
+async fn a_client_close_frame_gets_a_close_frame_with_its_code() {
+    let rotor = Rotor::start("ws-close-echo", json!({}), None);
+    for protobuf in [false, true] {
+        let answer = close_cleanly(connected(&rotor, protobuf).await).await;
+        let frame = answer.expect("the server answers the close frame");
+        assert_eq!(u16::from(frame.code), 4001, "protobuf: {protobuf}");
+    }
+    // Before any command, too.
+    let answer = close_cleanly(ws_open(&rotor, "/connection/websocket", None).await).await;
+    assert_eq!(answer.map(|f| u16::from(f.code)), Some(4001));
+    assert!(rotor.wait_for(Duration::from_secs(5), |r| r.close_wait() == 0), "CLOSE-WAIT: {}", rotor.close_wait());
+}
