@@ -18,10 +18,25 @@ const CYCLES: usize = 100;
 /// fds the server may still hold after the cycles (timers, runtime, allocator noise).
 const FD_MARGIN: usize = 4;
 
-async fn connected(rotor: &Rotor, protobuf: bool) -> Ws {
-    let path = if protobuf { "/connection/websocket?format=protobuf" } else { "/connection/websocket" };
-    let mut ws = ws_open(rotor, path, None).await;
-    ws.send(connect_command("alice", protobuf)).await.unwrap();
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Json,
+    Protobuf,
+    /// `/connection/uni_websocket`, served without hyper.
+    Uni,
+}
+
+async fn connected(rotor: &Rotor, kind: Kind) -> Ws {
+    let mut ws = match kind {
+        Kind::Json => ws_open(rotor, "/connection/websocket", None).await,
+        Kind::Protobuf => ws_open(rotor, "/connection/websocket?format=protobuf", None).await,
+        Kind::Uni => ws_open(rotor, "/connection/uni_websocket", None).await,
+    };
+    let connect = match kind {
+        Kind::Uni => Message::Text(json!({"token": support::token("alice")}).to_string().into()),
+        _ => connect_command("alice", matches!(kind, Kind::Protobuf)),
+    };
+    ws.send(connect).await.unwrap();
     let reply = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("a connect reply in time");
     assert!(matches!(reply, Some(Ok(Message::Text(_) | Message::Binary(_)))), "connect reply: {reply:?}");
     ws
@@ -44,12 +59,12 @@ async fn close_cleanly(mut ws: Ws) -> Option<CloseFrame> {
     answer
 }
 
-/// `n` connect/close cycles, ten at a time, half JSON and half Protobuf; `clean`: with a close
-/// frame, else the client just goes away (FIN, no close frame).
-async fn cycles(rotor: &Rotor, n: usize, clean: bool) {
+/// `n` connect/close cycles, ten at a time, of the given kinds in turn; `clean`: with a
+/// close frame, else the client just goes away (FIN, no close frame).
+async fn cycles(rotor: &Rotor, kinds: &[Kind], n: usize, clean: bool) {
     for batch in (0..n).collect::<Vec<_>>().chunks(10) {
         futures_util::future::join_all(batch.iter().map(|i| async move {
-            let ws = connected(rotor, i % 2 == 0).await;
+            let ws = connected(rotor, kinds[i % kinds.len()]).await;
             if clean {
                 close_cleanly(ws).await;
             }
@@ -58,38 +73,50 @@ async fn cycles(rotor: &Rotor, n: usize, clean: bool) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn websocket_cycles_leave_no_fds_and_no_close_wait() {
-    let rotor = Rotor::start("ws-release", json!({}), None);
+/// Cycles of `kinds` leave the server's fds at the baseline and no socket in CLOSE-WAIT.
+async fn release_everything(name: &str, kinds: &[Kind]) {
+    let rotor = Rotor::start(name, json!({}), None);
     // Warm up what is allocated once (runtime threads, timer wheel, hub maps).
-    cycles(&rotor, 10, true).await;
+    cycles(&rotor, kinds, 10, true).await;
     rotor.wait_for(Duration::from_secs(5), |r| r.close_wait() == 0);
     std::thread::sleep(Duration::from_millis(300));
     let (fds_before, rss_before) = (rotor.fds(), rotor.rss_kib());
 
-    cycles(&rotor, CYCLES, true).await;
-    cycles(&rotor, CYCLES, false).await;
+    cycles(&rotor, kinds, CYCLES, true).await;
+    cycles(&rotor, kinds, CYCLES, false).await;
 
     let released = rotor.wait_for(Duration::from_secs(10), |r| r.fds() <= fds_before + FD_MARGIN && r.close_wait() == 0);
     let (fds_after, rss_after, close_wait) = (rotor.fds(), rotor.rss_kib(), rotor.close_wait());
     eprintln!(
-        "{} WebSocket cycles ({CYCLES} clean, {CYCLES} aborted): fds {fds_before} -> {fds_after}, \
+        "{name}: {} WebSocket cycles ({CYCLES} clean, {CYCLES} aborted): fds {fds_before} -> {fds_after}, \
          RSS {rss_before} KiB -> {rss_after} KiB, CLOSE-WAIT {close_wait}",
         2 * CYCLES
     );
     assert!(released, "fds {fds_before} -> {fds_after}, CLOSE-WAIT sockets: {close_wait}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_cycles_leave_no_fds_and_no_close_wait() {
+    release_everything("ws-release", &[Kind::Json, Kind::Protobuf]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uni_websocket_cycles_leave_no_fds_and_no_close_wait() {
+    release_everything("uni-ws-release", &[Kind::Uni]).await;
+}
+
 #[tokio::test]
 async fn a_client_close_frame_gets_a_close_frame_with_its_code() {
     let rotor = Rotor::start("ws-close-echo", json!({}), None);
-    for protobuf in [false, true] {
-        let answer = close_cleanly(connected(&rotor, protobuf).await).await;
-        let frame = answer.expect("the server answers the close frame");
-        assert_eq!(u16::from(frame.code), 4001, "protobuf: {protobuf}");
+    for kind in [Kind::Json, Kind::Protobuf, Kind::Uni] {
+        let answer = close_cleanly(connected(&rotor, kind).await).await;
+        let frame = answer.unwrap_or_else(|| panic!("{kind:?}: the server answers the close frame"));
+        assert_eq!(u16::from(frame.code), 4001, "{kind:?}");
     }
     // Before any command, too.
-    let answer = close_cleanly(ws_open(&rotor, "/connection/websocket", None).await).await;
-    assert_eq!(answer.map(|f| u16::from(f.code)), Some(4001));
+    for path in ["/connection/websocket", "/connection/uni_websocket"] {
+        let answer = close_cleanly(ws_open(&rotor, path, None).await).await;
+        assert_eq!(answer.map(|f| u16::from(f.code)), Some(4001), "{path}");
+    }
     assert!(rotor.wait_for(Duration::from_secs(5), |r| r.close_wait() == 0), "CLOSE-WAIT: {}", rotor.close_wait());
 }

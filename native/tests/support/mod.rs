@@ -55,7 +55,9 @@ impl Rotor {
         }
         std::fs::write(&config, serde_json::to_vec_pretty(&text).unwrap()).unwrap();
         let out = std::fs::File::create(&log).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_rotor"));
+        // ROTOR_TEST_BIN runs the tests against another build (say, one from before a fix).
+        let binary = std::env::var("ROTOR_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_rotor").to_owned());
+        let mut command = Command::new(binary);
         command.arg("-c").arg(&config).stdin(Stdio::null()).stdout(out.try_clone().unwrap()).stderr(out);
         command.env_remove("ROTOR_TEST_TIMEOUTS_MS");
         if let Some(t) = timeouts {
@@ -88,6 +90,18 @@ impl Rotor {
     /// Open file descriptors of the server process.
     pub fn fds(&self) -> usize {
         std::fs::read_dir(format!("/proc/{}/fd", self.pid())).map(|d| d.count()).unwrap_or(0)
+    }
+
+    /// Open fds once connections that were closing are gone (the fewest seen over 500 ms; the
+    /// start-up probe connection, for one, may still be open for a moment).
+    pub fn quiet_fds(&self) -> usize {
+        (0..10)
+            .map(|_| {
+                std::thread::sleep(Duration::from_millis(50));
+                self.fds()
+            })
+            .min()
+            .unwrap_or(0)
     }
 
     /// Resident memory in KiB.
@@ -171,8 +185,13 @@ impl Drop for Rotor {
 }
 
 pub fn token(user: &str) -> String {
+    token_with(user, &[])
+}
+
+/// A connection token that subscribes the connection to `channels` on the server side.
+pub fn token_with(user: &str, channels: &[&str]) -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    shared::auth::issue_hs256(SECRET, &json!({"sub": user, "iat": now, "exp": now + 3600}))
+    shared::auth::issue_hs256(SECRET, &json!({"sub": user, "iat": now, "exp": now + 3600, "channels": channels}))
 }
 
 pub type Ws = WebSocketStream<tokio::net::TcpStream>;
@@ -242,4 +261,86 @@ pub fn api(addr: SocketAddr, method: &str, body: &Value, within: Duration) -> (S
     let status = text.lines().next().unwrap_or("").to_owned();
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     (status, body)
+}
+
+/// A client's (masked) WebSocket frame, for tests that speak the protocol by hand.
+pub fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x12, 0x34, 0x56, 0x78];
+    let mut out = vec![0x80 | opcode];
+    match payload.len() {
+        n @ 0..=125 => out.push(0x80 | n as u8),
+        n @ 126..=0xffff => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+/// A WebSocket upgrade request head for `path`.
+pub fn upgrade_request(path: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+}
+
+/// A connection whose receive buffer is as small as the kernel allows, so a client that
+/// stops reading pushes back on the server after little data.
+pub fn small_window_socket(addr: SocketAddr) -> TcpStream {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let stream = socket.connect(addr).await.unwrap();
+        let std = stream.into_std().unwrap();
+        std.set_nonblocking(false).unwrap();
+        std
+    })
+}
+
+/// Publishes `count` publications of `size` bytes of data into `channel` through the API.
+pub fn publish_bulk(addr: SocketAddr, channel: &str, count: usize, size: usize) {
+    let data = "x".repeat(size);
+    for i in 0..count {
+        let (status, body) = api(addr, "publish", &json!({"channel": channel, "data": {"i": i, "pad": data}}), Duration::from_secs(10));
+        assert!(status.contains(" 200 "), "publish {i}: {status} {body}");
+    }
+}
+
+/// Sends raw bytes and reads one response: its head and a `Content-Length` body, or until the
+/// server closes (or `within`).
+pub fn one_response(addr: SocketAddr, request: &[u8], within: Duration) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(request).unwrap();
+    let deadline = Instant::now() + within;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&out).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+                .and_then(|v| v.parse::<usize>().ok());
+            if length.is_some_and(|n| body.len() >= n) {
+                return text;
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return text;
+        }
+        s.set_read_timeout(Some(left)).unwrap();
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return text,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
 }
