@@ -34,11 +34,12 @@ use crate::server::Timeouts;
 pub type Conn = Arc<Outbox>;
 
 /// Bytes of events queued for the engine at most. Enough for the engine never to idle while
-/// clients have work for it; small enough that a flood costs little memory and the events
-/// queued ahead of another client's are a few milliseconds of work.
-const INBOX_BYTES: usize = 4 * 1024 * 1024;
+/// clients have work for it (thousands of small events); small enough that a flood costs
+/// little memory and what is queued ahead of another client's event is little work (16
+/// frames of 64 KiB of commands: a few milliseconds in a release build).
+const INBOX_BYTES: usize = 1024 * 1024;
 /// What an event counts for at least, so the queue also holds a bounded number of events.
-const MIN_EVENT_BYTES: usize = 1024;
+const MIN_EVENT_BYTES: usize = 256;
 
 pub enum Event {
     Open { session: SessionId, transport: Transport, conn: Conn },
