@@ -13,8 +13,10 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
-/// Open/close cycles of each kind (clean close and abort).
-const CYCLES: usize = 100;
+/// Open/close cycles of each kind (clean close and abort); `ROTOR_TEST_CYCLES` for more.
+fn cycle_count() -> usize {
+    std::env::var("ROTOR_TEST_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(100)
+}
 /// fds the server may still hold after the cycles (timers, runtime, allocator noise).
 const FD_MARGIN: usize = 4;
 
@@ -82,15 +84,16 @@ async fn release_everything(name: &str, kinds: &[Kind]) {
     std::thread::sleep(Duration::from_millis(300));
     let (fds_before, rss_before) = (rotor.fds(), rotor.rss_kib());
 
-    cycles(&rotor, kinds, CYCLES, true).await;
-    cycles(&rotor, kinds, CYCLES, false).await;
+    let n = cycle_count();
+    cycles(&rotor, kinds, n, true).await;
+    cycles(&rotor, kinds, n, false).await;
 
     let released = rotor.wait_for(Duration::from_secs(10), |r| r.fds() <= fds_before + FD_MARGIN && r.close_wait() == 0);
     let (fds_after, rss_after, close_wait) = (rotor.fds(), rotor.rss_kib(), rotor.close_wait());
     eprintln!(
-        "{name}: {} WebSocket cycles ({CYCLES} clean, {CYCLES} aborted): fds {fds_before} -> {fds_after}, \
+        "{name}: {} WebSocket cycles ({n} clean, {n} aborted): fds {fds_before} -> {fds_after}, \
          RSS {rss_before} KiB -> {rss_after} KiB, CLOSE-WAIT {close_wait}",
-        2 * CYCLES
+        2 * n
     );
     assert!(released, "fds {fds_before} -> {fds_after}, CLOSE-WAIT sockets: {close_wait}");
 }
