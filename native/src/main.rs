@@ -44,7 +44,7 @@ fn serve(args: cli::Args) -> std::process::ExitCode {
         config.address = address;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         let listener = match server::bind(&config.address, config.port).await {
             Ok(l) => l,
             Err(e) => {
@@ -55,7 +55,14 @@ fn serve(args: cli::Args) -> std::process::ExitCode {
         let local = listener.local_addr().expect("bound socket has an address");
         let config = std::sync::Arc::new(config);
         let node_name = if config.name.is_empty() { format!("rotor_{}", local.port()) } else { config.name.clone() };
-        let engine = match engine::start(config.clone(), node_name) {
+        let timeouts = match server::Timeouts::from_env() {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("rotor: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        let engine = match engine::start(config.clone(), node_name, timeouts) {
             Ok(e) => e,
             Err(e) => {
                 eprintln!("rotor: {e}");
@@ -66,11 +73,17 @@ fn serve(args: cli::Args) -> std::process::ExitCode {
         tokio::spawn(server::serve(listener, engine.clone()));
         shutdown_signal().await;
         eprintln!("rotor: shutting down");
-        engine.shutdown().await;
+        // Bounded: an engine stuck on a long task must not keep the process from exiting.
+        if tokio::time::timeout(std::time::Duration::from_secs(5), engine.shutdown()).await.is_err() {
+            eprintln!("rotor: the engine did not finish its shutdown within 5 s; exiting anyway");
+        }
         // Give writers a moment to flush the disconnect pushes and close frames.
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         std::process::ExitCode::SUCCESS
-    })
+    });
+    // Connection tasks still running are dropped; a task stuck in a long poll is not waited for.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }
 
 /// A panic is a bug, and a server with a dead engine task must not go on answering: the
