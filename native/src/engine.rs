@@ -52,6 +52,8 @@ pub enum Event {
     /// `size`: the request body's, as a measure of the command's.
     Api { command: ApiCommand, size: usize, reply: oneshot::Sender<Result<Value, Error>> },
     Shutdown { done: oneshot::Sender<()> },
+    /// A round trip through the engine (`/health`).
+    Health { reply: oneshot::Sender<()> },
 }
 
 impl Event {
@@ -61,7 +63,7 @@ impl Event {
             Event::Frame { data, .. } | Event::Emulation { data, .. } => data.len(),
             Event::Api { size, .. } => *size,
             Event::Connect { request, .. } => request.token.len() + request.data.len(),
-            Event::Open { .. } | Event::Closed { .. } | Event::Shutdown { .. } => 0,
+            Event::Open { .. } | Event::Closed { .. } | Event::Shutdown { .. } | Event::Health { .. } => 0,
         };
         // Clamped: a single event larger than the bound waits for an empty queue, not forever.
         bytes.clamp(MIN_EVENT_BYTES, INBOX_BYTES) as u32
@@ -113,6 +115,16 @@ impl Engine {
         let (reply, rx) = oneshot::channel();
         self.send(Event::Api { command, size, reply }).await;
         rx.await.unwrap_or_else(|_| Err(Error::internal()))
+    }
+
+    /// Whether the engine answers a round trip within `limit` (queue admission included).
+    pub async fn healthy(&self, limit: std::time::Duration) -> bool {
+        let (reply, rx) = oneshot::channel();
+        let round_trip = async {
+            self.send(Event::Health { reply }).await;
+            rx.await.is_ok()
+        };
+        tokio::time::timeout(limit, round_trip).await.unwrap_or(false)
     }
 
     /// Disconnects every client (3001). Skips admission: a full queue must not delay it.
@@ -219,6 +231,9 @@ impl Loop {
                 self.node.shutdown(now);
                 self.drain();
                 let _ = done.send(());
+            }
+            Event::Health { reply } => {
+                let _ = reply.send(());
             }
         }
         self.drain();

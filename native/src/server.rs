@@ -234,7 +234,9 @@ async fn route(req: Request<Incoming>, engine: Engine) -> Response<Body> {
         "/connection/http_stream" if c.http_stream => emulation::http_stream(req, &engine).await,
         "/connection/sse" if c.sse => emulation::sse(req, &engine).await,
         p if (c.http_stream || c.sse) && p == emulation_prefix(&c) => emulation::emulation(req, &engine).await,
-        "/health" => text(StatusCode::OK, "{}"),
+        // Healthy only when the engine answers: a wedged engine must not look alive.
+        "/health" if engine.healthy(std::time::Duration::from_secs(1)).await => text(StatusCode::OK, "{}"),
+        "/health" => text(StatusCode::SERVICE_UNAVAILABLE, "engine did not answer within 1 s"),
         _ => text(StatusCode::NOT_FOUND, "not found"),
     };
     if let Some(origin) = origin {
