@@ -202,7 +202,8 @@ impl DurableObject for NodeObject {
                 }
                 Err(_) => {
                     let d = Disconnect::bad_request();
-                    let _ = ws.close(Some(d.code as u16), Some(d.reason.as_str()));
+                    let (code, reason) = d.websocket_close();
+                    let _ = ws.close(Some(code), Some(reason));
                     host.closed(session, now);
                     return Ok(());
                 }
@@ -241,7 +242,8 @@ impl NodeHost {
             worker::console_error!("rotor: node wake-up: {e}");
             let d = Disconnect::shutdown();
             for ws in self.state.get_websockets() {
-                let _ = ws.close(Some(d.code as u16), Some(d.reason.as_str()));
+                let (code, reason) = d.websocket_close();
+                let _ = ws.close(Some(code), Some(reason));
             }
         }
         Ok(())
@@ -278,7 +280,8 @@ impl NodeHost {
             next = next.max(attachment.session + 1);
             let Some(snapshot) = node_store::snapshot_of(&attachment, &table) else {
                 let d = Disconnect::shutdown();
-                let _ = ws.close(Some(d.code as u16), Some(d.reason.as_str()));
+                let (code, reason) = d.websocket_close();
+                let _ = ws.close(Some(code), Some(reason));
                 continue;
             };
             let session = SessionId(attachment.session);
@@ -439,7 +442,8 @@ impl NodeHost {
                             // Forget the session in the socket first: a wake-up during the
                             // close handshake must not bring it back.
                             let _ = ws.serialize_attachment(Attachment { session: session.0, ..Default::default() });
-                            let _ = ws.close(Some(disconnect.code as u16), Some(disconnect.reason.as_str()));
+                            let (code, reason) = disconnect.websocket_close();
+                            let _ = ws.close(Some(code), Some(reason));
                         }
                         // Dropping a stream's sender ends the response body after what it
                         // holds. A moment later, not at once: a client that gets the last
