@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde_json::{json, Map, Value};
 
 use super::connect::SubscriptionPlan;
-use super::session::State;
+use super::session::{State, SubState};
 use super::timers::Timer;
 use super::{ms, Hub, Pending, SessionId};
 use crate::api::{
@@ -421,7 +421,10 @@ impl Hub {
                 None => continue,
             };
             for channel in channels {
-                if self.remove_subscription(session, &channel) {
+                // A subscription still waiting for the broker was never announced to the
+                // client: it goes quietly, with no `unsubscribe` push for it.
+                let announced = self.sessions.get(&session).and_then(|s| s.subs.get(&channel)).is_some_and(|sub| sub.state == SubState::Active);
+                if self.remove_subscription(session, &channel) && announced {
                     self.push_unsubscribe(session, &channel, (code, reason));
                 }
             }
