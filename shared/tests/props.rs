@@ -22,7 +22,7 @@
 //!   clock has run out the broker holds nothing either.
 //!
 //! `cargo test` runs a few hundred cases per property; `PROPTEST_CASES=100000` runs more.
-//! `PROPS_AVOID=binary,personal,expire,timers,broker,unsub` (or `all`) leaves out inputs (or checks) that hit known
+//! `PROPS_AVOID=binary,personal,expire,ttl,timers,broker,unsub` (or `all`) leaves out inputs (or checks) that hit known
 //! bugs, to hunt for others while those are being fixed.
 
 mod common;
@@ -71,6 +71,8 @@ struct Avoid {
     broker: bool,
     /// The check that `unsubscribe` pushes name only subscriptions the client was told of.
     unsub: bool,
+    /// Expiries further away than a u32 of seconds (the ttl clients are told).
+    ttl: bool,
 }
 
 fn avoid() -> Avoid {
@@ -83,6 +85,7 @@ fn avoid() -> Avoid {
         timers: has("timers"),
         broker: has("broker"),
         unsub: has("unsub"),
+        ttl: has("ttl"),
     }
 }
 
@@ -206,8 +209,10 @@ impl Tr {
 enum Exp {
     Never,
     InSecs(u16),
-    /// `exp` far away (1e18 s): saturates.
+    /// `exp` far away (1e12 s, year ~33,600): more seconds than a u32 holds.
     Far,
+    /// `exp` 1e18 s: past what the token library takes (refused) or milliseconds hold.
+    Absurd,
     /// `expire_at` = i64::MAX.
     ExpireAtMax,
 }
@@ -372,13 +377,15 @@ fn tr() -> impl Strategy<Value = Tr> {
     ]
 }
 
-fn exp() -> impl Strategy<Value = Exp> {
+fn exp(a: Avoid) -> impl Strategy<Value = Exp> {
     prop_oneof![
         4 => Just(Exp::Never),
         3 => (1u16..400).prop_map(Exp::InSecs),
         1 => Just(Exp::Far),
+        1 => Just(Exp::Absurd),
         1 => Just(Exp::ExpireAtMax),
     ]
+    .prop_map(move |e| if a.ttl && matches!(e, Exp::Far | Exp::Absurd | Exp::ExpireAtMax) { Exp::InSecs(3600) } else { e })
 }
 
 fn info(a: Avoid) -> impl Strategy<Value = Info> {
@@ -399,7 +406,7 @@ fn data(a: Avoid) -> impl Strategy<Value = Data> {
 
 fn auth(a: Avoid) -> impl Strategy<Value = Auth> {
     prop_oneof![
-        14 => (prop::option::weighted(0.9, user()), exp(), info(a), prop::collection::vec(ch(), 0..3))
+        14 => (prop::option::weighted(0.9, user()), exp(a), info(a), prop::collection::vec(ch(), 0..3))
             .prop_map(|(user, exp, info, channels)| Auth::Token { user, exp, info, channels }),
         1 => user().prop_map(Auth::Expired),
         1 => user().prop_map(Auth::BadSignature),
@@ -411,7 +418,7 @@ fn auth(a: Avoid) -> impl Strategy<Value = Auth> {
 fn sub_tok(a: Avoid) -> impl Strategy<Value = SubTok> {
     prop_oneof![
         16 => Just(SubTok::None),
-        4 => (exp(), info(a), info(a)).prop_map(|(exp, info, data)| SubTok::Valid { exp, info, data }),
+        4 => (exp(a), info(a), info(a)).prop_map(|(exp, info, data)| SubTok::Valid { exp, info, data }),
         1 => Just(SubTok::Expired),
         1 => Just(SubTok::OtherChannel),
         1 => Just(SubTok::OtherUser),
@@ -479,6 +486,7 @@ fn expire_at(a: Avoid) -> impl Strategy<Value = ExpireAt> {
         .prop_map(ExpireAt::Huge),
     ]
     .prop_map(move |e| match e {
+        ExpireAt::Huge(_) if a.ttl => ExpireAt::Soon(3600),
         // Far, but not past what milliseconds in a u64 hold.
         ExpireAt::Huge(_) if a.expire => ExpireAt::Huge(1i64 << 40),
         e => e,
@@ -581,6 +589,8 @@ struct NSub {
 struct NConnect {
     client: String,
     subs: BTreeMap<String, NSub>,
+    /// `expires`/`ttl`: Some(ttl seconds) when the connection expires.
+    ttl: Option<u32>,
 }
 
 #[derive(Clone, Debug)]
@@ -593,6 +603,8 @@ enum RBody {
     History { epoch: String, pubs: Vec<NPub> },
     Presence,
     PresenceStats,
+    /// Refresh: Some(ttl) when the connection expires.
+    Refresh(Option<u32>),
     Other,
 }
 
@@ -604,6 +616,7 @@ enum PBody {
     Connect(NConnect),
     Disconnect(u32),
     JoinLeave,
+    Refresh(Option<u32>),
     Other,
 }
 
@@ -645,7 +658,8 @@ fn json_sub(v: &Value) -> NSub {
 
 fn json_connect(v: &Value) -> NConnect {
     let subs = v.get("subs").and_then(Value::as_object).map(|m| m.iter().map(|(k, s)| (k.clone(), json_sub(s))).collect());
-    NConnect { client: j_str(v, "client"), subs: subs.unwrap_or_default() }
+    let ttl = j_bool(v, "expires").then(|| j_u64(v, "ttl") as u32);
+    NConnect { client: j_str(v, "client"), subs: subs.unwrap_or_default(), ttl }
 }
 
 fn json_push(p: &Value) -> Ev {
@@ -662,6 +676,8 @@ fn json_push(p: &Value) -> Ev {
         PBody::Disconnect(j_u64(x, "code") as u32)
     } else if p.get("join").is_some() || p.get("leave").is_some() {
         PBody::JoinLeave
+    } else if let Some(x) = p.get("refresh") {
+        PBody::Refresh(j_bool(x, "expires").then(|| j_u64(x, "ttl") as u32))
     } else {
         PBody::Other
     };
@@ -701,6 +717,8 @@ fn json_message(v: &Value, unidirectional: bool) -> Result<Ev, String> {
         RBody::Presence
     } else if v.get("presence_stats").is_some() {
         RBody::PresenceStats
+    } else if let Some(x) = v.get("refresh") {
+        RBody::Refresh(j_bool(x, "expires").then(|| j_u64(x, "ttl") as u32))
     } else {
         RBody::Other
     };
@@ -724,7 +742,8 @@ fn pb_sub(r: &proto::SubscribeResult) -> NSub {
 }
 
 fn pb_connect(c: &proto::ConnectResult) -> NConnect {
-    NConnect { client: c.client.clone(), subs: c.subs.iter().map(|(k, s)| (k.clone(), pb_sub(s))).collect() }
+    let ttl = c.expires.then_some(c.ttl);
+    NConnect { client: c.client.clone(), subs: c.subs.iter().map(|(k, s)| (k.clone(), pb_sub(s))).collect(), ttl }
 }
 
 fn pb_push(p: &proto::Push) -> Ev {
@@ -740,6 +759,8 @@ fn pb_push(p: &proto::Push) -> Ev {
         PBody::Disconnect(x.code)
     } else if p.join.is_some() || p.leave.is_some() {
         PBody::JoinLeave
+    } else if let Some(x) = &p.refresh {
+        PBody::Refresh(x.expires.then_some(x.ttl))
     } else {
         PBody::Other
     };
@@ -769,6 +790,8 @@ fn pb_reply(r: &proto::Reply) -> Result<Ev, String> {
         RBody::Presence
     } else if r.presence_stats.is_some() {
         RBody::PresenceStats
+    } else if let Some(x) = &r.refresh {
+        RBody::Refresh(x.expires.then_some(x.ttl))
     } else {
         RBody::Other
     };
@@ -948,7 +971,8 @@ struct Track {
 
 #[derive(Clone, Debug)]
 enum Pend {
-    Connect { user: String, hints: BTreeMap<String, Position>, granted: BTreeSet<String> },
+    /// `exp_ms`: when the token says the connection expires.
+    Connect { user: String, hints: BTreeMap<String, Position>, granted: BTreeSet<String>, exp_ms: Option<u64> },
     Subscribe { ch: String, since: Option<Position>, tokened: bool },
     Unsubscribe(String),
     Publish { ch: String, serial: u64 },
@@ -973,6 +997,11 @@ struct SessionRec {
     tracks: BTreeMap<String, Track>,
     positions: BTreeMap<String, Position>,
     owed_pongs: u32,
+    /// The first ping not answered yet.
+    ping_since: Option<Timestamp>,
+    opened_at: Timestamp,
+    /// When the client was told its connection expires.
+    expires_told: Option<Timestamp>,
     last_event_id: Option<String>,
 }
 
@@ -1083,7 +1112,7 @@ impl Harness {
                 if tr.transport().is_unidirectional() {
                     match proto::parse_connect_request(body) {
                         Ok(request) => {
-                            let pend = Pend::Connect { user: String::new(), hints: BTreeMap::new(), granted: BTreeSet::new() };
+                            let pend = Pend::Connect { user: String::new(), hints: BTreeMap::new(), granted: BTreeSet::new(), exp_ms: None };
                             self.sessions[i].pending.insert(0, pend);
                             self.node.handle_connect(id, request, self.now);
                         }
@@ -1187,6 +1216,9 @@ impl Harness {
             tracks: BTreeMap::new(),
             positions: BTreeMap::new(),
             owed_pongs: 0,
+            ping_since: None,
+            opened_at: self.now,
+            expires_told: None,
             last_event_id: None,
         });
         let i = self.sessions.len() - 1;
@@ -1235,7 +1267,8 @@ impl Harness {
                 match exp {
                     Exp::Never => {}
                     Exp::InSecs(s) => claims["exp"] = json!(now_s + u64::from(*s)),
-                    Exp::Far => claims["exp"] = json!(1e18),
+                    Exp::Far => claims["exp"] = json!(1e12),
+                    Exp::Absurd => claims["exp"] = json!(1e18),
                     Exp::ExpireAtMax => {
                         if self.avoid.expire {
                             claims["exp"] = json!(now_s + 3600);
@@ -1262,6 +1295,19 @@ impl Harness {
             Auth::BadSignature(u) => (shared::auth::issue_hs256("not-the-secret", &json!({"sub": u.name()})), None, BTreeSet::new()),
             Auth::NoToken => (String::new(), Some(String::new()), BTreeSet::new()),
             Auth::Garbage(g) => (g.clone(), g.is_empty().then(String::new), BTreeSet::new()),
+        }
+    }
+
+    /// When a connection with this token expires (ms), as the token says.
+    fn token_expiry(&self, auth: &Auth) -> Option<u64> {
+        let Auth::Token { exp, .. } = auth else { return None };
+        match exp {
+            Exp::Never => None,
+            Exp::InSecs(s) => Some((self.now.as_secs() + u64::from(*s)) * 1000),
+            Exp::Far => Some(1_000_000_000_000_000),
+            Exp::Absurd => Some(u64::MAX),
+            Exp::ExpireAtMax if self.avoid.expire => Some((self.now.as_secs() + 3600) * 1000),
+            Exp::ExpireAtMax => Some(u64::MAX),
         }
     }
 
@@ -1298,7 +1344,7 @@ impl Harness {
         }
         let body = json!({"token": token, "subs": sub_map});
         let user = user.unwrap_or_else(|| "?".into());
-        (body, Pend::Connect { user, hints, granted })
+        (body, Pend::Connect { user, hints, granted, exp_ms: self.token_expiry(auth) })
     }
 
     fn connect_frame(&mut self, i: usize, auth: &Auth, subs: &[(Ch, Rec)]) -> Vec<u8> {
@@ -1332,7 +1378,8 @@ impl Harness {
                 match exp {
                     Exp::Never => {}
                     Exp::InSecs(s) => c["exp"] = json!(now_s + u64::from(*s)),
-                    Exp::Far => c["exp"] = json!(1e18),
+                    Exp::Far => c["exp"] = json!(1e12),
+                    Exp::Absurd => c["exp"] = json!(1e18),
                     Exp::ExpireAtMax if self.avoid.expire => c["exp"] = json!(now_s + 3600),
                     Exp::ExpireAtMax => c["expire_at"] = json!(i64::MAX),
                 }
@@ -1525,6 +1572,7 @@ impl Harness {
     fn pong(&mut self, i: usize) {
         let r = &mut self.sessions[i];
         r.owed_pongs = r.owed_pongs.saturating_sub(1);
+        r.ping_since = None;
         let frame: Vec<u8> = match r.transport.wire().encoding {
             Encoding::Json => b"{}".to_vec(),
             Encoding::Protobuf => proto::Command::default().encode_length_delimited_to_vec(),
@@ -1802,8 +1850,25 @@ impl Harness {
                 let node = &v["nodes"][0];
                 let connected = self.sessions.iter().filter(|r| r.live && r.connected).count() as u64;
                 let channels = self.expected_channels();
-                if node["num_clients"].as_u64() != Some(connected) || node["num_channels"].as_u64() != Some(channels.len() as u64) {
+                let subs: u64 = channels.values().sum();
+                if node["num_clients"].as_u64() != Some(connected)
+                    || node["num_channels"].as_u64() != Some(channels.len() as u64)
+                    || node["num_subs"].as_u64() != Some(subs)
+                {
                     violation!(self, "info says {node}, sessions know {connected} clients, channels {channels:?}");
+                }
+            }
+            ApiCommand::Presence(p) => {
+                // Everyone subscribed where presence is on, and no one else.
+                let got: BTreeSet<String> = v["presence"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+                let expected: BTreeSet<String> = self
+                    .sessions
+                    .iter()
+                    .filter(|r| r.live && r.tracks.contains_key(&p.channel))
+                    .map(|r| r.client.clone())
+                    .collect();
+                if got != expected {
+                    violation!(self, "presence of {} is {got:?}, subscribers are {expected:?}", p.channel);
                 }
             }
             ApiCommand::Channels(c) if c.pattern.is_empty() => {
@@ -1941,7 +2006,9 @@ impl Harness {
             if !matches!(events.as_slice(), [Ev::Ping]) {
                 violation!(self, "{session} got a ping that is {events:?}");
             }
-            self.sessions[i].owed_pongs += 1;
+            let r = &mut self.sessions[i];
+            r.owed_pongs += 1;
+            r.ping_since.get_or_insert(self.now);
             return;
         }
         for ev in events {
@@ -2001,6 +2068,7 @@ impl Harness {
                         violation!(self, "{session} told of a disconnect with code 0");
                     }
                 }
+                PBody::Refresh(ttl) => self.told_expiry(i, ttl),
                 PBody::JoinLeave => {
                     if !self.sessions[i].tracks.contains_key(&channel) {
                         violation!(self, "{session} got join/leave of {channel}, where it is not");
@@ -2055,13 +2123,19 @@ impl Harness {
                     violation!(self, "{session} (user {:?}) read the presence of {ch}", self.sessions[i].user);
                 }
             }
+            (Pend::Refresh, RBody::Refresh(ttl)) => self.told_expiry(i, ttl),
             (Pend::Other | Pend::Refresh, _) => {}
             (pend, body) => violation!(self, "{session}: {body:?} answers {pend:?}"),
         }
     }
 
     fn connected(&mut self, i: usize, pend: Pend, c: NConnect) {
-        let Pend::Connect { user, hints, granted } = pend else { violation!(self, "a connect answers {pend:?}") };
+        let Pend::Connect { user, hints, granted, exp_ms } = pend else { violation!(self, "a connect answers {pend:?}") };
+        let expected = exp_ms.map(|at| u32::try_from(self.now.until(Timestamp(at)).div_ceil(1000)).unwrap_or(u32::MAX));
+        if c.ttl != expected {
+            violation!(self, "{} connected with a token expiring in {expected:?} s but was told ttl {:?}", self.sessions[i].id, c.ttl);
+        }
+        self.told_expiry(i, c.ttl);
         let r = &mut self.sessions[i];
         if r.connected {
             violation!(self, "{} connected twice", r.id);
@@ -2079,6 +2153,11 @@ impl Harness {
             let since = if resuming { None } else { hints.get(channel).cloned() };
             self.subscribed(i, channel, sub, since, resuming);
         }
+    }
+
+    /// The client learned when its connection expires (ttl in seconds, None: never).
+    fn told_expiry(&mut self, i: usize, ttl: Option<u32>) {
+        self.sessions[i].expires_told = ttl.map(|t| self.now.after_ms(u64::from(t) * 1000));
     }
 
     /// A subscription started (client subscribe, connect, API subscribe).
@@ -2270,6 +2349,30 @@ impl Harness {
         if hub.num_channels() != channels.len() {
             violation!(self, "the hub holds {} channels, sessions know {channels:?}", hub.num_channels());
         }
+        self.check_deadlines();
+    }
+
+    /// Sessions past a deadline they were told of (or that the protocol sets) are gone: the
+    /// timers fired.
+    fn check_deadlines(&self) {
+        let c = &self.cfg;
+        let ms = |d: std::time::Duration| d.as_millis() as u64;
+        for r in self.sessions.iter().filter(|r| r.live) {
+            if let Some(at) = r.expires_told.filter(|_| r.connected) {
+                if at.after_ms(ms(c.client_expired_close_delay)) <= self.now {
+                    violation!(self, "{} was told it expires at +{} ms; still open at +{} ms", r.id, Timestamp(T0).until(at), Timestamp(T0).until(self.now));
+                }
+            }
+            let websocket = matches!(r.transport, Transport::Websocket(_) | Transport::UniWebsocket);
+            if websocket && !r.connected && r.opened_at.after_ms(ms(c.client_stale_close_delay)) <= self.now {
+                violation!(self, "{} opened at +{} ms never connected, still open", r.id, Timestamp(T0).until(r.opened_at));
+            }
+            if let Some(since) = r.ping_since.filter(|_| !r.transport.is_unidirectional()) {
+                if since.after_ms(ms(c.pong_timeout)) <= self.now {
+                    violation!(self, "{} left a ping of +{} ms unanswered, still open", r.id, Timestamp(T0).until(since));
+                }
+            }
+        }
     }
 
     /// Every session closes; then the hub must hold nothing, and once the clock has run out
@@ -2390,4 +2493,141 @@ fn overflow_checks_are_on() {
     let big = std::hint::black_box(u64::MAX);
     let overflowed = std::panic::catch_unwind(|| big + std::hint::black_box(1));
     assert!(overflowed.is_err(), "build these tests with overflow-checks = true");
+}
+
+/// The smallest inputs the properties found, kept as plain tests: each names one bug.
+mod found {
+    use super::*;
+
+    fn knobs() -> Knobs {
+        Knobs { fast_pings: false, single_connection: false, small_limits: false, anonymous: false }
+    }
+
+    fn run(ops: Vec<Op>) {
+        run_case(&knobs(), &ops, Avoid::default());
+    }
+
+    fn token(user: &str) -> Auth {
+        let user = USERS.iter().position(|u| *u == user).map(|i| U(i as u8));
+        Auth::Token { user, exp: Exp::Never, info: Info::None, channels: vec![] }
+    }
+
+    fn ch(name: &str) -> Ch {
+        Ch(CHANNELS.iter().position(|c| *c == name).expect("a channel of the set") as u8)
+    }
+
+    fn open(tr: Tr, auth: Auth, subs: &[&str]) -> Op {
+        Op::Open { tr, auth, subs: subs.iter().map(|c| (ch(c), Rec::No)).collect(), last_event_id: None }
+    }
+
+    fn frame(cmds: Vec<Cmd>) -> Op {
+        Op::Frame { s: Sel(0), cmds, tail: Tail::None }
+    }
+
+    fn publish(channel: &str, data: Data) -> Op {
+        Op::Api(ApiOp::Publish { ch: ch(channel), data, b64: false, skip_history: false, key: None })
+    }
+
+    /// A binary publication in history, read by a JSON client: `message encodes` panic.
+    #[test]
+    fn binary_history_to_a_json_client() {
+        run(vec![
+            publish("rec:x", Data::Binary),
+            open(Tr::HttpStream, token("u1"), &[]),
+            frame(vec![Cmd::History { ch: ch("rec:x"), limit: -1, since: Rec::No, reverse: false }]),
+        ]);
+    }
+
+    /// Binary connection info (`b64info`) in a join push to a JSON client: `push encodes` panic.
+    #[test]
+    fn binary_conn_info_in_a_join_push() {
+        let auth = Auth::Token { user: Some(U(0)), exp: Exp::Never, info: Info::Binary, channels: vec![] };
+        run(vec![open(Tr::HttpStream, auth, &["chat:a"])]);
+    }
+
+    /// User u2 reads the presence of u1's personal channel.
+    #[test]
+    fn personal_channel_presence_from_another_user() {
+        run(vec![open(Tr::Ws, token("u2"), &[]), frame(vec![Cmd::PresenceStats(ch("#u1"))])]);
+    }
+
+    /// User u2 publishes into u1's personal channel, and reads its history.
+    #[test]
+    fn personal_channel_publish_and_history_from_another_user() {
+        run(vec![open(Tr::Ws, token("u2"), &[]), frame(vec![Cmd::Publish(ch("#u1"), Data::JsonObject)])]);
+        run(vec![
+            open(Tr::Ws, token("u2"), &[]),
+            frame(vec![Cmd::History { ch: ch("#u1"), limit: -1, since: Rec::No, reverse: false }]),
+        ]);
+    }
+
+    /// API refresh with `expire_at` = i64::MAX: `attempt to multiply with overflow`.
+    #[test]
+    fn api_refresh_expire_at_overflows() {
+        let refresh = ApiOp::Refresh { user: U(0), expire: ExpireAt::Huge(i64::MAX), expired: false, info: Info::None, client: None };
+        run(vec![Op::Api(refresh)]);
+    }
+
+    /// API subscribe with `expire_at` = i64::MAX: the same overflow.
+    #[test]
+    fn api_subscribe_expire_at_overflows() {
+        let subscribe = ApiOp::Subscribe {
+            user: U(0),
+            ch: ch("news"),
+            expire: ExpireAt::Huge(i64::MAX),
+            since: Rec::No,
+            info: Info::None,
+            data: Info::None,
+            client: None,
+            force_recovery: None,
+        };
+        run(vec![open(Tr::Ws, token("u1"), &[]), Op::Api(subscribe)]);
+    }
+
+    /// A connection whose token expires in 1e12 s is told a ttl cut to 32 bits (`as u32`).
+    #[test]
+    fn far_expiry_is_told_as_a_wrapped_ttl() {
+        let auth = Auth::Token { user: Some(U(0)), exp: Exp::Far, info: Info::None, channels: vec![] };
+        run(vec![open(Tr::Ws, auth, &[])]);
+    }
+
+    /// API refresh 2^40 s ahead: the refresh push's ttl wraps; the client hears ~82 years.
+    #[test]
+    fn api_refresh_far_expiry_is_told_as_a_wrapped_ttl() {
+        let refresh = ApiOp::Refresh { user: U(1), expire: ExpireAt::Huge(1 << 40), expired: false, info: Info::None, client: None };
+        run(vec![open(Tr::Ws, token("u2"), &[]), Op::Api(refresh), Op::Advance { ms: 100 * 365 * 86_400_000, jump: true, pongs: false }]);
+    }
+
+    /// A WebSocket session that connected and closed leaves its stale and ping timers behind.
+    #[test]
+    fn closed_session_leaves_timers() {
+        run(vec![open(Tr::Ws, token("u1"), &[])]);
+    }
+
+    /// A subscription to a channel with history creates a stream that nothing ever drops
+    /// (no deadline when nothing is published).
+    #[test]
+    fn broker_keeps_a_stream_nobody_published_to() {
+        let auth = Auth::Token { user: None, exp: Exp::Never, info: Info::None, channels: vec![ch("rec:x")] };
+        run(vec![open(Tr::Ws, auth, &[])]);
+    }
+
+    /// A sequential API batch subscribes a user, then unsubscribes it from everything: the
+    /// client gets an `unsubscribe` push for a subscription it was never told of (it was still
+    /// waiting for the broker).
+    #[test]
+    fn unsubscribe_push_for_a_subscription_never_announced() {
+        let subscribe = ApiOp::Subscribe {
+            user: U(0),
+            ch: ch("news"),
+            expire: ExpireAt::Zero,
+            since: Rec::No,
+            info: Info::None,
+            data: Info::None,
+            client: None,
+            force_recovery: None,
+        };
+        let unsubscribe = ApiOp::Unsubscribe { user: U(0), ch: None, client: None };
+        run(vec![open(Tr::Ws, token("u1"), &[]), Op::Api(ApiOp::Batch { commands: vec![subscribe, unsubscribe], parallel: false })]);
+    }
 }
