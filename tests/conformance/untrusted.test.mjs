@@ -130,3 +130,25 @@ describe('untrusted input', () => {
     });
   }
 });
+
+describe('close frames from API disconnect', () => {
+  afterEach(closeAll);
+
+  for (const [code, reason, wantCode] of [
+    [70000, 'x'.repeat(200), 1011],
+    [1005, 'reserved', 1011],
+    [4321, 'é'.repeat(100), 4321],
+  ]) {
+    it(`code ${code} with a ${Buffer.byteLength(reason)}-byte reason makes a valid close frame (${wantCode})`, async () => {
+      const user = uniq('d');
+      const c = openUni('ws', { token: token(user) });
+      await connected(c);
+      await apiOk('disconnect', { user, disconnect: { code, reason } });
+      await finished(c, 'the socket closes');
+      assert.equal(c.error, null, `the client saw a protocol error: ${c.error?.message}`);
+      assert.equal(c.closed.code, wantCode, JSON.stringify(c.closed));
+      assert.ok(Buffer.byteLength(c.closed.reason) <= 123, `reason of ${Buffer.byteLength(c.closed.reason)} bytes`);
+      assert.ok(reason.startsWith(c.closed.reason), 'a cut reason is a prefix, cut on a character boundary');
+    });
+  }
+});
