@@ -70,10 +70,11 @@ impl Head {
     }
 }
 
+/// The unidirectional endpoint a request is for.
 enum Route {
-    UniHttpStream,
-    UniSse,
-    UniWebsocket,
+    HttpStream,
+    Sse,
+    Websocket,
 }
 
 /// Serves one accepted connection: here if it is a unidirectional stream, else through hyper.
@@ -113,7 +114,7 @@ pub async fn serve(mut socket: TcpStream, engine: Engine) {
     let rest = buf.split_off(head.len);
     drop(buf);
     match route {
-        Route::UniWebsocket => {
+        Route::Websocket => {
             // Since Centrifugo v6.3 the connect request may also come in the URL.
             let request = match head.query_param("cf_connect").map(|raw| parse_connect_request(raw.as_bytes())) {
                 Some(Ok(request)) => Some(request),
@@ -122,8 +123,8 @@ pub async fn serve(mut socket: TcpStream, engine: Engine) {
             };
             websocket(socket, head, rest, request, engine).await
         }
-        Route::UniHttpStream | Route::UniSse => {
-            let sse = matches!(route, Route::UniSse);
+        Route::HttpStream | Route::Sse => {
+            let sse = matches!(route, Route::Sse);
             let request = if head.method == "GET" {
                 head.query_param("cf_connect").unwrap_or_default().into_bytes()
             } else {
@@ -241,13 +242,13 @@ fn route(head: &Head, engine: &Engine) -> Option<Route> {
         return None; // hyper answers the 403, and reads chunked bodies
     }
     match (head.path.as_str(), head.method.as_str()) {
-        ("/connection/uni_http_stream", "POST") if c.uni_http_stream => Some(Route::UniHttpStream),
-        ("/connection/uni_sse", "GET" | "POST") if c.uni_sse => Some(Route::UniSse),
+        ("/connection/uni_http_stream", "POST") if c.uni_http_stream => Some(Route::HttpStream),
+        ("/connection/uni_sse", "GET" | "POST") if c.uni_sse => Some(Route::Sse),
         ("/connection/uni_websocket", "GET") if c.uni_websocket => {
             let upgrade = head.header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
             let version = head.header("sec-websocket-version").is_some_and(|v| v.trim() == "13");
             // Anything else gets hyper's answer (400, or 426 naming version 13).
-            (upgrade && version && head.header("sec-websocket-key").is_some()).then_some(Route::UniWebsocket)
+            (upgrade && version && head.header("sec-websocket-key").is_some()).then_some(Route::Websocket)
         }
         _ => None,
     }

@@ -562,6 +562,20 @@ pub fn body(method: &str, result: &Result<Value, Error>) -> Value {
     }
 }
 
+/// The API's `{"value": bool}` overrides are the same overrides a subscription token carries.
+impl From<SubscribeOverride> for crate::auth::SubscribeOverrides {
+    fn from(o: SubscribeOverride) -> Self {
+        let value = |v: Option<BoolValue>| v.map(|b| b.value);
+        crate::auth::SubscribeOverrides {
+            presence: value(o.presence),
+            join_leave: value(o.join_leave),
+            force_push_join_leave: value(o.force_push_join_leave),
+            force_recovery: value(o.force_recovery),
+            force_positioning: value(o.force_positioning),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -583,19 +597,5 @@ mod tests {
         assert!(parse("publish", b"not json").is_err());
         assert!(matches!(parse("info", b"").unwrap(), Some(ApiCommand::Info)));
         assert!(parse("nope", b"{}").unwrap().is_none());
-    }
-}
-
-/// The API's `{"value": bool}` overrides are the same overrides a subscription token carries.
-impl From<SubscribeOverride> for crate::auth::SubscribeOverrides {
-    fn from(o: SubscribeOverride) -> Self {
-        let value = |v: Option<BoolValue>| v.map(|b| b.value);
-        crate::auth::SubscribeOverrides {
-            presence: value(o.presence),
-            join_leave: value(o.join_leave),
-            force_push_join_leave: value(o.force_push_join_leave),
-            force_recovery: value(o.force_recovery),
-            force_positioning: value(o.force_positioning),
-        }
     }
 }

@@ -38,6 +38,8 @@ pub const MAX_QUEUED_COMMANDS: usize = 1024;
 /// What the host must do, in order.
 #[derive(Clone, Debug, PartialEq)]
 #[must_use]
+// Broker requests are rarer than sends: boxing them would cost an allocation each for little.
+#[allow(clippy::large_enum_variant)]
 pub enum Output {
     /// Write these bytes to the session's transport (already framed for it).
     Send { session: SessionId, data: Bytes },
