@@ -175,6 +175,12 @@ impl Broker {
                     set.remove(&node);
                     if set.is_empty() {
                         self.nodes.remove(channel.as_str());
+                        // A stream nobody ever published to holds nothing worth its memory
+                        // once nobody listens: without this, a client cycling through unique
+                        // channels would leave one stream each for the whole meta TTL.
+                        if self.streams.get(channel.as_str()).is_some_and(|s| s.top == 0) {
+                            self.streams.remove(channel.as_str());
+                        }
                     }
                 }
                 Ok(BrokerReply::Done)
