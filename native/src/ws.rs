@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use shared::hub::{SessionId, Transport};
-use shared::protocol::{parse_connect_request, websocket_encoding, Disconnect, Encoding};
+use shared::protocol::{parse_connect_request, websocket_encoding, ConnectRequest, Disconnect, Encoding};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -53,13 +53,20 @@ pub fn upgrade(req: Request<Incoming>, engine: &Engine, unidirectional: bool) ->
     let c = &engine.config;
     let limit = if unidirectional { c.uni_websocket_message_size_limit } else { c.websocket_message_size_limit } as usize;
     let transport = if unidirectional { Transport::UniWebsocket } else { Transport::Websocket(encoding) };
+    // Since Centrifugo v6.3 a uni WebSocket's connect request may come in the URL instead of
+    // as the first message (the hand-served path reads it the same way).
+    let url_connect = match query_param(&req, "cf_connect").filter(|_| unidirectional).map(|raw| parse_connect_request(raw.as_bytes())) {
+        Some(Ok(request)) => Some(request),
+        Some(Err(e)) => return text(StatusCode::BAD_REQUEST, &format!("cf_connect: {e}")),
+        None => None,
+    };
     let engine = engine.clone();
     // Ends once the upgrade fails (the connection ended before it) or the session ends.
     tokio::spawn(async move {
         let Ok(upgraded) = hyper::upgrade::on(req).await else { return };
         let config = WebSocketConfig::default().max_message_size(Some(limit)).max_frame_size(Some(limit));
         let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-        run(socket, engine, transport).await;
+        run(socket, engine, transport, url_connect).await;
     });
     let mut r = crate::server::empty(StatusCode::SWITCHING_PROTOCOLS);
     let h = r.headers_mut();
@@ -96,12 +103,16 @@ impl Drop for SessionGuard {
     }
 }
 
-async fn run(mut socket: Socket, engine: Engine, transport: Transport) {
+async fn run(mut socket: Socket, engine: Engine, transport: Transport, url_connect: Option<ConnectRequest>) {
     let session = engine.session_id();
     let outbox = Arc::new(Outbox::default());
     engine.send(Event::Open { session, transport, conn: outbox.clone() }).await;
     let guard = SessionGuard { engine: engine.clone(), session };
-    let ending = serve(&mut socket, &engine, session, &outbox, transport).await;
+    let connected = url_connect.is_some();
+    if let Some(request) = url_connect {
+        engine.send(Event::Connect { session, request, last_event_id: None }).await;
+    }
+    let ending = serve(&mut socket, &engine, session, &outbox, transport, connected).await;
     outbox.close();
     drop(guard); // the engine can forget the session while the handshake finishes
     // Bounded: a client that never answers the close, or never reads it, is dropped.
@@ -129,12 +140,12 @@ async fn run(mut socket: Socket, engine: Engine, transport: Transport) {
 
 /// Reads client frames and writes the session's until the connection ends. While the engine
 /// has not taken the last frame read, nothing more is read (backpressure), but writing goes on.
-async fn serve(socket: &mut Socket, engine: &Engine, session: SessionId, outbox: &Outbox, transport: Transport) -> Ending {
+async fn serve(socket: &mut Socket, engine: &Engine, session: SessionId, outbox: &Outbox, transport: Transport, connected: bool) -> Ending {
     let unidirectional = transport.is_unidirectional();
     let binary = matches!(transport, Transport::Websocket(Encoding::Protobuf));
     let mut batch = VecDeque::new();
     let mut admitting: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = None;
-    let mut connected = false;
+    let mut connected = connected;
     loop {
         tokio::select! {
             () = std::future::poll_fn(|cx| match admitting.as_mut() {
