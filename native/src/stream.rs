@@ -131,6 +131,11 @@ pub async fn open(
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     no_cache(h);
+    // The connection ends with the stream, as on the hand-served path. Kept alive, it would
+    // wait for a next request for the whole keep-alive timeout: a client cut off (3008) or
+    // disconnected whose last bytes fit the kernel buffers, and which never reads again,
+    // would hold it long after the session ended.
+    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
 }
 
