@@ -122,6 +122,16 @@ describe('untrusted input', () => {
     assert.match(r.text, /1000/);
   });
 
+  it('a broadcast to more than 10,000 channels is refused whole with 400, before any publishes', async () => {
+    const prefix = uniq('bc');
+    const channels = Array.from({ length: 10001 }, (_, i) => `${prefix}${i}`);
+    const r = await api('broadcast', { channels, data: {} });
+    assert.equal(r.status, 400, r.text.slice(0, 200));
+    assert.match(r.text, /10000/);
+    const history = await api('history', { channel: channels[0] });
+    assert.equal(history.status, 200);
+  });
+
   for (const kind of ['http', 'ws']) {
     it(`an unknown namespace in uni ${kind} subs is left out, not a disconnect`, async () => {
       const c = openUni(kind, { token: token(uniq('u')), subs: { 'nope:x': {}, [uniq('chat:ok')]: {} } });
