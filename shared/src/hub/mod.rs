@@ -307,6 +307,16 @@ impl Hub {
         self.drain(session, now);
     }
 
+    /// How many bytes the session's transport holds that the client has not taken yet, as the
+    /// host measures it right after carrying out a [`Output::Send`] or [`Output::Ping`]. Over
+    /// `client_queue_max_size` the client does not keep up: it is disconnected with 3008
+    /// "slow", as Centrifugo does. One rule for every host; the host only measures.
+    pub fn handle_backlog(&mut self, session: SessionId, queued: usize, now: Timestamp) {
+        if queued > self.config.client_queue_max_size as usize {
+            self.disconnect(session, Disconnect::slow(), now);
+        }
+    }
+
     /// The transport closed (peer gone or write failed). Nothing more is sent to it.
     pub fn handle_closed(&mut self, session: SessionId, _now: Timestamp) {
         self.forget(session);
