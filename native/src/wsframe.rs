@@ -2,13 +2,16 @@
 //! the server writes text, ping and close frames; from the client it reads the connect
 //! message, answers pings and sees the close. Frame layout per RFC 6455 §5.2.
 
+use shared::protocol::Disconnect;
+
 /// Frames the client sent that the connection must act on.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ClientEvent {
     /// The first complete data message (the connect request).
     Message(Vec<u8>),
     Ping(Vec<u8>),
-    Close,
+    /// The client's close frame, with its code if it gave one.
+    Close(Option<u16>),
     /// The first message is over the size limit (close 1009).
     TooBig,
     /// Not a valid client frame (close 1002).
@@ -29,6 +32,8 @@ pub struct ClientFrames {
     first: Option<Vec<u8>>,
     limit: usize,
     done_first: bool,
+    /// A fragmented data message has started and not finished.
+    in_message: bool,
 }
 
 impl ClientFrames {
@@ -45,6 +50,7 @@ impl ClientFrames {
             first: None,
             limit,
             done_first: false,
+            in_message: false,
         }
     }
 
@@ -119,13 +125,25 @@ impl ClientFrames {
         self.payload_left = len;
         self.have = 0;
         let control = self.opcode >= 0x8;
-        if control && (len > 125 || !self.fin) {
+        // RFC 6455 §5.2, §5.4: reserved opcodes; a continuation with no message started, or a
+        // new data frame inside a fragmented one, is a protocol error.
+        let valid = match self.opcode {
+            0x0 => self.in_message,
+            0x1 | 0x2 => !self.in_message,
+            0x8..=0xA => len <= 125 && self.fin,
+            _ => false,
+        };
+        if !valid {
             events.push(ClientEvent::ProtocolError);
             return false;
         }
+        if !control {
+            self.in_message = !self.fin;
+        }
         if !control && !self.done_first {
             let so_far = self.first.as_ref().map_or(0, Vec::len) as u64;
-            if so_far + len > self.limit as u64 {
+            // Saturating: a continuation frame may claim up to u64::MAX bytes.
+            if so_far.saturating_add(len) > self.limit as u64 {
                 events.push(ClientEvent::TooBig);
                 return false;
             }
@@ -152,7 +170,14 @@ impl ClientFrames {
 
     fn end_frame(&mut self, events: &mut Vec<ClientEvent>) {
         match self.opcode {
-            0x8 => events.push(ClientEvent::Close),
+            0x8 => events.push(match self.control.as_slice() {
+                [] => ClientEvent::Close(None),
+                // A code a peer may send, and a UTF-8 reason (RFC 6455 §5.5.1, §7.4).
+                [hi, lo, reason @ ..] if valid_close_code(u16::from_be_bytes([*hi, *lo])) && std::str::from_utf8(reason).is_ok() => {
+                    ClientEvent::Close(Some(u16::from_be_bytes([*hi, *lo])))
+                }
+                _ => ClientEvent::ProtocolError,
+            }),
             0x9 => events.push(ClientEvent::Ping(std::mem::take(&mut self.control))),
             0xA => {}
             _ if self.fin && !self.done_first => {
@@ -186,15 +211,17 @@ pub const CLOSE: u8 = 0x8;
 pub const PING: u8 = 0x9;
 pub const PONG: u8 = 0xA;
 
-/// A close frame with a code and a reason (cut to fit a control frame).
-pub fn close(code: u16, reason: &str, out: &mut Vec<u8>) {
-    let mut reason = &reason.as_bytes()[..reason.len().min(123)];
-    while std::str::from_utf8(reason).is_err() {
-        reason = &reason[..reason.len() - 1];
-    }
+/// A close frame as a peer may receive it: a valid code, the reason cut to fit.
+pub fn close(disconnect: &Disconnect, out: &mut Vec<u8>) {
+    let (code, reason) = disconnect.websocket_close();
     header(CLOSE, 2 + reason.len(), out);
     out.extend_from_slice(&code.to_be_bytes());
-    out.extend_from_slice(reason);
+    out.extend_from_slice(reason.as_bytes());
+}
+
+/// Whether a peer may send this close code: the codes [`Disconnect::websocket_close`] keeps.
+fn valid_close_code(code: u16) -> bool {
+    Disconnect::new(u32::from(code), "").websocket_close().0 == code
 }
 
 #[cfg(test)]
@@ -237,7 +264,7 @@ mod tests {
         let expected = vec![
             ClientEvent::Message(br#"{"token":"x"}"#.to_vec()),
             ClientEvent::Ping(b"hi".to_vec()),
-            ClientEvent::Close,
+            ClientEvent::Close(Some(1000)),
         ];
         let mut events = Vec::new();
         ClientFrames::new(1024).feed(&data, &mut events);
@@ -256,6 +283,30 @@ mod tests {
     }
 
     #[test]
+    fn close_frames_carry_their_code_and_invalid_ones_are_protocol_errors() {
+        let close = |payload: &[u8]| {
+            let mut events = Vec::new();
+            ClientFrames::new(1024).feed(&client_frame(CLOSE, true, payload), &mut events);
+            events
+        };
+        assert_eq!(close(&[]), vec![ClientEvent::Close(None)]);
+        assert_eq!(close(&[0x0f, 0xa1, b'o', b'k']), vec![ClientEvent::Close(Some(4001))]);
+        assert_eq!(close(&[0x03]), vec![ClientEvent::ProtocolError]); // half a code
+        assert_eq!(close(&1005u16.to_be_bytes()), vec![ClientEvent::ProtocolError]);
+        assert_eq!(close(&[0x03, 0xe8, 0xff]), vec![ClientEvent::ProtocolError]); // reason not UTF-8
+    }
+
+    #[test]
+    fn server_close_frames_are_valid_and_fit_a_control_frame() {
+        let mut out = Vec::new();
+        close(&Disconnect::new(70000, &"r".repeat(200)), &mut out);
+        assert_eq!(out[0], 0x88);
+        assert_eq!(out[1] as usize, 125);
+        assert_eq!(u16::from_be_bytes([out[2], out[3]]), 1011);
+        assert_eq!(out.len(), 127);
+    }
+
+    #[test]
     fn too_big_and_unmasked() {
         let mut events = Vec::new();
         ClientFrames::new(10).feed(&client_frame(TEXT, true, &[b'x'; 11]), &mut events);
@@ -263,5 +314,38 @@ mod tests {
         let mut events = Vec::new();
         ClientFrames::new(10).feed(&[0x81, 0x01, b'x'], &mut events);
         assert_eq!(events, vec![ClientEvent::ProtocolError]);
+    }
+
+    #[test]
+    fn continuation_claiming_u64_max_bytes_is_too_big() {
+        // Found by the websocket_frame fuzz target: `so_far + len` overflowed.
+        let mut data = client_frame(TEXT, false, b"x");
+        data.extend_from_slice(&[0x80, 0x80 | 127]);
+        data.extend_from_slice(&u64::MAX.to_be_bytes());
+        data.extend_from_slice(&[1, 2, 3, 4]);
+        let mut events = Vec::new();
+        ClientFrames::new(1024).feed(&data, &mut events);
+        assert_eq!(events, vec![ClientEvent::TooBig]);
+    }
+
+    #[test]
+    fn fragmentation_rules_and_reserved_opcodes() {
+        // Found by an adversarial run: these were taken as messages or ignored.
+        let cases: [(&str, Vec<u8>); 4] = [
+            ("continuation with no message started", client_frame(0x0, true, b"x")),
+            ("a new text frame inside a fragmented one", [client_frame(TEXT, false, b"a"), client_frame(TEXT, true, b"b")].concat()),
+            ("reserved control opcode", client_frame(0xB, true, b"")),
+            ("reserved data opcode", client_frame(0x3, true, b"x")),
+        ];
+        for (what, data) in cases {
+            let mut events = Vec::new();
+            ClientFrames::new(1024).feed(&data, &mut events);
+            assert_eq!(events.last(), Some(&ClientEvent::ProtocolError), "{what}: {events:?}");
+        }
+        // A proper fragmented message still is one.
+        let mut events = Vec::new();
+        let data = [client_frame(TEXT, false, b"a"), client_frame(0x9, true, b"p"), client_frame(0x0, true, b"b")].concat();
+        ClientFrames::new(1024).feed(&data, &mut events);
+        assert_eq!(events, vec![ClientEvent::Ping(b"p".to_vec()), ClientEvent::Message(b"ab".to_vec())]);
     }
 }

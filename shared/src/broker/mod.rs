@@ -175,6 +175,12 @@ impl Broker {
                     set.remove(&node);
                     if set.is_empty() {
                         self.nodes.remove(channel.as_str());
+                        // A stream nobody ever published to holds nothing worth its memory
+                        // once nobody listens: without this, a client cycling through unique
+                        // channels would leave one stream each for the whole meta TTL.
+                        if self.streams.get(channel.as_str()).is_some_and(|s| s.top == 0) {
+                            self.streams.remove(channel.as_str());
+                        }
                     }
                 }
                 Ok(BrokerReply::Done)
@@ -358,6 +364,9 @@ impl Broker {
                 Arc::from(channel),
                 Stream { epoch, top: 0, entries: VecDeque::new(), meta_expires_at: now.after_ms(meta_ttl) },
             );
+            // A stream nobody publishes to (only subscribed) must still go when its meta TTL
+            // runs out; later uses move `meta_expires_at`, and the deadline follows it.
+            self.deadlines.insert((now.after_ms(meta_ttl), channel.to_owned()));
         }
         let stream = self.streams.get_mut(channel).expect("inserted above");
         stream.meta_expires_at = now.after_ms(meta_ttl);

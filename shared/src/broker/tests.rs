@@ -415,3 +415,38 @@ fn an_idle_stream_is_dropped_from_memory_when_its_meta_ttl_runs_out() {
     assert!(d.broker.streams.is_empty(), "nothing left in memory for an idle channel");
     assert_eq!(d.broker.poll_timeout(), None);
 }
+
+#[test]
+fn a_stream_only_subscribed_to_is_dropped_when_its_meta_ttl_runs_out() {
+    // Found by the property tests: one stream per channel ever subscribed stayed for good.
+    let mut broker = Broker::new(1);
+    let history = HistoryOptions { size: 10, ttl_ms: 60_000, meta_ttl_ms: 120_000 };
+    let op = BrokerOp::Subscribe { node: "n".into(), since: None, limit: 10, history };
+    broker.handle_request(BrokerRequest { id: RequestId(1), channel: "quiet".into(), op }, Timestamp(1_000));
+    while broker.poll_output().is_some() {}
+    assert!(broker.position("quiet").is_some());
+    let at = broker.poll_timeout().expect("a deadline for the stream");
+    broker.handle_timeout(at);
+    assert!(broker.position("quiet").is_none());
+}
+
+#[test]
+fn a_never_published_stream_goes_when_its_last_node_leaves() {
+    // Found by an adversarial run: a client cycling through unique channels of a namespace
+    // with history left one stream each for the whole meta TTL (720 h).
+    let mut broker = Broker::new(1);
+    let history = HistoryOptions { size: 10, ttl_ms: 60_000, meta_ttl_ms: 3_600_000 };
+    let now = Timestamp(1_000);
+    for (id, channel) in ["quiet", "busy"].into_iter().enumerate() {
+        let op = BrokerOp::Subscribe { node: "n".into(), since: None, limit: 10, history };
+        broker.handle_request(BrokerRequest { id: RequestId(id as u64), channel: channel.into(), op }, now);
+    }
+    let op = BrokerOp::Publish(PublishOp { data: "{}".into(), history, ..Default::default() });
+    broker.handle_request(BrokerRequest { id: RequestId(9), channel: "busy".into(), op }, now);
+    for channel in ["quiet", "busy"] {
+        broker.handle_request(BrokerRequest { id: RequestId(10), channel: channel.into(), op: BrokerOp::Unsubscribe { node: "n".into() } }, now);
+    }
+    while broker.poll_output().is_some() {}
+    assert!(broker.position("quiet").is_none(), "nothing to keep");
+    assert!(broker.position("busy").is_some(), "its publication and position stay for recovery");
+}
