@@ -22,7 +22,7 @@
 //!   clock has run out the broker holds nothing either.
 //!
 //! `cargo test` runs a few hundred cases per property; `PROPTEST_CASES=100000` runs more.
-//! `PROPS_AVOID=binary,personal,expire,ttl,timers,broker,unsub,race,order0,epoch` (or `all`) leaves out inputs (or checks) that hit known
+//! `PROPS_AVOID=binary,personal,expire,ttl,timers,broker,unsub,race,order0,epoch,restore` (or `all`) leaves out inputs (or checks) that hit known
 //! bugs, to hunt for others while those are being fixed.
 
 mod common;
@@ -83,6 +83,9 @@ struct Avoid {
     /// Time moving while events are on their way (a stream may expire and come back with
     /// another epoch meanwhile): the host carries everything first.
     epoch: bool,
+    /// Anything happening while restored subscriptions are being re-made: the host carries
+    /// everything right after a restore.
+    restore: bool,
 }
 
 fn avoid() -> Avoid {
@@ -99,6 +102,7 @@ fn avoid() -> Avoid {
         race: has("race"),
         order0: has("order0"),
         epoch: has("epoch"),
+        restore: has("restore"),
     }
 }
 
@@ -2688,6 +2692,9 @@ impl Harness {
         }
         self.node.evict(&self.cfg, self.now);
         self.drain();
+        if self.avoid.restore {
+            self.flush();
+        }
     }
 
     /// Carries requests and events; notes the order the broker took publications in.
@@ -3147,6 +3154,22 @@ mod found {
         ];
         // (Past the timers a closed session leaves, found by `closed_session_leaves_timers`.)
         run_case_with(&knobs(), &ops, Avoid { timers: true, ..Avoid::default() }, Some(false));
+    }
+
+    /// Hibernation: a session is restored (its subscriptions re-made, waiting for the broker)
+    /// and the API unsubscribes it meanwhile. The subscription goes without an `unsubscribe`
+    /// push, as if the client had never heard of it, though it had (in the earlier life):
+    /// the client believes it is still subscribed and hears nothing more.
+    #[test]
+    fn restored_subscription_removed_by_the_api_goes_untold() {
+        let ops = vec![
+            open(Tr::Ws, token("u3"), &["chat:a"]),
+            Op::Flush,
+            Op::Evict,
+            Op::Api(ApiOp::Unsubscribe { user: U(2), ch: Some(ch("chat:a")), client: None }),
+            Op::Flush,
+        ];
+        run_case_with(&knobs(), &ops, Avoid::default(), Some(false));
     }
 
     /// A sequential API batch subscribes a user, then unsubscribes it from everything: the
