@@ -2443,7 +2443,8 @@ impl Harness {
 
     /// The client learned when its connection expires (ttl in seconds, None: never).
     fn told_expiry(&mut self, i: usize, ttl: Option<u32>) {
-        self.sessions[i].expires_told = ttl.map(|t| self.now.after_ms(u64::from(t) * 1000));
+        // A ttl of u32::MAX is saturated: the expiry is at least that far, maybe further.
+        self.sessions[i].expires_told = ttl.filter(|t| *t < u32::MAX).map(|t| self.now.after_ms(u64::from(t) * 1000));
     }
 
     /// A subscription started (client subscribe, connect, API subscribe).
