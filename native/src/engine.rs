@@ -21,6 +21,7 @@ use bytes::Bytes;
 use serde_json::Value;
 use shared::api::{ApiCommand, ApiId};
 use shared::config::Config;
+use shared::http::Endpoints;
 use shared::hub::{NodeInfo, Output, SessionId, Transport};
 use shared::node::Node;
 use shared::protocol::{ConnectRequest, Error};
@@ -83,6 +84,8 @@ pub struct Engine {
     admission: Arc<Semaphore>,
     next_session: Arc<AtomicU64>,
     pub config: Arc<Config>,
+    /// Which path is which endpoint (from `config`).
+    pub endpoints: Arc<Endpoints>,
     pub node_id: Arc<str>,
     pub timeouts: Timeouts,
 }
@@ -145,10 +148,11 @@ pub fn start(config: Arc<Config>, node_name: String, timeouts: Timeouts) -> Resu
     let node_id: Arc<str> = Arc::from(format!("{:016x}", random_u64()));
     let info = NodeInfo { id: node_id.clone(), name: node_name, version: shared::VERSION.to_string() };
     let node = Node::new(config.clone(), info, seed, now()).map_err(|e| e.to_string())?;
+    let endpoints = Arc::new(Endpoints::new(&config).map_err(|e| e.to_string())?);
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(run(node, rx));
     let admission = Arc::new(Semaphore::new(INBOX_BYTES));
-    Ok(Engine { tx, admission, next_session: Arc::new(AtomicU64::new(1)), config, node_id, timeouts })
+    Ok(Engine { tx, admission, next_session: Arc::new(AtomicU64::new(1)), config, endpoints, node_id, timeouts })
 }
 
 pub fn random_u64() -> u64 {

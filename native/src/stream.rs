@@ -12,7 +12,13 @@ use bytes::{Bytes, BytesMut};
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body::Frame;
 use shared::hub::{SessionId, Transport};
+use http::Request;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use shared::http::{FirstInput, StreamInput, StreamOpen};
+
 use crate::engine::{Engine, Event};
+use crate::server::{answer, read_body, Body};
 use crate::outbox::{Out, Outbox};
 
 /// Frames coalesced into one body chunk at most (fewer, larger writes under load).
@@ -29,7 +35,7 @@ pub struct SessionBody {
     guard: CloseGuard,
 }
 
-const LINGER: std::time::Duration = std::time::Duration::from_millis(100);
+const LINGER: std::time::Duration = std::time::Duration::from_millis(shared::http::STREAM_END_LINGER_MS);
 
 /// Tells the engine when the client goes away (the body is dropped by hyper).
 struct CloseGuard {
@@ -103,6 +109,32 @@ impl http_body::Body for SessionBody {
 impl Drop for SessionBody {
     fn drop(&mut self) {
         self.outbox.close();
+    }
+}
+
+/// Serves a stream the endpoint layer decided on: reads the body that carries the first
+/// input if it does, then opens the session.
+pub async fn serve(req: Request<Incoming>, engine: &Engine, open: StreamOpen) -> Response<Body> {
+    let input = match open.input {
+        StreamInput::Ready(input) => input,
+        StreamInput::Body(rule) => match read_body(req, rule, engine).await {
+            Ok(body) => match FirstInput::from_body(open.transport, body) {
+                Ok(input) => input,
+                Err(a) => return answer(a),
+            },
+            Err(r) => return r,
+        },
+    };
+    let first = first_event(engine.session_id(), input, open.last_event_id);
+    let prelude = (!open.prelude.is_empty()).then_some(open.prelude);
+    self::open(engine, open.transport, first, open.content_type, prelude).await.map(|b| b.boxed())
+}
+
+/// The event that gives a new stream session its first input.
+pub fn first_event(session: SessionId, input: FirstInput, last_event_id: Option<String>) -> Event {
+    match input {
+        FirstInput::Connect(request) => Event::Connect { session, request, last_event_id },
+        FirstInput::Frame(data) => Event::Frame { session, data },
     }
 }
 

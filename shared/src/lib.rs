@@ -66,6 +66,7 @@ pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod glob;
+pub mod http;
 pub mod hub;
 pub mod node;
 pub mod origin;

@@ -284,9 +284,17 @@ impl Hub {
     }
 
     /// A frame of commands from a bidirectional client (WebSocket message, or the body of an
-    /// emulation request, or the connect frame of an emulation stream).
+    /// emulation request, or the connect frame of an emulation stream), or a uni WebSocket
+    /// client's message: its first (unless the URL's `cf_connect` came first) is the connect
+    /// request, and any that is not a valid one ends the session (3501).
     pub fn handle_frame(&mut self, session: SessionId, frame: &[u8], now: Timestamp) {
         let Some(s) = self.sessions.get_mut(&session) else { return };
+        if matches!(s.transport, Transport::UniWebsocket) && s.state == State::Opened && !s.bad_frame {
+            return match crate::protocol::parse_connect_request(frame) {
+                Ok(request) => self.connect(session, 0, request, now),
+                Err(_) => self.end(session, Disconnect::bad_request()),
+            };
+        }
         if s.transport.is_unidirectional() || s.bad_frame {
             return; // unidirectional clients' later messages are read and discarded
         }

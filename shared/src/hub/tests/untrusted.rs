@@ -275,3 +275,23 @@ fn a_backlog_over_client_queue_max_size_is_a_slow_client() {
     assert_eq!(closed_with(&rig, s), vec![3008]);
     assert!(closed_with(&rig, t).is_empty());
 }
+
+#[test]
+fn a_uni_websocket_connects_with_its_first_message_and_ignores_the_rest() {
+    let mut rig = Rig::new(config(json!({"uni_websocket": true})));
+    let (good, bad, by_url) = (SessionId(1), SessionId(2), SessionId(3));
+    for s in [good, bad, by_url] {
+        rig.hub.handle_open(s, Transport::UniWebsocket, T0);
+    }
+    let connect = json!({"token": token("u")}).to_string();
+    rig.hub.handle_frame(good, connect.as_bytes(), T0);
+    rig.hub.handle_frame(good, b"not a connect request", T0);
+    rig.hub.handle_frame(bad, b"{", T0);
+    let request = crate::protocol::parse_connect_request(connect.as_bytes()).unwrap();
+    rig.hub.handle_connect(by_url, request, T0);
+    rig.hub.handle_frame(by_url, b"{", T0);
+    rig.serve_all();
+    assert!(closed_with(&rig, good).is_empty() && closed_with(&rig, by_url).is_empty());
+    assert_eq!(closed_with(&rig, bad), vec![3501]);
+    assert!(rig.sent.iter().any(|(s, v)| *s == good && v.get("connect").is_some()), "{:?}", rig.sent);
+}
