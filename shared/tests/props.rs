@@ -958,8 +958,9 @@ mod stats {
         COUNTS[i].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Prints the counts every 1000 cases (all properties together).
     pub fn print(test: &str) {
-        if std::env::var_os("PROPS_STATS").is_some() {
+        if std::env::var_os("PROPS_STATS").is_some() && COUNTS[0].load(Ordering::Relaxed).is_multiple_of(1000) {
             let line: Vec<String> = NAMES.iter().zip(&COUNTS).map(|(n, c)| format!("{n}: {}", c.load(Ordering::Relaxed))).collect();
             eprintln!("{test}: {}", line.join(", "));
         }
@@ -1204,6 +1205,9 @@ impl Core {
 /// The stream position a session knows for a channel.
 type Position = (String, u64);
 
+/// A publication's serial and the channels it went to.
+type Serial = (u64, Vec<String>);
+
 /// A subscription as its client sees it.
 #[derive(Clone, Debug)]
 struct Track {
@@ -1297,7 +1301,7 @@ struct Harness {
     /// For API subscribe: the position `recover_since` named, per channel, this step.
     api_since: BTreeMap<String, Option<Position>>,
     /// API calls not answered yet, with their command and publications.
-    api_pending: BTreeMap<ApiId, (ApiCommand, Vec<(u64, Vec<String>)>)>,
+    api_pending: BTreeMap<ApiId, (ApiCommand, Vec<Serial>)>,
     context: String,
     /// `PROPS_TRACE=1`: print every step and output (for reading one case).
     trace: bool,
@@ -1935,7 +1939,7 @@ impl Harness {
     }
 
     /// Method and body of an API call; publications get serials (and their meta) here.
-    fn api_body(&mut self, a: &ApiOp, serials: &mut Vec<(u64, Vec<String>)>) -> (String, Value) {
+    fn api_body(&mut self, a: &ApiOp, serials: &mut Vec<Serial>) -> (String, Value) {
         match a {
             ApiOp::Publish { ch, data, b64, skip_history, key } => {
                 self.serial += 1;
@@ -2081,7 +2085,7 @@ impl Harness {
     }
 
     /// What an API answer says about publications, and cross-checks of `info`/`channels`.
-    fn api_result(&mut self, command: &ApiCommand, result: &Result<Value, proto::Error>, serials: &[(u64, Vec<String>)]) {
+    fn api_result(&mut self, command: &ApiCommand, result: &Result<Value, proto::Error>, serials: &[Serial]) {
         let Ok(v) = result else { return };
         // Counts are compared with what sessions know only when nothing is in flight.
         let settled = self.node.quiet() && !self.split;
@@ -2639,7 +2643,7 @@ impl Harness {
         }
         self.check_deliveries();
         self.check_recoveries();
-        for r in self.sessions.iter().filter(|r| r.live && !r.unanswered.is_empty()) {
+        if let Some(r) = self.sessions.iter().find(|r| r.live && !r.unanswered.is_empty()) {
             violation!(self, "{} still open but commands {:?} got no reply", r.id, r.unanswered);
         }
         if let Some(id) = self.api_pending.keys().next() {
