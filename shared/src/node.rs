@@ -52,6 +52,11 @@ impl Node {
         self.hub.handle_frame(session, frame, now);
     }
 
+    pub fn handle_backlog(&mut self, session: SessionId, queued: usize, now: Timestamp) {
+        self.now = now;
+        self.hub.handle_backlog(session, queued, now);
+    }
+
     pub fn handle_closed(&mut self, session: SessionId, now: Timestamp) {
         self.now = now;
         self.hub.handle_closed(session, now);

@@ -196,6 +196,7 @@ impl Hub {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_subscribed(
         &mut self,
+        request: crate::broker::RequestId,
         session: SessionId,
         channel: Arc<str>,
         command: Option<u32>,
@@ -209,9 +210,10 @@ impl Hub {
             self.position_seen(&channel, &top.epoch, top.offset);
         }
         let Some(s) = self.sessions.get_mut(&session) else { return };
-        let Some(sub) = s.subs.get_mut(&channel) else {
-            // Unsubscribed (by the server API) while the broker was answering: the command
-            // still needs its answer, the connect its count.
+        let Some(sub) = s.subs.get_mut(&channel).filter(|sub| sub.request == request) else {
+            // Unsubscribed (by the server API) while the broker was answering, perhaps
+            // subscribed anew since (that one waits for its own answer): the command still
+            // needs its answer, the connect its count.
             return self.on_subscription_gone(session, command, now);
         };
         let restoring = sub.restoring;

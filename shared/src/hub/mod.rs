@@ -307,6 +307,16 @@ impl Hub {
         self.drain(session, now);
     }
 
+    /// How many bytes the session's transport holds that the client has not taken yet, as the
+    /// host measures it right after carrying out a [`Output::Send`] or [`Output::Ping`]. Over
+    /// `client_queue_max_size` the client does not keep up: it is disconnected with 3008
+    /// "slow", as Centrifugo does. One rule for every host; the host only measures.
+    pub fn handle_backlog(&mut self, session: SessionId, queued: usize, now: Timestamp) {
+        if queued > self.config.client_queue_max_size as usize {
+            self.disconnect(session, Disconnect::slow(), now);
+        }
+    }
+
     /// The transport closed (peer gone or write failed). Nothing more is sent to it.
     pub fn handle_closed(&mut self, session: SessionId, _now: Timestamp) {
         self.forget(session);
@@ -326,7 +336,7 @@ impl Hub {
         match event {
             BrokerEvent::Reply { id, result } => {
                 if let Some(pending) = self.pending.remove(&id) {
-                    self.on_broker_reply(pending, result, now);
+                    self.on_broker_reply(id, pending, result, now);
                 }
             }
             BrokerEvent::Publication { channel, epoch, publication } => self.deliver(&channel, &epoch, &publication),
@@ -382,17 +392,18 @@ impl Hub {
         }
     }
 
-    fn request(&mut self, channel: &str, op: BrokerOp, pending: Pending) {
+    fn request(&mut self, channel: &str, op: BrokerOp, pending: Pending) -> RequestId {
         let id = RequestId(self.next_request);
-        self.next_request += 1;
+        self.next_request = self.next_request.wrapping_add(1);
         self.pending.insert(id, pending);
         self.outputs.push_back(Output::Broker(BrokerRequest { id, channel: channel.to_owned(), op }));
+        id
     }
 
-    fn on_broker_reply(&mut self, pending: Pending, result: Result<BrokerReply, Error>, now: Timestamp) {
+    fn on_broker_reply(&mut self, id: RequestId, pending: Pending, result: Result<BrokerReply, Error>, now: Timestamp) {
         match pending {
             Pending::Subscribe { session, channel, command, recover, reject_unrecovered, data } => {
-                self.on_subscribed(session, channel, command, recover, reject_unrecovered, data, result, now)
+                self.on_subscribed(id, session, channel, command, recover, reject_unrecovered, data, result, now)
             }
             Pending::Command { session, command, kind } => {
                 self.on_command_reply(session, command, kind, result, now);

@@ -167,6 +167,9 @@ pub(crate) struct Subscription {
     pub buffer: Vec<(Arc<str>, Arc<Publication>)>,
     /// Re-made after the host lost its memory: missed publications go out silently.
     pub restoring: bool,
+    /// The broker request that set this subscription up: a late answer to an earlier
+    /// subscription of the same channel, since replaced, is not its answer.
+    pub request: crate::broker::RequestId,
 }
 
 /// A session's subscriptions, sorted by channel. A sorted vector rather than a map: sessions

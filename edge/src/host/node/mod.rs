@@ -47,18 +47,18 @@ pub struct NodeObject {
 
 enum Sink {
     /// A streaming response body; `queued` counts the bytes sent to it and not yet taken by
-    /// the runtime, bounded by `client_queue_max_size` as natively.
+    /// the runtime; the hub bounds it by `client_queue_max_size` (`Hub::handle_backlog`).
     Stream { tx: UnboundedSender<Vec<u8>>, queued: Rc<Cell<usize>> },
     Socket { ws: WebSocket, binary: bool },
 }
 
 /// What became of a write.
 enum Written {
-    Done,
+    /// Taken; the transport now holds this many bytes the client has not read (streams
+    /// only: WebSockets buffer inside the runtime, which does not say).
+    Done(usize),
     /// The transport is gone.
     Gone,
-    /// Over `client_queue_max_size`: the client does not keep up.
-    Slow,
 }
 
 struct NodeHost {
@@ -80,8 +80,6 @@ struct NodeHost {
     /// The alarm as last set; unknown (false) until this life sets or clears it.
     alarm: Cell<Option<Timestamp>>,
     alarm_known: Cell<bool>,
-    /// `client_queue_max_size`: the most bytes a streaming response may hold unsent.
-    queue_limit: Cell<usize>,
     /// Sessions whose snapshot is in the `sessions` table (too big for the attachment).
     in_table: RefCell<HashSet<u64>>,
     schema_ready: Cell<bool>,
@@ -117,7 +115,6 @@ impl DurableObject for NodeObject {
             next_session: Cell::new((random_u64() >> 32) << 20),
             alarm: Cell::new(None),
             alarm_known: Cell::new(false),
-            queue_limit: Cell::new(1 << 20),
             in_table: RefCell::new(HashSet::new()),
             schema_ready: Cell::new(false),
             positions_due: RefCell::new(BTreeMap::new()),
@@ -426,13 +423,12 @@ impl NodeHost {
             let Some(output) = self.with_hub(|hub| hub.poll_output()).flatten() else { break };
             match output {
                 Output::Send { session, data } | Output::Ping { session, data } => match self.write(session, data) {
-                    Written::Done => {}
+                    Written::Done(queued) => {
+                        self.with_hub(|hub| hub.handle_backlog(session, queued, now));
+                    }
                     Written::Gone => {
                         self.sinks.borrow_mut().remove(&session);
                         self.with_hub(|hub| hub.handle_closed(session, now));
-                    }
-                    Written::Slow => {
-                        self.with_hub(|hub| hub.disconnect(session, shared::protocol::Disconnect::slow(), now));
                     }
                 },
                 Output::Close { session, disconnect } => {
@@ -473,13 +469,11 @@ impl NodeHost {
     /// Writes to a session's transport.
     fn write(&self, session: SessionId, data: Bytes) -> Written {
         let sinks = self.sinks.borrow();
+        let mut backlog = 0;
         let sent = match sinks.get(&session) {
             Some(Sink::Stream { tx, queued }) => {
-                let now_queued = queued.get().saturating_add(data.len());
-                if now_queued > self.queue_limit.get() {
-                    return Written::Slow;
-                }
-                queued.set(now_queued);
+                backlog = queued.get().saturating_add(data.len());
+                queued.set(backlog);
                 tx.unbounded_send(data.to_vec()).is_ok()
             }
             Some(Sink::Socket { ws, binary: true }) => ws.send_with_bytes(&data).is_ok(),
@@ -490,7 +484,7 @@ impl NodeHost {
             None => true, // not ours (closed already); the hub learns through handle_closed
         };
         if sent {
-            Written::Done
+            Written::Done(backlog)
         } else {
             Written::Gone
         }

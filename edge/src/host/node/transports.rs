@@ -30,7 +30,6 @@ impl NodeHost {
         let session = self.new_session();
         let (tx, rx) = unbounded::<Vec<u8>>();
         let queued = Rc::new(std::cell::Cell::new(0));
-        self.queue_limit.set(self.config_limit(|c| c.client_queue_max_size));
         self.sinks.borrow_mut().insert(session, Sink::Stream { tx, queued: queued.clone() });
         self.with_hub(|hub| {
             hub.handle_open(session, transport, now);

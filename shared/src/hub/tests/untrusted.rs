@@ -261,3 +261,17 @@ fn a_client_piling_up_commands_behind_a_slow_broker_is_cut_off() {
     assert_eq!(closed_with(&rig, s), vec![3013]);
     assert!(closed_with(&rig, bystander).is_empty());
 }
+
+#[test]
+fn a_backlog_over_client_queue_max_size_is_a_slow_client() {
+    let mut rig = Rig::new(config(json!({"client_queue_max_size": 1000})));
+    let s = rig.ws(1, "1");
+    let t = rig.ws(2, "2");
+    rig.hub.handle_backlog(s, 1000, T0);
+    rig.pump();
+    assert!(closed_with(&rig, s).is_empty(), "at the limit is fine");
+    rig.hub.handle_backlog(s, 1001, T0);
+    rig.pump();
+    assert_eq!(closed_with(&rig, s), vec![3008]);
+    assert!(closed_with(&rig, t).is_empty());
+}
