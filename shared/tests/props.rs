@@ -21,9 +21,18 @@
 //!   sessions were told; after every session closes the hub holds no timers, and once the
 //!   clock has run out the broker holds nothing either.
 //!
-//! `cargo test` runs a few hundred cases per property; `PROPTEST_CASES=100000` runs more.
-//! `PROPS_AVOID=binary,personal,expire,ttl,timers,broker,unsub,race,epoch,restore` (or `all`) leaves out inputs (or checks) that hit known
-//! bugs, to hunt for others while those are being fixed.
+//! Four properties: a node (hub and broker answering at once) under everything at once; the
+//! same weighted towards publications and recovery; a hub whose broker is at a distance
+//! (requests and events queued, as at the edge); and hibernation (the host loses its memory
+//! and a new hub restores its WebSockets from stored snapshots). The smallest failing inputs
+//! found so far are plain tests in [`found`].
+//!
+//! `cargo test` runs 256 cases per property. Long runs: `PROPTEST_CASES=100000 cargo test -p
+//! shared --test props --profile props` (optimized, overflow checks on). `PROPS_STATS=1`
+//! prints coverage counts, `PROPS_TRACE=1` every step and output of a case.
+//! `PROPS_AVOID=binary,personal,expire,ttl,timers,broker,unsub,race,epoch,restore` (or `all`)
+//! leaves out inputs (or checks) that hit bugs found before, to hunt for others while those
+//! are being fixed.
 
 mod common;
 
@@ -56,9 +65,6 @@ const USERS: &[&str] = &["u1", "u2", "u3"];
 /// private channel and an unknown namespace.
 const CHANNELS: &[&str] =
     &["news", "#u1", "#u2", "#u1,u2", "live:a", "live:#u3", "chat:a", "chat:b", "rec:x", "rec:y", "$priv", "nope:z"];
-
-/// An API command on its way, with what each of its publications was (serial, channels).
-type PendingApi = (ApiCommand, Vec<(u64, Vec<String>)>);
 
 /// Which known bugs to steer around (`PROPS_AVOID`), so that others can be found meanwhile.
 #[derive(Clone, Copy, Debug, Default)]
@@ -957,8 +963,9 @@ mod stats {
         COUNTS[i].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Prints the counts every 1000 cases (all properties together).
     pub fn print(test: &str) {
-        if std::env::var_os("PROPS_STATS").is_some() {
+        if std::env::var_os("PROPS_STATS").is_some() && COUNTS[0].load(Ordering::Relaxed).is_multiple_of(1000) {
             let line: Vec<String> = NAMES.iter().zip(&COUNTS).map(|(n, c)| format!("{n}: {}", c.load(Ordering::Relaxed))).collect();
             eprintln!("{test}: {}", line.join(", "));
         }
@@ -1203,6 +1210,9 @@ impl Core {
 /// The stream position a session knows for a channel.
 type Position = (String, u64);
 
+/// A publication's serial and the channels it went to.
+type Serial = (u64, Vec<String>);
+
 /// A subscription as its client sees it.
 #[derive(Clone, Debug)]
 struct Track {
@@ -1298,7 +1308,7 @@ struct Harness {
     /// For API subscribe: the position `recover_since` named, per channel, this step.
     api_since: BTreeMap<String, Option<Position>>,
     /// API calls not answered yet, with their command and publications.
-    api_pending: BTreeMap<ApiId, PendingApi>,
+    api_pending: BTreeMap<ApiId, (ApiCommand, Vec<Serial>)>,
     context: String,
     /// `PROPS_TRACE=1`: print every step and output (for reading one case).
     trace: bool,
@@ -1959,7 +1969,7 @@ impl Harness {
     }
 
     /// Method and body of an API call; publications get serials (and their meta) here.
-    fn api_body(&mut self, a: &ApiOp, serials: &mut Vec<(u64, Vec<String>)>) -> (String, Value) {
+    fn api_body(&mut self, a: &ApiOp, serials: &mut Vec<Serial>) -> (String, Value) {
         match a {
             ApiOp::Publish { ch, data, b64, skip_history, key } => {
                 self.serial += 1;
@@ -2105,7 +2115,7 @@ impl Harness {
     }
 
     /// What an API answer says about publications, and cross-checks of `info`/`channels`.
-    fn api_result(&mut self, command: &ApiCommand, result: &Result<Value, proto::Error>, serials: &[(u64, Vec<String>)]) {
+    fn api_result(&mut self, command: &ApiCommand, result: &Result<Value, proto::Error>, serials: &[Serial]) {
         let Ok(v) = result else { return };
         // Counts are compared with what sessions know only when nothing is in flight.
         let settled = self.node.quiet() && !self.split;
@@ -3199,6 +3209,34 @@ mod found {
             Op::Flush,
         ];
         run_case_with(&knobs(), &ops, Avoid::default(), Some(false));
+    }
+
+    /// A binary publication waits in the buffer of a JSON client's subscription that is
+    /// being made (here: a parallel API batch publishes, then subscribes the user). When the
+    /// subscription goes live, delivering the buffer disconnects the client (3506), and
+    /// `activate` goes on as if it were still there: it adds the gone client to the channel's
+    /// presence (after the removal its disconnect asked for) and announces its join (after
+    /// its leave). The channel's presence keeps a client that left.
+    #[test]
+    fn client_disconnected_while_going_live_stays_in_presence() {
+        let anon = Auth::Token { user: None, exp: Exp::Never, info: Info::None, channels: vec![ch("news")] };
+        let publish = ApiOp::Publish { ch: ch("news"), data: Data::Binary, b64: false, skip_history: true, key: None };
+        let subscribe = ApiOp::Subscribe {
+            user: U(1),
+            ch: ch("news"),
+            expire: ExpireAt::Zero,
+            since: Rec::No,
+            info: Info::None,
+            data: Info::None,
+            client: None,
+            force_recovery: None,
+        };
+        run(vec![
+            open(Tr::Ws, anon, &[]),
+            open(Tr::Sse, token("u2"), &[]),
+            Op::Api(ApiOp::Batch { commands: vec![publish, subscribe], parallel: true }),
+            Op::Api(ApiOp::Presence(ch("news"))),
+        ]);
     }
 
     /// A sequential API batch subscribes a user, then unsubscribes it from everything: the

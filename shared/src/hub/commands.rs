@@ -332,6 +332,11 @@ impl Hub {
         for (epoch, publication) in buffered {
             self.deliver_to(session, channel, &epoch, &publication);
         }
+        // A delivery may have ended the session (3506 for binary data to a JSON client) or
+        // the subscription: then there is no presence to add and no join to announce.
+        if !self.sessions.get(&session).is_some_and(|s| s.subs.contains_key(channel)) {
+            return;
+        }
         if presence {
             let ttl = ms(self.config.global_presence_ttl);
             self.request(channel, BrokerOp::PresenceAdd { info: info.clone(), ttl_ms: ttl }, Pending::Ignore);
