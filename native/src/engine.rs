@@ -22,8 +22,8 @@ use serde_json::Value;
 use shared::api::{ApiCommand, ApiId};
 use shared::config::Config;
 use shared::http::Endpoints;
-use shared::hub::{NodeInfo, Output, SessionId, Transport};
-use shared::node::Node;
+use shared::hub::{NodeInfo, SessionId, Transport};
+use shared::node::{Node, Output};
 use shared::protocol::{ConnectRequest, Error};
 use shared::Timestamp;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
@@ -205,12 +205,7 @@ impl Loop {
                 self.conns.insert(session, conn);
                 self.node.handle_open(session, transport, now);
             }
-            Event::Connect { session, request, last_event_id } => {
-                if let Some(id) = last_event_id {
-                    self.node.handle_last_event_id(session, id);
-                }
-                self.node.handle_connect(session, request, now)
-            }
+            Event::Connect { session, request, last_event_id } => self.node.handle_connect(session, request, last_event_id, now),
             Event::Frame { session, data } => self.node.handle_frame(session, &data, now),
             Event::Emulation { token, data } => {
                 // An unknown session is dropped silently, as Centrifugo does (the client's
@@ -259,7 +254,6 @@ impl Loop {
                         let _ = reply.send(result);
                     }
                 }
-                Output::Broker(_) => unreachable!("the node serves broker requests itself"),
             }
         }
     }

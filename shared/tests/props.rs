@@ -1039,17 +1039,10 @@ impl Core {
         }
     }
 
-    fn handle_last_event_id(&mut self, id: SessionId, lei: String) {
+    fn handle_connect(&mut self, id: SessionId, r: proto::ConnectRequest, lei: Option<String>, now: Timestamp) {
         match self {
-            Core::Node(n) => n.handle_last_event_id(id, lei),
-            _ => self.hub_mut().handle_last_event_id(id, lei),
-        }
-    }
-
-    fn handle_connect(&mut self, id: SessionId, r: proto::ConnectRequest, now: Timestamp) {
-        match self {
-            Core::Node(n) => n.handle_connect(id, r, now),
-            _ => self.hub_mut().handle_connect(id, r, now),
+            Core::Node(n) => n.handle_connect(id, r, lei, now),
+            _ => self.hub_mut().handle_connect(id, r, lei, now),
         }
     }
 
@@ -1113,7 +1106,7 @@ impl Core {
 
     fn poll_output(&mut self) -> Option<Output> {
         match self {
-            Core::Node(n) => n.poll_output(),
+            Core::Node(n) => n.poll_output().map(Into::into),
             Core::Split(s) => loop {
                 match s.hub.poll_output() {
                     Some(Output::Broker(r)) => s.to_broker.push_back(r),
@@ -1403,7 +1396,7 @@ impl Harness {
                         Ok(request) => {
                             let pend = Pend::Connect { user: String::new(), hints: BTreeMap::new(), granted: BTreeSet::new(), exp_ms: None };
                             self.sessions[i].pending.insert(0, pend);
-                            self.node.handle_connect(id, request, self.now);
+                            self.node.handle_connect(id, request, None, self.now);
                         }
                         // The host answers 400 and closes.
                         Err(_) => {
@@ -1431,7 +1424,7 @@ impl Harness {
                             // Its first message is the connect request.
                             self.node.handle_frame(id, body.to_string().as_bytes(), self.now);
                         } else {
-                            self.node.handle_connect(id, request, self.now);
+                            self.node.handle_connect(id, request, None, self.now);
                         }
                         self.sessions[i].spoke = true;
                     }
@@ -1539,14 +1532,14 @@ impl Harness {
         let id = self.sessions[i].id;
         let transport = tr.transport();
         if transport.is_unidirectional() {
+            let mut lei = None;
             if transport == Transport::UniSse {
                 if let Some(from) = last_event_id {
-                    let lei = match from.and_then(|s| self.pick(s)) {
+                    lei = Some(match from.and_then(|s| self.pick(s)) {
                         Some(j) => self.sessions[j].last_event_id.clone().unwrap_or_else(|| "1.AAAA".into()),
                         None => "garbage-event-id".into(),
-                    };
+                    });
                     self.sessions[i].resuming = true;
-                    self.node.handle_last_event_id(id, lei);
                 }
             }
             let (body, pend) = self.connect_body(auth, subs, i);
@@ -1555,7 +1548,7 @@ impl Harness {
                     self.sessions[i].pending.insert(0, pend);
                     // As a host does with `cf_connect` in the URL.
                     self.sessions[i].spoke = true;
-                    self.node.handle_connect(id, request, self.now);
+                    self.node.handle_connect(id, request, lei, self.now);
                 }
                 Err(e) => violation!(self, "connect body {body} does not parse: {e}"),
             }

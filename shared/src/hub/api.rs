@@ -499,7 +499,7 @@ mod tests {
 
     use crate::api::{self, ApiCommand, ApiId};
     use crate::config::Config;
-    use crate::hub::{NodeInfo, Output, SessionId, Transport};
+    use crate::hub::{NodeInfo, SessionId, Transport};
     use crate::node::Node;
     use crate::protocol::Encoding;
     use crate::time::Timestamp;
@@ -525,12 +525,12 @@ mod tests {
         fn pump(&mut self) {
             while let Some(output) = self.node.poll_output() {
                 match output {
-                    Output::Send { session, data } => {
+                    crate::node::Output::Send { session, data } => {
                         for line in std::str::from_utf8(&data).unwrap().split('\n').filter(|l| !l.is_empty()) {
                             self.sent.push((session, serde_json::from_str(line).unwrap()));
                         }
                     }
-                    Output::Api { id, result } => self.answers.push((id, result)),
+                    crate::node::Output::Api { id, result } => self.answers.push((id, result)),
                     _ => {}
                 }
             }

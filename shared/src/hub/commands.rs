@@ -27,7 +27,7 @@ pub(crate) enum CommandKind {
 impl Hub {
     pub(crate) fn dispatch(&mut self, session: SessionId, command: Command, now: Timestamp) {
         let Some(s) = self.sessions.get_mut(&session) else { return };
-        if s.unusable {
+        if s.state == State::Refused {
             return self.disconnect(session, Disconnect::bad_request(), now);
         }
         if let Some(request) = command.connect {

@@ -214,7 +214,7 @@ impl Hub {
                 self.disconnect(session, Disconnect::for_unidirectional_connect_error(&e), now)
             }
             Refusal::Error(e) => {
-                s.unusable = true;
+                s.state = State::Refused;
                 self.error_reply(session, command, e);
             }
         }

@@ -253,7 +253,6 @@ impl Hub {
                 subs: Default::default(),
                 inbox: VecDeque::new(),
                 busy: false,
-                unusable: false,
                 pong_deadline: None,
                 timers: Vec::new(),
                 presence_refresh: false,
@@ -266,20 +265,15 @@ impl Hub {
         );
     }
 
-    /// The `Last-Event-ID` a reconnecting uni SSE client sent: its connect resumes every
-    /// channel from the positions in it. Call before [`Hub::handle_connect`].
-    pub fn handle_last_event_id(&mut self, session: SessionId, id: String) {
-        if let Some(s) = self.sessions.get_mut(&session) {
-            s.last_event_id = Some(id);
-        }
-    }
-
-    /// The connect request of a unidirectional transport.
-    pub fn handle_connect(&mut self, session: SessionId, request: ConnectRequest, now: Timestamp) {
-        let Some(s) = self.sessions.get(&session) else { return };
+    /// The connect request of a unidirectional transport. `last_event_id`: the
+    /// `Last-Event-ID` a reconnecting uni SSE client sent; its connect resumes every channel
+    /// from the positions in it.
+    pub fn handle_connect(&mut self, session: SessionId, request: ConnectRequest, last_event_id: Option<String>, now: Timestamp) {
+        let Some(s) = self.sessions.get_mut(&session) else { return };
         if s.state != State::Opened {
             return self.disconnect(session, Disconnect::bad_request(), now);
         }
+        s.last_event_id = last_event_id;
         self.connect(session, 0, request, now);
     }
 

@@ -67,11 +67,8 @@ impl NodeHost {
         let prelude = (!open.prelude.is_empty()).then(|| open.prelude.to_vec());
         let last_event_id = open.last_event_id;
         self.open_stream(open.transport, open.content_type, prelude, |hub, session, now| {
-            if let Some(id) = last_event_id {
-                hub.handle_last_event_id(session, id);
-            }
             match input {
-                FirstInput::Connect(request) => hub.handle_connect(session, request, now),
+                FirstInput::Connect(request) => hub.handle_connect(session, request, last_event_id, now),
                 FirstInput::Frame(frame) => hub.handle_frame(session, &frame, now),
             }
         })
@@ -107,7 +104,7 @@ impl NodeHost {
         self.sinks.borrow_mut().insert(session, Sink::Socket { ws: server, binary });
         self.with_hub(|hub| hub.handle_open(session, transport, now));
         if let Some(request) = upgrade.connect {
-            self.with_hub(|hub| hub.handle_connect(session, request, now));
+            self.with_hub(|hub| hub.handle_connect(session, request, None, now));
         }
         self.drain(now);
         let headers = Headers::new();

@@ -288,7 +288,7 @@ fn a_uni_websocket_connects_with_its_first_message_and_ignores_the_rest() {
     rig.hub.handle_frame(good, b"not a connect request", T0);
     rig.hub.handle_frame(bad, b"{", T0);
     let request = crate::protocol::parse_connect_request(connect.as_bytes()).unwrap();
-    rig.hub.handle_connect(by_url, request, T0);
+    rig.hub.handle_connect(by_url, request, None, T0);
     rig.hub.handle_frame(by_url, b"{", T0);
     rig.serve_all();
     assert!(closed_with(&rig, good).is_empty() && closed_with(&rig, by_url).is_empty());
