@@ -49,7 +49,7 @@ pub async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
 async fn emulation(mut req: Request, env: &Env, call: EmulationCall) -> Result<Response> {
     let body = match read_body(&mut req, call.body).await {
         Ok(b) => b,
-        Err(r) => return Ok(r),
+        Err(a) => return http::answer(a),
     };
     let request = match call.decode(&body) {
         Ok(r) => r,
@@ -66,7 +66,7 @@ async fn emulation(mut req: Request, env: &Env, call: EmulationCall) -> Result<R
 async fn api(mut req: Request, env: &Env, loaded: &Loaded, call: ApiCall) -> Result<Response> {
     let body = match read_body(&mut req, call.body).await {
         Ok(b) => b,
-        Err(r) => return Ok(r),
+        Err(a) => return http::answer(a),
     };
     let mut runner = ApiRunner::new(loaded, env)?;
     let (method, transport_errors) = (call.method, call.transport_errors);

@@ -56,7 +56,7 @@ impl NodeHost {
             StreamInput::Body(rule) => {
                 let body = match read_body(&mut req, rule).await {
                     Ok(b) => b,
-                    Err(r) => return Ok(r),
+                    Err(a) => return http::answer(a),
                 };
                 match FirstInput::from_body(open.transport, body.into()) {
                     Ok(input) => input,
