@@ -1,7 +1,8 @@
 # Sourced by the suites that drive a native server (tests/run's conformance step, tests/sdk,
 # tests/api, tests/api-js): when ROTOR_URL is not set, build and start target/debug/rotor with
 # $rotor_config (ROTOR_CONFIG overrides it) on a free loopback port, export ROTOR_URL,
-# ROTOR_API_KEY and ROTOR_HMAC_SECRET, and stop the server (by its PID) on exit.
+# ROTOR_API_KEY, ROTOR_HMAC_SECRET and ROTOR_PID (the server's process id, for suites that read
+# /proc/<pid>), and stop the server (by its PID) on exit.
 # Needs: $root (the repository root) and $rotor_config.
 
 if [ -n "${ROTOR_URL:-}" ]; then
@@ -40,6 +41,7 @@ trap rotor_stop EXIT
 trap 'exit 130' INT TERM
 
 export ROTOR_URL="http://127.0.0.1:$rotor_port"
+export ROTOR_PID="$rotor_pid"
 ROTOR_API_KEY="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["api_key"])' "$rotor_config")"
 ROTOR_HMAC_SECRET="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["token_hmac_secret_key"])' "$rotor_config")"
 export ROTOR_API_KEY ROTOR_HMAC_SECRET

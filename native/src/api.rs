@@ -25,7 +25,7 @@ pub async fn handle(req: Request<Incoming>, engine: Engine, prefix: &str) -> Res
     let transport_errors = c.api_error_mode == "transport"
         || req.headers().get("x-centrifugo-error-mode").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("transport"));
     let method = req.uri().path()[prefix.len()..].trim_start_matches('/').to_owned();
-    let body = match read_body(req, MAX_BODY).await {
+    let body = match read_body(req, MAX_BODY, &engine).await {
         Ok(b) => b,
         Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             return text(StatusCode::BAD_REQUEST, &format!("request body is larger than the limit of {MAX_BODY} bytes"))
@@ -41,7 +41,7 @@ pub async fn handle(req: Request<Incoming>, engine: Engine, prefix: &str) -> Res
         Err(e) => return text(StatusCode::BAD_REQUEST, &e.0),
     };
     let method = command.method();
-    answer(method, engine.api(command).await, transport_errors)
+    answer(method, engine.api(command, body.len()).await, transport_errors)
 }
 
 fn authorized(req: &Request<Incoming>, key: &str) -> bool {
@@ -74,9 +74,10 @@ async fn legacy(engine: &Engine, body: &[u8]) -> Response<Body> {
         Err(e) => return text(StatusCode::BAD_REQUEST, &e.0),
     };
     let mut lines = Vec::with_capacity(commands.len());
+    let commands_len = commands.len().max(1);
     for command in commands {
         let result = match command.command() {
-            Ok(parsed) => engine.api(parsed).await,
+            Ok(parsed) => engine.api(parsed, body.len() / commands_len).await,
             Err(e) => Err(e),
         };
         let mut line = api::envelope(&result);

@@ -73,7 +73,8 @@ pub fn load(path: Option<&str>) -> Result<Loaded, String> {
         Some(p) => (std::fs::read_to_string(p).map_err(|e| format!("cannot read config file {p}: {e}"))?, false),
         None => (EMBEDDED.to_owned(), true),
     };
-    let env = std::env::vars().filter(|(k, _)| k.starts_with("ROTOR_"));
+    // The tests' timeout override is no configuration key.
+    let env = std::env::vars().filter(|(k, _)| k.starts_with("ROTOR_") && k != crate::server::TIMEOUTS_ENV);
     let loaded = Config::from_json_str(&text, env).map_err(|e| match path {
         Some(p) => format!("config file {p}: {e}"),
         None => e.to_string(),

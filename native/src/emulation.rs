@@ -25,7 +25,7 @@ pub async fn http_stream(req: Request<Incoming>, engine: &Engine) -> Response<Bo
     }
     let encoding = if is_protobuf(&req) { Encoding::Protobuf } else { Encoding::Json };
     let limit = engine.config.http_stream_max_request_body_size as usize;
-    let body = match read_body(req, limit).await {
+    let body = match read_body(req, limit, engine).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -34,7 +34,7 @@ pub async fn http_stream(req: Request<Incoming>, engine: &Engine) -> Response<Bo
         Encoding::Protobuf => "application/octet-stream",
     };
     let session = engine.session_id();
-    stream::open(engine, Transport::HttpStream(encoding), Event::Frame { session, data: body }, content_type, None).map(|b| b.boxed())
+    stream::open(engine, Transport::HttpStream(encoding), Event::Frame { session, data: body }, content_type, None).await.map(|b| b.boxed())
 }
 
 /// `/connection/sse`: `cf_connect` carries the connect command frame (JSON only).
@@ -46,7 +46,7 @@ pub async fn sse(req: Request<Incoming>, engine: &Engine) -> Response<Body> {
         },
         Method::POST => {
             let limit = engine.config.sse_max_request_body_size as usize;
-            match read_body(req, limit).await {
+            match read_body(req, limit, engine).await {
                 Ok(b) => b,
                 Err(r) => return r,
             }
@@ -57,6 +57,7 @@ pub async fn sse(req: Request<Incoming>, engine: &Engine) -> Response<Body> {
     let session = engine.session_id();
     let prelude = Some(Bytes::from_static(b"\r\n"));
     stream::open(engine, Transport::Sse, Event::Frame { session, data: frame }, "text/event-stream; charset=utf-8", prelude)
+        .await
         .map(|b| b.boxed())
 }
 
@@ -69,7 +70,7 @@ pub async fn emulation(req: Request<Incoming>, engine: &Engine) -> Response<Body
     }
     let protobuf = is_protobuf(&req);
     let limit = engine.config.emulation_max_request_body_size as usize;
-    let body = match read_body(req, limit).await {
+    let body = match read_body(req, limit, engine).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -80,6 +81,7 @@ pub async fn emulation(req: Request<Incoming>, engine: &Engine) -> Response<Body
     if node != *engine.node_id {
         return text(StatusCode::NOT_FOUND, "unknown node: the session lives on another node or ended");
     }
-    engine.send(Event::Emulation { token, data });
+    // Waits while the engine is behind: this connection's next request waits with it.
+    engine.send(Event::Emulation { token, data }).await;
     empty(StatusCode::NO_CONTENT)
 }

@@ -1,8 +1,16 @@
 //! The engine: one task owns the [`Node`] (hub + in-process broker). Connection tasks talk to
 //! it through one event queue; it answers through each connection's own outbound queue.
 //! No locks around the hub: the task is the only owner.
+//!
+//! The queue is bounded by bytes, not by a channel capacity: an event waits for admission
+//! ([`Engine::send`]) until the engine has worked through enough of what is queued, so a
+//! connection whose frames the engine cannot keep up with stops reading its socket, and the
+//! client's own TCP window carries the backpressure. One queue keeps each connection's
+//! events in order; `Closed` skips admission (it must never be lost or wait, and there is at
+//! most one per connection) and so does `Shutdown`.
 
 use std::collections::HashMap;
+use std::future::Future;
 
 use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,12 +25,21 @@ use shared::hub::{NodeInfo, Output, SessionId, Transport};
 use shared::node::Node;
 use shared::protocol::{ConnectRequest, Disconnect, Error};
 use shared::Timestamp;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 pub use crate::outbox::{Out, Outbox};
+use crate::server::Timeouts;
 
 /// A connection as the engine sees it: where its frames go.
 pub type Conn = Arc<Outbox>;
+
+/// Bytes of events queued for the engine at most. Enough for the engine never to idle while
+/// clients have work for it (thousands of small events); small enough that a flood costs
+/// little memory and what is queued ahead of another client's event is little work (16
+/// frames of 64 KiB of commands: a few milliseconds in a release build).
+const INBOX_BYTES: usize = 1024 * 1024;
+/// What an event counts for at least, so the queue also holds a bounded number of events.
+const MIN_EVENT_BYTES: usize = 256;
 
 pub enum Event {
     Open { session: SessionId, transport: Transport, conn: Conn },
@@ -32,17 +49,42 @@ pub enum Event {
     /// Commands for the session holding this emulation session id.
     Emulation { token: String, data: Bytes },
     Closed { session: SessionId },
-    Api { command: ApiCommand, reply: oneshot::Sender<Result<Value, Error>> },
+    /// `size`: the request body's, as a measure of the command's.
+    Api { command: ApiCommand, size: usize, reply: oneshot::Sender<Result<Value, Error>> },
     Shutdown { done: oneshot::Sender<()> },
+    /// A round trip through the engine (`/health`).
+    Health { reply: oneshot::Sender<()> },
+}
+
+impl Event {
+    /// What the event counts for in the queue's byte bound.
+    fn weight(&self) -> u32 {
+        let bytes = match self {
+            Event::Frame { data, .. } | Event::Emulation { data, .. } => data.len(),
+            Event::Api { size, .. } => *size,
+            Event::Connect { request, .. } => request.token.len() + request.data.len(),
+            Event::Open { .. } | Event::Closed { .. } | Event::Shutdown { .. } | Event::Health { .. } => 0,
+        };
+        // Clamped: a single event larger than the bound waits for an empty queue, not forever.
+        bytes.clamp(MIN_EVENT_BYTES, INBOX_BYTES) as u32
+    }
+}
+
+/// An event in the queue with its share of the byte bound, given back once it is handled.
+struct Queued {
+    event: Event,
+    _admitted: Option<OwnedSemaphorePermit>,
 }
 
 /// The handle connection tasks hold.
 #[derive(Clone)]
 pub struct Engine {
-    tx: mpsc::UnboundedSender<Event>,
+    tx: mpsc::UnboundedSender<Queued>,
+    admission: Arc<Semaphore>,
     next_session: Arc<AtomicU64>,
     pub config: Arc<Config>,
     pub node_id: Arc<str>,
+    pub timeouts: Timeouts,
 }
 
 impl Engine {
@@ -50,20 +92,45 @@ impl Engine {
         SessionId(self.next_session.fetch_add(1, Ordering::Relaxed))
     }
 
-    pub fn send(&self, event: Event) {
-        // The engine lives as long as the process; a failed send means shutdown is under way.
-        let _ = self.tx.send(event);
+    /// Queues an event once the queue has room for it: the caller waits meanwhile, which is
+    /// how a connection's reader stops reading while the engine is behind.
+    /// The future owns what it needs, so a connection can keep it while it writes.
+    pub fn send(&self, event: Event) -> impl Future<Output = ()> + Send + 'static {
+        let (tx, admission) = (self.tx.clone(), self.admission.clone());
+        async move {
+            let weight = event.weight();
+            // Fails only once the engine is gone, which means shutdown is under way.
+            let Ok(admitted) = admission.acquire_many_owned(weight).await else { return };
+            let _ = tx.send(Queued { event, _admitted: Some(admitted) });
+        }
     }
 
-    pub async fn api(&self, command: ApiCommand) -> Result<Value, Error> {
+    /// Tells the engine a connection ended. Never waits and never refused: there is one per
+    /// connection, so these are bounded by the connections.
+    pub fn closed(&self, session: SessionId) {
+        let _ = self.tx.send(Queued { event: Event::Closed { session }, _admitted: None });
+    }
+
+    pub async fn api(&self, command: ApiCommand, size: usize) -> Result<Value, Error> {
         let (reply, rx) = oneshot::channel();
-        self.send(Event::Api { command, reply });
+        self.send(Event::Api { command, size, reply }).await;
         rx.await.unwrap_or_else(|_| Err(Error::internal()))
     }
 
+    /// Whether the engine answers a round trip within `limit` (queue admission included).
+    pub async fn healthy(&self, limit: std::time::Duration) -> bool {
+        let (reply, rx) = oneshot::channel();
+        let round_trip = async {
+            self.send(Event::Health { reply }).await;
+            rx.await.is_ok()
+        };
+        tokio::time::timeout(limit, round_trip).await.unwrap_or(false)
+    }
+
+    /// Disconnects every client (3001). Skips admission: a full queue must not delay it.
     pub async fn shutdown(&self) {
         let (done, rx) = oneshot::channel();
-        self.send(Event::Shutdown { done });
+        let _ = self.tx.send(Queued { event: Event::Shutdown { done }, _admitted: None });
         let _ = rx.await;
     }
 }
@@ -73,7 +140,7 @@ pub fn now() -> Timestamp {
 }
 
 /// Starts the engine task.
-pub fn start(config: Arc<Config>, node_name: String) -> Result<Engine, String> {
+pub fn start(config: Arc<Config>, node_name: String, timeouts: Timeouts) -> Result<Engine, String> {
     let seed = random_u64();
     let node_id: Arc<str> = Arc::from(format!("{:016x}", random_u64()));
     let info = NodeInfo { id: node_id.clone(), name: node_name, version: shared::VERSION.to_string() };
@@ -81,7 +148,8 @@ pub fn start(config: Arc<Config>, node_name: String) -> Result<Engine, String> {
     let (tx, rx) = mpsc::unbounded_channel();
     let queue_limit = config.client_queue_max_size as usize;
     tokio::spawn(run(node, rx, queue_limit));
-    Ok(Engine { tx, next_session: Arc::new(AtomicU64::new(1)), config, node_id })
+    let admission = Arc::new(Semaphore::new(INBOX_BYTES));
+    Ok(Engine { tx, admission, next_session: Arc::new(AtomicU64::new(1)), config, node_id, timeouts })
 }
 
 pub fn random_u64() -> u64 {
@@ -98,7 +166,7 @@ struct Loop {
     queue_limit: usize,
 }
 
-async fn run(node: Node, mut rx: mpsc::UnboundedReceiver<Event>, queue_limit: usize) {
+async fn run(node: Node, mut rx: mpsc::UnboundedReceiver<Queued>, queue_limit: usize) {
     let mut l = Loop { node, conns: FxHashMap::default(), api: HashMap::new(), next_api: 1, queue_limit };
     loop {
         let sleep = match l.node.poll_timeout() {
@@ -107,19 +175,12 @@ async fn run(node: Node, mut rx: mpsc::UnboundedReceiver<Event>, queue_limit: us
         };
         tokio::select! {
             event = rx.recv() => {
-                let Some(event) = event else { return };
-                if let Event::Shutdown { done } = event {
-                    l.node.shutdown(now());
-                    l.drain();
-                    let _ = done.send(());
-                    continue;
-                }
-                l.handle(event);
+                let Some(queued) = event else { return };
+                l.handle(queued);
                 // Take whatever else is already queued before going back to sleep.
                 for _ in 0..256 {
                     match rx.try_recv() {
-                        Ok(Event::Shutdown { done }) => { l.node.shutdown(now()); l.drain(); let _ = done.send(()); }
-                        Ok(event) => l.handle(event),
+                        Ok(queued) => l.handle(queued),
                         Err(_) => break,
                     }
                 }
@@ -133,7 +194,9 @@ async fn run(node: Node, mut rx: mpsc::UnboundedReceiver<Event>, queue_limit: us
 }
 
 impl Loop {
-    fn handle(&mut self, event: Event) {
+    /// Handles one event; its share of the queue's bound is given back once it is done.
+    fn handle(&mut self, queued: Queued) {
+        let Queued { event, _admitted } = queued;
         let now = now();
         match event {
             Event::Open { session, transport, conn } => {
@@ -158,13 +221,20 @@ impl Loop {
                 self.conns.remove(&session);
                 self.node.handle_closed(session, now);
             }
-            Event::Api { command, reply } => {
+            Event::Api { command, reply, .. } => {
                 let id = ApiId(self.next_api);
                 self.next_api += 1;
                 self.api.insert(id, reply);
                 self.node.handle_api(id, command, now);
             }
-            Event::Shutdown { .. } => {}
+            Event::Shutdown { done } => {
+                self.node.shutdown(now);
+                self.drain();
+                let _ = done.send(());
+            }
+            Event::Health { reply } => {
+                let _ = reply.send(());
+            }
         }
         self.drain();
     }

@@ -8,11 +8,13 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use shared::hub::Transport;
 use shared::protocol::parse_connect_request;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -22,6 +24,64 @@ use crate::{api, emulation, stream, ws};
 
 pub type Body = BoxBody<Bytes, Infallible>;
 
+/// How long a client may take at each step of a connection, in one place. Centrifugo leaves
+/// Go's `http.Server` timeouts unset (none at all); these follow common practice for servers
+/// facing the internet (Go's guidance and nginx's defaults) and Centrifugo's own write bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// From accepting a connection to a complete request head.
+    pub head: Duration,
+    /// For a whole request body, once the head is in.
+    pub body: Duration,
+    /// An idle keep-alive connection waiting for its next request (hyper's header timer
+    /// covers the wait and the head that follows, so this bounds both).
+    pub keep_alive: Duration,
+    /// For the client to take what was written to it (a batch of frames, a response
+    /// chunk): a client that stops reading loses its connection after this.
+    pub write: Duration,
+    /// For the client's answer to a WebSocket close frame before the socket is dropped.
+    pub close: Duration,
+}
+
+/// The variable that shortens the timeouts for tests (milliseconds):
+/// `head=300,body=300,keep_alive=300,write=300,close=300`, any subset.
+pub const TIMEOUTS_ENV: &str = "ROTOR_TEST_TIMEOUTS_MS";
+
+impl Timeouts {
+    pub const DEFAULT: Timeouts = Timeouts {
+        head: Duration::from_secs(15),
+        body: Duration::from_secs(30),
+        keep_alive: Duration::from_secs(75),
+        write: Duration::from_secs(10),
+        close: Duration::from_secs(5),
+    };
+
+    /// The defaults, with what [`TIMEOUTS_ENV`] overrides.
+    pub fn from_env() -> Result<Timeouts, String> {
+        match std::env::var(TIMEOUTS_ENV) {
+            Ok(spec) => Timeouts::DEFAULT.overridden(&spec),
+            Err(_) => Ok(Timeouts::DEFAULT),
+        }
+    }
+
+    fn overridden(mut self, spec: &str) -> Result<Timeouts, String> {
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let bad = || format!("{TIMEOUTS_ENV}: expected name=milliseconds, got {part:?}");
+            let (name, ms) = part.split_once('=').ok_or_else(bad)?;
+            let value = Duration::from_millis(ms.trim().parse::<u64>().map_err(|_| bad())?.max(1));
+            match name.trim() {
+                "head" => self.head = value,
+                "body" => self.body = value,
+                "keep_alive" => self.keep_alive = value,
+                "write" => self.write = value,
+                "close" => self.close = value,
+                _ => return Err(bad()),
+            }
+        }
+        Ok(self)
+    }
+}
+
 pub async fn serve(listener: TcpListener, engine: Engine) {
     loop {
         let (socket, _peer) = match listener.accept().await {
@@ -29,7 +89,7 @@ pub async fn serve(listener: TcpListener, engine: Engine) {
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
                 eprintln!("rotor: accept failed: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
@@ -38,23 +98,61 @@ pub async fn serve(listener: TcpListener, engine: Engine) {
     }
 }
 
-/// Serves a connection with hyper; `read` is what was already read from it.
+/// Serves a connection with hyper; `read` is what was already read from it (a complete
+/// request head, and maybe more).
 pub async fn serve_hyper(socket: TcpStream, read: Bytes, engine: Engine) {
+    let timeouts = engine.timeouts;
     let service = service_fn(move |req| {
         let engine = engine.clone();
         async move { Ok::<_, Infallible>(route(req, engine).await) }
     });
-    let io = TokioIo::new(Prefixed { prefix: read, inner: socket });
-    let _ = hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(io, service).with_upgrades().await;
+    let io = TokioIo::new(ClientSocket::new(socket, read, timeouts.write));
+    let _ = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeouts.keep_alive)
+        .max_buf_size(crate::uni::MAX_HEAD)
+        .serve_connection(io, service)
+        .with_upgrades()
+        .await;
 }
 
-/// A socket whose first bytes were already read: they are read again first.
-struct Prefixed {
+/// A client's socket as hyper (and an upgraded WebSocket) uses it: the bytes already read
+/// are read again first, and a write may wait for the client at most `write_timeout`. The
+/// deadline starts when a write first has to wait and ends when a flush completes, so a
+/// client that stops reading fails the write (and loses the connection) instead of holding
+/// it and its buffers for good.
+pub struct ClientSocket {
     prefix: Bytes,
     inner: TcpStream,
+    write_timeout: Duration,
+    write_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
-impl AsyncRead for Prefixed {
+impl ClientSocket {
+    fn new(inner: TcpStream, prefix: Bytes, write_timeout: Duration) -> Self {
+        ClientSocket { prefix, inner, write_timeout, write_deadline: None }
+    }
+
+    /// A write is waiting for the client: fails it once it has waited too long.
+    fn poll_write_deadline(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Error> {
+        let timeout = self.write_timeout;
+        let deadline = self.write_deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(std::io::Error::new(std::io::ErrorKind::TimedOut, "the client does not read")),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn waited<T>(&mut self, cx: &mut Context<'_>, result: Poll<std::io::Result<T>>) -> Poll<std::io::Result<T>> {
+        match result {
+            Poll::Pending => self.poll_write_deadline(cx).map(Err),
+            ready => ready,
+        }
+    }
+}
+
+impl AsyncRead for ClientSocket {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         if !self.prefix.is_empty() {
             let n = self.prefix.len().min(buf.remaining());
@@ -66,22 +164,29 @@ impl AsyncRead for Prefixed {
     }
 }
 
-impl AsyncWrite for Prefixed {
+impl AsyncWrite for ClientSocket {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, data)
+        let result = Pin::new(&mut self.inner).poll_write(cx, data);
+        self.waited(cx, result)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let result = Pin::new(&mut self.inner).poll_flush(cx);
+        if result.is_ready() {
+            self.write_deadline = None; // everything handed over is written
+        }
+        self.waited(cx, result)
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        let result = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.waited(cx, result)
     }
     fn poll_write_vectored(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.waited(cx, result)
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
@@ -112,7 +217,12 @@ async fn route(req: Request<Incoming>, engine: Engine) -> Response<Body> {
     if !c.api_disable && (path == api_prefix || path.starts_with(&format!("{api_prefix}/"))) {
         return api::handle(req, engine, api_prefix).await;
     }
-    let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    // An Origin that is not UTF-8 is no origin anyone allowed: refused like any other.
+    let origin = match req.headers().get(header::ORIGIN).map(|v| std::str::from_utf8(v.as_bytes())) {
+        Some(Ok(origin)) => Some(origin.to_owned()),
+        Some(Err(_)) => return text(StatusCode::FORBIDDEN, "request origin is not valid UTF-8"),
+        None => None,
+    };
     if !shared::origin::allowed(&c.allowed_origins, origin.as_deref()) {
         return text(StatusCode::FORBIDDEN, "request origin is not in allowed_origins");
     }
@@ -124,7 +234,9 @@ async fn route(req: Request<Incoming>, engine: Engine) -> Response<Body> {
         "/connection/http_stream" if c.http_stream => emulation::http_stream(req, &engine).await,
         "/connection/sse" if c.sse => emulation::sse(req, &engine).await,
         p if (c.http_stream || c.sse) && p == emulation_prefix(&c) => emulation::emulation(req, &engine).await,
-        "/health" => text(StatusCode::OK, "{}"),
+        // Healthy only when the engine answers: a wedged engine must not look alive.
+        "/health" if engine.healthy(std::time::Duration::from_secs(1)).await => text(StatusCode::OK, "{}"),
+        "/health" => text(StatusCode::SERVICE_UNAVAILABLE, "engine did not answer within 1 s"),
         _ => text(StatusCode::NOT_FOUND, "not found"),
     };
     if let Some(origin) = origin {
@@ -169,7 +281,7 @@ async fn uni_http_stream(req: Request<Incoming>, engine: &Engine) -> Response<Bo
         _ => return method_not_allowed("POST"),
     }
     let limit = engine.config.uni_http_stream_max_request_body_size as usize;
-    let body = match read_body(req, limit).await {
+    let body = match read_body(req, limit, engine).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -179,7 +291,7 @@ async fn uni_http_stream(req: Request<Incoming>, engine: &Engine) -> Response<Bo
     };
     let session = engine.session_id();
     let first = Event::Connect { session, request, last_event_id: None };
-    let r = stream::open(engine, Transport::UniHttpStream, first, "application/x-ndjson", None);
+    let r = stream::open(engine, Transport::UniHttpStream, first, "application/x-ndjson", None).await;
     r.map(|b| b.boxed())
 }
 
@@ -206,7 +318,7 @@ async fn uni_sse(req: Request<Incoming>, engine: &Engine) -> Response<Body> {
         }
         Method::POST => {
             let limit = engine.config.uni_sse_max_request_body_size as usize;
-            let body = match read_body(req, limit).await {
+            let body = match read_body(req, limit, engine).await {
                 Ok(b) => b,
                 Err(r) => return r,
             };
@@ -221,21 +333,29 @@ async fn uni_sse(req: Request<Incoming>, engine: &Engine) -> Response<Body> {
     let session = engine.session_id();
     let prelude = Some(Bytes::from(format!("\r\nretry: {SSE_RETRY_MS}\n\n")));
     let first = Event::Connect { session, request, last_event_id };
-    let r = stream::open(engine, Transport::UniSse, first, "text/event-stream; charset=utf-8", prelude);
+    let r = stream::open(engine, Transport::UniSse, first, "text/event-stream; charset=utf-8", prelude).await;
     r.map(|b| b.boxed())
 }
 
-/// Reads a request body of at most `limit` bytes: 413 past it.
-pub async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Response<Body>> {
+/// Reads a request body of at most `limit` bytes within `engine.timeouts.body`: 413 past
+/// the limit, 408 past the time (and the connection closes: the rest of the body is not
+/// worth waiting for).
+pub async fn read_body(req: Request<Incoming>, limit: usize, engine: &Engine) -> Result<Bytes, Response<Body>> {
     let too_large = || text(StatusCode::PAYLOAD_TOO_LARGE, &format!("request body is larger than the limit of {limit} bytes"));
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    match Limited::new(req.into_body(), limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
-        Err(e) => Err(text(StatusCode::BAD_REQUEST, &format!("could not read request body: {e}"))),
+    let timeout = engine.timeouts.body;
+    match tokio::time::timeout(timeout, Limited::new(req.into_body(), limit).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
+        Ok(Err(e)) => Err(text(StatusCode::BAD_REQUEST, &format!("could not read request body: {e}"))),
+        Err(_) => {
+            let mut r = text(StatusCode::REQUEST_TIMEOUT, &format!("request body did not arrive within {} ms", timeout.as_millis()));
+            r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            Err(r)
+        }
     }
 }
 

@@ -39,7 +39,7 @@ struct CloseGuard {
 
 impl Drop for CloseGuard {
     fn drop(&mut self) {
-        self.engine.send(Event::Closed { session: self.session });
+        self.engine.closed(self.session);
     }
 }
 
@@ -107,16 +107,24 @@ impl Drop for SessionBody {
 }
 
 /// Opens a session on a streaming transport and returns its response; `first` is what the
-/// engine should process right after opening (the connect request or frame).
-pub fn open(engine: &Engine, transport: Transport, first: Event, content_type: &'static str, prelude: Option<Bytes>) -> Response<SessionBody> {
+/// engine should process right after opening (the connect request or frame). Waits while the
+/// engine is behind; the guard that reports the end exists once the open is queued, so an
+/// open given up while waiting leaves nothing behind.
+pub async fn open(
+    engine: &Engine,
+    transport: Transport,
+    first: Event,
+    content_type: &'static str,
+    prelude: Option<Bytes>,
+) -> Response<SessionBody> {
     let session = match &first {
         Event::Connect { session, .. } | Event::Frame { session, .. } => *session,
         _ => engine.session_id(),
     };
     let outbox = Arc::new(Outbox::default());
-    engine.send(Event::Open { session, transport, conn: outbox.clone() });
-    engine.send(first);
+    engine.send(Event::Open { session, transport, conn: outbox.clone() }).await;
     let guard = CloseGuard { engine: engine.clone(), session };
+    engine.send(first).await;
     let body = SessionBody { outbox, batch: VecDeque::new(), prelude, done: false, linger: None, guard };
     let mut response = Response::new(body);
     *response.status_mut() = StatusCode::OK;

@@ -1,12 +1,22 @@
 //! WebSocket transports: bidirectional (`/connection/websocket`, JSON or Protobuf) and
 //! unidirectional (`/connection/uni_websocket`, connect request as the first message).
+//!
+//! One task per connection reads, writes and closes; whichever way the connection ends, the
+//! task ends with it and drops the socket, and the engine hears `Closed` exactly once.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use http::{header, HeaderValue, Request, Response, StatusCode};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
+use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use shared::hub::Transport;
+use shared::hub::{SessionId, Transport};
 use shared::protocol::{parse_connect_request, websocket_encoding, Disconnect, Encoding};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -14,20 +24,28 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
-use std::collections::VecDeque;
-use std::sync::Arc;
-
 use crate::engine::{Engine, Event};
 use crate::outbox::{Out, Outbox};
-use crate::server::{query_param, text, Body};
+use crate::server::{method_not_allowed, query_param, text, Body};
+
+type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
 /// Answers the upgrade request and spawns the session once the connection is upgraded.
 pub fn upgrade(req: Request<Incoming>, engine: &Engine, unidirectional: bool) -> Response<Body> {
+    if req.method() != Method::GET {
+        return method_not_allowed("GET");
+    }
     let h = req.headers();
     let is_upgrade = h.get(header::UPGRADE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     let Some(key) = h.get(header::SEC_WEBSOCKET_KEY).filter(|_| is_upgrade) else {
         return text(StatusCode::BAD_REQUEST, "expected a WebSocket upgrade request");
     };
+    if h.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
+        // RFC 6455 §4.4: name the versions this server speaks.
+        let mut r = text(StatusCode::UPGRADE_REQUIRED, "unsupported Sec-WebSocket-Version: this server speaks 13");
+        r.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        return r;
+    }
     let accept = derive_accept_key(key.as_bytes());
     let offered = h.get_all(header::SEC_WEBSOCKET_PROTOCOL).iter().filter_map(|v| v.to_str().ok());
     let format = query_param(&req, "format").or_else(|| query_param(&req, "cf_protocol"));
@@ -36,6 +54,7 @@ pub fn upgrade(req: Request<Incoming>, engine: &Engine, unidirectional: bool) ->
     let limit = if unidirectional { c.uni_websocket_message_size_limit } else { c.websocket_message_size_limit } as usize;
     let transport = if unidirectional { Transport::UniWebsocket } else { Transport::Websocket(encoding) };
     let engine = engine.clone();
+    // Ends once the upgrade fails (the connection ended before it) or the session ends.
     tokio::spawn(async move {
         let Ok(upgraded) = hyper::upgrade::on(req).await else { return };
         let config = WebSocketConfig::default().max_message_size(Some(limit)).max_frame_size(Some(limit));
@@ -46,89 +65,142 @@ pub fn upgrade(req: Request<Incoming>, engine: &Engine, unidirectional: bool) ->
     let h = r.headers_mut();
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    h.insert(header::SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(&accept).expect("base64 is a valid header"));
+    if let Ok(accept) = HeaderValue::from_str(&accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
     if let Some(p) = echo {
         h.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(p));
     }
     r
 }
 
-async fn run(socket: WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>, engine: Engine, transport: Transport) {
+/// How a session ended, and so what is left of the close handshake.
+enum Ending {
+    /// The client sent a close frame: the reply tungstenite queued (its code echoed) goes out.
+    ClientClosed,
+    /// The server closes: this close frame goes out and the client's answer is awaited.
+    Close(Disconnect),
+    /// The connection is gone (EOF, reset, a write failed or timed out): nothing to send.
+    Gone,
+}
+
+/// Tells the engine the session ended, on every path out of [`run`].
+struct SessionGuard {
+    engine: Engine,
+    session: SessionId,
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        self.engine.closed(self.session);
+    }
+}
+
+async fn run(mut socket: Socket, engine: Engine, transport: Transport) {
     let session = engine.session_id();
     let outbox = Arc::new(Outbox::default());
-    let local = outbox.clone();
-    engine.send(Event::Open { session, transport, conn: outbox.clone() });
-    let (mut sink, mut stream) = socket.split();
-    let unidirectional = transport.is_unidirectional();
-    let binary = matches!(transport, Transport::Websocket(Encoding::Protobuf));
-
-    let writer = tokio::spawn(async move {
-        let mut batch = VecDeque::new();
-        'write: loop {
-            outbox.take(&mut batch).await;
-            while let Some(out) = batch.pop_front() {
-                let len = Outbox::frame_len(&out);
-                let result = match out {
-                    Out::Data(data) => sink.feed(message(data, binary)).await,
-                    Out::Ping(data) => {
-                        let r = sink.feed(message(data, binary)).await;
-                        if unidirectional && r.is_ok() {
-                            sink.feed(Message::Ping(Bytes::new())).await
-                        } else {
-                            r
-                        }
-                    }
-                    Out::Close(d) => {
-                        let frame = CloseFrame { code: CloseCode::from(d.code as u16), reason: Utf8Bytes::from(d.reason) };
-                        let _ = sink.send(Message::Close(Some(frame))).await;
-                        break 'write;
-                    }
-                };
-                outbox.written(len);
-                if result.is_err() {
-                    break 'write;
+    engine.send(Event::Open { session, transport, conn: outbox.clone() }).await;
+    let guard = SessionGuard { engine: engine.clone(), session };
+    let ending = serve(&mut socket, &engine, session, &outbox, transport).await;
+    outbox.close();
+    drop(guard); // the engine can forget the session while the handshake finishes
+    // Bounded: a client that never answers the close, or never reads it, is dropped.
+    let _ = tokio::time::timeout(engine.timeouts.close, async {
+        match ending {
+            Ending::ClientClosed => {
+                // The sink's close (not the stream's `close`, which would send a second close
+                // frame and fail) flushes the reply tungstenite queued.
+                let _ = SinkExt::close(&mut socket).await;
+            }
+            Ending::Close(disconnect) => {
+                let (code, reason) = disconnect.websocket_close();
+                let frame = CloseFrame { code: CloseCode::from(code), reason: Utf8Bytes::from(reason.to_owned()) };
+                if socket.send(Message::Close(Some(frame))).await.is_ok() {
+                    // Until the client's close frame (then tungstenite ends the stream).
+                    while let Some(Ok(_)) = socket.next().await {}
                 }
             }
-            // Everything taken goes out in one flush.
-            if sink.flush().await.is_err() {
-                break;
-            }
+            Ending::Gone => {}
         }
-        outbox.close();
-        let _ = sink.close().await;
-    });
+    })
+    .await;
+    // Dropping the socket closes the connection.
+}
 
+/// Reads client frames and writes the session's until the connection ends. While the engine
+/// has not taken the last frame read, nothing more is read (backpressure), but writing goes on.
+async fn serve(socket: &mut Socket, engine: &Engine, session: SessionId, outbox: &Outbox, transport: Transport) -> Ending {
+    let unidirectional = transport.is_unidirectional();
+    let binary = matches!(transport, Transport::Websocket(Encoding::Protobuf));
+    let mut batch = VecDeque::new();
+    let mut admitting: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = None;
     let mut connected = false;
-    while let Some(msg) = stream.next().await {
-        let data: Bytes = match msg {
-            Ok(Message::Text(t)) => Bytes::from(t),
-            Ok(Message::Binary(b)) => b,
-            Ok(Message::Close(_)) => break,
-            Ok(_) => continue, // pings are answered by tungstenite; pongs need nothing
-            Err(tungstenite::Error::Capacity(_)) => {
-                local.push(Out::Close(Disconnect::new(1009, "message too big")));
-                break;
+    loop {
+        tokio::select! {
+            () = std::future::poll_fn(|cx| match admitting.as_mut() {
+                Some(send) => send.as_mut().poll(cx),
+                None => Poll::Pending,
+            }), if admitting.is_some() => admitting = None,
+            msg = socket.next(), if admitting.is_none() => {
+                let data: Bytes = match msg {
+                    Some(Ok(Message::Text(t))) => Bytes::from(t),
+                    Some(Ok(Message::Binary(b))) => b,
+                    Some(Ok(Message::Close(_))) => return Ending::ClientClosed,
+                    Some(Ok(_)) => continue, // pings are answered by tungstenite; pongs need nothing
+                    Some(Err(tungstenite::Error::Capacity(_))) => return Ending::Close(Disconnect::new(1009, "message too big")),
+                    Some(Err(tungstenite::Error::Utf8(_))) => return Ending::Close(Disconnect::new(1007, "text message is not UTF-8")),
+                    Some(Err(tungstenite::Error::Protocol(_))) => return Ending::Close(Disconnect::new(1002, "protocol error")),
+                    Some(Err(_)) | None => return Ending::Gone,
+                };
+                if !unidirectional {
+                    admitting = Some(Box::pin(engine.send(Event::Frame { session, data })));
+                } else if !connected {
+                    // The first message is the connect request; later ones are read and dropped.
+                    connected = true;
+                    match parse_connect_request(&data) {
+                        Ok(request) => admitting = Some(Box::pin(engine.send(Event::Connect { session, request, last_event_id: None }))),
+                        Err(_) => return Ending::Close(Disconnect::bad_request()),
+                    }
+                }
             }
-            Err(_) => break,
-        };
-        if !unidirectional {
-            engine.send(Event::Frame { session, data });
-        } else if !connected {
-            // The first message is the connect request; later ones are read and dropped.
-            connected = true;
-            match parse_connect_request(&data) {
-                Ok(request) => engine.send(Event::Connect { session, request, last_event_id: None }),
-                Err(_) => {
-                    local.push(Out::Close(Disconnect::bad_request()));
-                    break;
+            () = outbox.take(&mut batch) => {
+                if let Some(ending) = write(socket, &mut batch, outbox, binary, unidirectional).await {
+                    return ending;
                 }
             }
         }
     }
-    engine.send(Event::Closed { session });
-    drop(local);
-    // Let the writer send a pending close frame, but never wait forever on a dead peer.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
+}
+
+/// Writes a batch of frames in one flush; Some when the session ends with it. The socket's
+/// write deadline bounds how long a client that does not read can hold this.
+async fn write(socket: &mut Socket, batch: &mut VecDeque<Out>, outbox: &Outbox, binary: bool, unidirectional: bool) -> Option<Ending> {
+    let mut ending = None;
+    let mut taken = 0;
+    while let Some(out) = batch.pop_front() {
+        taken += Outbox::frame_len(&out);
+        let result = match out {
+            Out::Data(data) => socket.feed(message(data, binary)).await,
+            Out::Ping(data) => match socket.feed(message(data, binary)).await {
+                Ok(()) if unidirectional => socket.feed(Message::Ping(Bytes::new())).await,
+                r => r,
+            },
+            Out::Close(d) => {
+                ending = Some(Ending::Close(d));
+                break;
+            }
+        };
+        if result.is_err() {
+            return Some(Ending::Gone);
+        }
+    }
+    batch.clear();
+    batch.shrink_to_fit(); // an idle connection keeps no queue memory
+    if socket.flush().await.is_err() {
+        return Some(Ending::Gone);
+    }
+    outbox.written(taken);
+    ending
 }
 
 fn message(data: Bytes, binary: bool) -> Message {

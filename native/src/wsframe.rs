@@ -2,13 +2,16 @@
 //! the server writes text, ping and close frames; from the client it reads the connect
 //! message, answers pings and sees the close. Frame layout per RFC 6455 §5.2.
 
+use shared::protocol::Disconnect;
+
 /// Frames the client sent that the connection must act on.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ClientEvent {
     /// The first complete data message (the connect request).
     Message(Vec<u8>),
     Ping(Vec<u8>),
-    Close,
+    /// The client's close frame, with its code if it gave one.
+    Close(Option<u16>),
     /// The first message is over the size limit (close 1009).
     TooBig,
     /// Not a valid client frame (close 1002).
@@ -153,7 +156,14 @@ impl ClientFrames {
 
     fn end_frame(&mut self, events: &mut Vec<ClientEvent>) {
         match self.opcode {
-            0x8 => events.push(ClientEvent::Close),
+            0x8 => events.push(match self.control.as_slice() {
+                [] => ClientEvent::Close(None),
+                // A code a peer may send, and a UTF-8 reason (RFC 6455 §5.5.1, §7.4).
+                [hi, lo, reason @ ..] if valid_close_code(u16::from_be_bytes([*hi, *lo])) && std::str::from_utf8(reason).is_ok() => {
+                    ClientEvent::Close(Some(u16::from_be_bytes([*hi, *lo])))
+                }
+                _ => ClientEvent::ProtocolError,
+            }),
             0x9 => events.push(ClientEvent::Ping(std::mem::take(&mut self.control))),
             0xA => {}
             _ if self.fin && !self.done_first => {
@@ -187,15 +197,17 @@ pub const CLOSE: u8 = 0x8;
 pub const PING: u8 = 0x9;
 pub const PONG: u8 = 0xA;
 
-/// A close frame with a code and a reason (cut to fit a control frame).
-pub fn close(code: u16, reason: &str, out: &mut Vec<u8>) {
-    let mut reason = &reason.as_bytes()[..reason.len().min(123)];
-    while std::str::from_utf8(reason).is_err() {
-        reason = &reason[..reason.len() - 1];
-    }
+/// A close frame as a peer may receive it: a valid code, the reason cut to fit.
+pub fn close(disconnect: &Disconnect, out: &mut Vec<u8>) {
+    let (code, reason) = disconnect.websocket_close();
     header(CLOSE, 2 + reason.len(), out);
     out.extend_from_slice(&code.to_be_bytes());
-    out.extend_from_slice(reason);
+    out.extend_from_slice(reason.as_bytes());
+}
+
+/// Whether a peer may send this close code: the codes [`Disconnect::websocket_close`] keeps.
+fn valid_close_code(code: u16) -> bool {
+    Disconnect::new(u32::from(code), "").websocket_close().0 == code
 }
 
 #[cfg(test)]
@@ -238,7 +250,7 @@ mod tests {
         let expected = vec![
             ClientEvent::Message(br#"{"token":"x"}"#.to_vec()),
             ClientEvent::Ping(b"hi".to_vec()),
-            ClientEvent::Close,
+            ClientEvent::Close(Some(1000)),
         ];
         let mut events = Vec::new();
         ClientFrames::new(1024).feed(&data, &mut events);
@@ -254,6 +266,30 @@ mod tests {
         let mut events = Vec::new();
         ClientFrames::new(100_000).feed(&data, &mut events);
         assert_eq!(events, vec![ClientEvent::Message(big)]);
+    }
+
+    #[test]
+    fn close_frames_carry_their_code_and_invalid_ones_are_protocol_errors() {
+        let close = |payload: &[u8]| {
+            let mut events = Vec::new();
+            ClientFrames::new(1024).feed(&client_frame(CLOSE, true, payload), &mut events);
+            events
+        };
+        assert_eq!(close(&[]), vec![ClientEvent::Close(None)]);
+        assert_eq!(close(&[0x0f, 0xa1, b'o', b'k']), vec![ClientEvent::Close(Some(4001))]);
+        assert_eq!(close(&[0x03]), vec![ClientEvent::ProtocolError]); // half a code
+        assert_eq!(close(&1005u16.to_be_bytes()), vec![ClientEvent::ProtocolError]);
+        assert_eq!(close(&[0x03, 0xe8, 0xff]), vec![ClientEvent::ProtocolError]); // reason not UTF-8
+    }
+
+    #[test]
+    fn server_close_frames_are_valid_and_fit_a_control_frame() {
+        let mut out = Vec::new();
+        close(&Disconnect::new(70000, &"r".repeat(200)), &mut out);
+        assert_eq!(out[0], 0x88);
+        assert_eq!(out[1] as usize, 125);
+        assert_eq!(u16::from_be_bytes([out[2], out[3]]), 1011);
+        assert_eq!(out.len(), 127);
     }
 
     #[test]

@@ -13,6 +13,11 @@ impl Timestamp {
     pub const fn as_millis(self) -> u64 {
         self.0
     }
+    /// A Unix time in seconds from outside (API `expire_at`, token `exp`): None for 0 or
+    /// less (no expiry), saturating far in the future.
+    pub fn from_unix_secs(secs: i64) -> Option<Self> {
+        (secs > 0).then(|| Timestamp((secs as u64).saturating_mul(1000)))
+    }
     pub fn as_secs(self) -> u64 {
         self.0 / 1000
     }

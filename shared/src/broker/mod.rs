@@ -358,6 +358,9 @@ impl Broker {
                 Arc::from(channel),
                 Stream { epoch, top: 0, entries: VecDeque::new(), meta_expires_at: now.after_ms(meta_ttl) },
             );
+            // A stream nobody publishes to (only subscribed) must still go when its meta TTL
+            // runs out; later uses move `meta_expires_at`, and the deadline follows it.
+            self.deadlines.insert((now.after_ms(meta_ttl), channel.to_owned()));
         }
         let stream = self.streams.get_mut(channel).expect("inserted above");
         stream.meta_expires_at = now.after_ms(meta_ttl);

@@ -415,3 +415,17 @@ fn an_idle_stream_is_dropped_from_memory_when_its_meta_ttl_runs_out() {
     assert!(d.broker.streams.is_empty(), "nothing left in memory for an idle channel");
     assert_eq!(d.broker.poll_timeout(), None);
 }
+
+#[test]
+fn a_stream_only_subscribed_to_is_dropped_when_its_meta_ttl_runs_out() {
+    // Found by the property tests: one stream per channel ever subscribed stayed for good.
+    let mut broker = Broker::new(1);
+    let history = HistoryOptions { size: 10, ttl_ms: 60_000, meta_ttl_ms: 120_000 };
+    let op = BrokerOp::Subscribe { node: "n".into(), since: None, limit: 10, history };
+    broker.handle_request(BrokerRequest { id: RequestId(1), channel: "quiet".into(), op }, Timestamp(1_000));
+    while broker.poll_output().is_some() {}
+    assert!(broker.position("quiet").is_some());
+    let at = broker.poll_timeout().expect("a deadline for the stream");
+    broker.handle_timeout(at);
+    assert!(broker.position("quiet").is_none());
+}

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde_json::{json, Map, Value};
 
 use super::connect::SubscriptionPlan;
-use super::session::State;
+use super::session::{State, SubState};
 use super::timers::Timer;
 use super::{ms, Hub, Pending, SessionId};
 use crate::api::{
@@ -102,13 +102,15 @@ impl Hub {
                     }
                 }
                 let push = Push { channel: channel.to_string(), subscribe: Some(result.clone()), ..Default::default() };
-                let data = s.wire.push_ref(&push);
-                self.send_event(session, data);
+                let encoded = s.wire.push(&push);
+                if !self.send_encoded(session, encoded, true) {
+                    return;
+                }
                 self.catch_up(session, &channel, &result, publications, now);
             }
             Err(_) => {
                 if s.subs.remove(&channel).is_some() {
-                    self.leave_channel(session, &channel, false, false, Default::default(), now);
+                    self.leave_channel(session, &channel, false, false, Default::default());
                 }
             }
         }
@@ -134,7 +136,17 @@ impl Hub {
         }
     }
 
+    /// Channel names from the API obey `channel_max_length` as clients' do.
+    fn api_channel_names<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> Result<(), Error> {
+        let max = self.config.channel_max_length as usize;
+        match names.into_iter().find(|name| name.len() > max) {
+            Some(name) => Err(Error::new(107, &format!("bad request: channel name of {} bytes is longer than channel_max_length ({max})", name.len()))),
+            None => Ok(()),
+        }
+    }
+
     fn broadcast_parts(&self, req: &BroadcastRequest) -> Result<VecDeque<(usize, Option<ApiCommand>)>, Error> {
+        self.api_channel_names(req.channels.iter().map(String::as_str))?;
         if req.channels.is_empty() {
             return Err(Error::bad_request());
         }
@@ -207,17 +219,20 @@ impl Hub {
 
     fn api_step(&mut self, command: ApiCommand, now: Timestamp) -> Step {
         let done = Step::Done;
+        if let Err(e) = self.api_channel_names(command.channel_names()) {
+            return done(Err(e));
+        }
         match command {
             ApiCommand::Publish(req) => self.api_publish(req),
             ApiCommand::Subscribe(req) => done(self.api_subscribe(req, now)),
-            ApiCommand::Unsubscribe(req) => done(self.api_unsubscribe(req, now)),
+            ApiCommand::Unsubscribe(req) => done(self.api_unsubscribe(req)),
             ApiCommand::Disconnect(req) => done(self.api_disconnect(req, now)),
             ApiCommand::Refresh(req) => done(self.api_refresh(req, now)),
             ApiCommand::Presence(req) => self.api_presence(req, ApiKind::Presence),
             ApiCommand::PresenceStats(req) => self.api_presence(req, ApiKind::PresenceStats),
             ApiCommand::History(req) => self.api_history(req),
             ApiCommand::HistoryRemove(req) => self.api_history_remove(req),
-            ApiCommand::Channels(req) => done(Ok(self.api_channels(&req))),
+            ApiCommand::Channels(req) => done(self.api_channels(&req)),
             ApiCommand::Info => done(Ok(self.api_info(now))),
             ApiCommand::Rpc(req) => {
                 // No RPC extensions are registered: every method is unknown.
@@ -297,14 +312,15 @@ impl Hub {
         Step::Broker { channel: req.channel, op: BrokerOp::HistoryRemove, kind: ApiKind::HistoryRemove }
     }
 
-    fn api_channels(&self, req: &ChannelsRequest) -> Value {
+    fn api_channels(&self, req: &ChannelsRequest) -> Result<Value, Error> {
+        let pattern = crate::glob::Glob::new(&req.pattern).map_err(|e| Error::new(107, &format!("bad request: {e}")))?;
         let channels: Map<String, Value> = self
             .channels
             .iter()
-            .filter(|(name, _)| req.pattern.is_empty() || api::glob_match(&req.pattern, name))
+            .filter(|(name, _)| req.pattern.is_empty() || pattern.matches(name))
             .map(|(name, subs)| (name.to_string(), json!({"num_clients": subs.active.len() + subs.pending.len()})))
             .collect();
-        json!({ "channels": channels })
+        Ok(json!({ "channels": channels }))
     }
 
     fn api_info(&self, now: Timestamp) -> Value {
@@ -356,7 +372,7 @@ impl Hub {
         let recoverable = history.enabled() && opts.force_recovery;
         let positioned = history.enabled() && (opts.force_positioning || recoverable);
         let emit_join_leave = opts.join_leave;
-        let expires_at = (req.expire_at > 0).then(|| Timestamp(req.expire_at as u64 * 1000));
+        let expires_at = Timestamp::from_unix_secs(req.expire_at);
         if expires_at.is_some_and(|at| at <= now) {
             return Err(Error::bad_request()); // already expired: nothing to subscribe
         }
@@ -393,7 +409,7 @@ impl Hub {
         Ok(json!({}))
     }
 
-    fn api_unsubscribe(&mut self, req: UnsubscribeRequest, now: Timestamp) -> Result<Value, Error> {
+    fn api_unsubscribe(&mut self, req: UnsubscribeRequest) -> Result<Value, Error> {
         if !req.channel.is_empty() && self.config.namespace_for(&req.channel).is_err() {
             return Err(Error::unknown_channel());
         }
@@ -405,7 +421,10 @@ impl Hub {
                 None => continue,
             };
             for channel in channels {
-                if self.remove_subscription(session, &channel, now) {
+                // A subscription still waiting for the broker was never announced to the
+                // client: it goes quietly, with no `unsubscribe` push for it.
+                let announced = self.sessions.get(&session).and_then(|s| s.subs.get(&channel)).is_some_and(|sub| sub.state == SubState::Active);
+                if self.remove_subscription(session, &channel) && announced {
                     self.push_unsubscribe(session, &channel, (code, reason));
                 }
             }
@@ -429,7 +448,7 @@ impl Hub {
 
     fn api_refresh(&mut self, req: RefreshRequest, now: Timestamp) -> Result<Value, Error> {
         let info = req.info()?;
-        let expires_at = (req.expire_at > 0).then(|| Timestamp(req.expire_at as u64 * 1000));
+        let expires_at = Timestamp::from_unix_secs(req.expire_at);
         for session in self.api_targets(&req.user, &req.client, &req.session) {
             if req.expired || expires_at.is_some_and(|at| at <= now) {
                 self.disconnect(session, Disconnect::expired(), now);
@@ -443,10 +462,12 @@ impl Hub {
             let mut expiry = Expiry::default();
             if let Some(at) = expires_at {
                 expiry.expires = true;
-                expiry.ttl = now.until(at).div_ceil(1000) as u32;
+                expiry.ttl = super::ttl_secs(now, at);
             }
-            let data = s.wire.push_ref(&Push { refresh: Some(expiry), ..Default::default() });
-            self.send_event(session, data);
+            let encoded = s.wire.push(&Push { refresh: Some(expiry), ..Default::default() });
+            if !self.send_encoded(session, encoded, true) {
+                continue;
+            }
             self.snapshot_changed(session);
             if let Some(at) = expires_at {
                 let grace = ms(self.config.client_expired_close_delay);

@@ -103,8 +103,19 @@ impl Hub {
         (opts.allow_subscribe_for_client && (!user.is_empty() || opts.allow_subscribe_for_anonymous)) || c.client_insecure
     }
 
-    fn allowed(&self, user: &str, subscribed: bool, for_subscriber: bool, for_client: bool, for_anonymous: bool) -> bool {
-        (for_subscriber && subscribed) || (for_client && (!user.is_empty() || for_anonymous)) || self.config.client_insecure
+    /// Whether a client command (publish, presence, history) on `channel` is allowed. A
+    /// channel naming users (`#42`) refuses every user it does not name, whatever the
+    /// namespace allows clients; a subscriber the server placed there keeps its rights.
+    fn allowed(&self, channel: &str, user: &str, subscribed: bool, access: (bool, bool, bool)) -> bool {
+        let (for_subscriber, for_client, for_anonymous) = access;
+        let c = &self.config;
+        if c.client_insecure || (for_subscriber && subscribed) {
+            return true;
+        }
+        if c.user_limited_users(channel).is_some_and(|users| !users.contains(&user)) {
+            return false;
+        }
+        for_client && (!user.is_empty() || for_anonymous)
     }
 
     // ---- subscribe
@@ -161,8 +172,8 @@ impl Hub {
         } else if !self.may_subscribe_without_token(&user, &channel, &opts) {
             return self.error_reply(session, id, Error::permission_denied());
         }
-        let history_access = self.allowed(&user, true, opts.allow_history_for_subscriber, opts.allow_history_for_client, opts.allow_history_for_anonymous);
-        let presence_access = self.allowed(&user, true, opts.allow_presence_for_subscriber, opts.allow_presence_for_client, opts.allow_presence_for_anonymous);
+        let history_access = self.allowed(&channel, &user, true, (opts.allow_history_for_subscriber, opts.allow_history_for_client, opts.allow_history_for_anonymous));
+        let presence_access = self.allowed(&channel, &user, true, (opts.allow_presence_for_subscriber, opts.allow_presence_for_client, opts.allow_presence_for_anonymous));
         plan.recoverable = history.enabled() && (opts.force_recovery || (req.recoverable && (opts.allow_recovery || history_access)));
         plan.positioned = history.enabled()
             && (opts.force_positioning || plan.recoverable || (req.positioned && (opts.allow_positioning || history_access)));
@@ -209,7 +220,7 @@ impl Hub {
                 let mut r = SubscribeResult { data: token_data, ..Default::default() };
                 if let Some(at) = sub.expires_at {
                     r.expires = true;
-                    r.ttl = now.until(at).div_ceil(1000) as u32;
+                    r.ttl = super::ttl_secs(now, at);
                 }
                 if sub.positioned || sub.recoverable {
                     r.positioned = sub.positioned;
@@ -224,7 +235,7 @@ impl Hub {
                         r.was_recovering = true;
                         let recovered = since.epoch == top.epoch
                             && match (publications.first(), publications.last()) {
-                                (Some(first), Some(last)) => first.offset == since.offset + 1 && last.offset == top.offset,
+                                (Some(first), Some(last)) => since.offset.checked_add(1) == Some(first.offset) && last.offset == top.offset,
                                 _ => top.offset == since.offset,
                             };
                         if recovered {
@@ -333,25 +344,26 @@ impl Hub {
 
     fn leave_channel_quietly(&mut self, session: SessionId, channel: &Arc<str>) {
         let info = Default::default();
-        self.leave_channel(session, channel, false, false, info, Timestamp(0));
+        self.leave_channel(session, channel, false, false, info);
     }
 
     fn unsubscribe(&mut self, session: SessionId, id: u32, channel: &str, now: Timestamp) {
         if channel.is_empty() {
             return self.disconnect(session, Disconnect::bad_request(), now);
         }
-        self.remove_subscription(session, channel, now);
+        self.remove_subscription(session, channel);
         self.reply(session, Reply { id, unsubscribe: Some(Empty {}), ..Default::default() });
     }
 
     /// Drops one subscription of a session (no push); presence and leave follow.
-    pub(crate) fn remove_subscription(&mut self, session: SessionId, channel: &str, now: Timestamp) -> bool {
+    pub(crate) fn remove_subscription(&mut self, session: SessionId, channel: &str) -> bool {
         let Some(s) = self.sessions.get_mut(&session) else { return false };
         let Some((channel, sub)) = s.subs.remove_entry(channel) else { return false };
         let info = s.info(&sub.chan_info);
         let active = sub.state == SubState::Active || sub.restoring;
+        self.cancel(session, &Timer::SubExpire(channel.clone()));
         self.snapshot_changed(session);
-        self.leave_channel(session, &channel, sub.presence && active, sub.emit_join_leave && active, info, now);
+        self.leave_channel(session, &channel, sub.presence && active, sub.emit_join_leave && active, info);
         true
     }
 
@@ -366,7 +378,7 @@ impl Hub {
             return self.error_reply(session, id, Error::unknown_channel());
         };
         let sub = s.subs.get(channel.as_str()).filter(|sub| sub.state == SubState::Active);
-        if !self.allowed(&s.user, sub.is_some(), opts.allow_publish_for_subscriber, opts.allow_publish_for_client, opts.allow_publish_for_anonymous) {
+        if !self.allowed(&channel, &s.user, sub.is_some(), (opts.allow_publish_for_subscriber, opts.allow_publish_for_client, opts.allow_publish_for_anonymous)) {
             return self.error_reply(session, id, Error::permission_denied());
         }
         if data.is_empty() {
@@ -389,7 +401,7 @@ impl Hub {
             return self.error_reply(session, id, Error::not_available());
         }
         let subscribed = s.subs.contains_key(channel);
-        if !self.allowed(&s.user, subscribed, opts.allow_presence_for_subscriber, opts.allow_presence_for_client, opts.allow_presence_for_anonymous) {
+        if !self.allowed(channel, &s.user, subscribed, (opts.allow_presence_for_subscriber, opts.allow_presence_for_client, opts.allow_presence_for_anonymous)) {
             return self.error_reply(session, id, Error::permission_denied());
         }
         let op = match kind {
@@ -412,7 +424,7 @@ impl Hub {
             return self.error_reply(session, id, Error::not_available());
         }
         let subscribed = s.subs.contains_key(req.channel.as_str());
-        if !self.allowed(&s.user, subscribed, opts.allow_history_for_subscriber, opts.allow_history_for_client, opts.allow_history_for_anonymous) {
+        if !self.allowed(&req.channel, &s.user, subscribed, (opts.allow_history_for_subscriber, opts.allow_history_for_client, opts.allow_history_for_anonymous)) {
             return self.error_reply(session, id, Error::permission_denied());
         }
         let max = self.config.client_history_max_publication_limit as i64;
@@ -480,7 +492,7 @@ impl Hub {
         let mut r = RefreshResult::default();
         if let Some(at) = s.expires_at {
             r.expires = true;
-            r.ttl = now.until(at).div_ceil(1000) as u32;
+            r.ttl = super::ttl_secs(now, at);
             let grace = ms(self.config.client_expired_close_delay);
             self.schedule(at.after_ms(grace), session, Timer::Expire);
         }
@@ -511,7 +523,7 @@ impl Hub {
         let mut r = Expiry::default();
         if let Some(at) = expires_at {
             r.expires = true;
-            r.ttl = now.until(at).div_ceil(1000) as u32;
+            r.ttl = super::ttl_secs(now, at);
         }
         let _ = sub;
         if let Some(sub) = s.subs.get_mut(channel) {

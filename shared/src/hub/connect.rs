@@ -196,7 +196,9 @@ impl Hub {
             if plans.contains_key(channel) {
                 continue; // a recovery hint for a subscription we already make
             }
-            let opts = c.namespace_for(channel).map_err(|_| Refusal::Disconnect(Disconnect::bad_request()))?;
+            // A channel the client could not subscribe to (unknown namespace included) is
+            // left out of the result, as Centrifugo does; the connection goes on.
+            let Ok(opts) = c.namespace_for(channel) else { continue };
             if self.valid_channel_name(channel, opts) && self.may_subscribe_without_token(&credentials.user, channel, opts) {
                 plans.insert(channel.clone(), SubscriptionPlan::server_side(opts, self.history_options(opts), Bytes::new()));
             }
@@ -280,7 +282,7 @@ impl Hub {
         };
         if let Some(at) = s.expires_at {
             result.expires = true;
-            result.ttl = now.until(at).div_ceil(1000) as u32;
+            result.ttl = super::ttl_secs(now, at);
         }
         let interval = ms(c.ping_interval);
         if interval > 0 && super::pings(self.websocket_pings, s.transport) {
@@ -307,14 +309,16 @@ impl Hub {
                 replay.push((channel.clone(), std::mem::take(&mut r.publications)));
             }
         }
-        let data = if s.wire.unidirectional {
-            s.wire.push_ref(&Push { connect: Some(result), ..Default::default() })
+        let encoded = if s.wire.unidirectional {
+            s.wire.push(&Push { connect: Some(result), ..Default::default() })
         } else {
             s.wire.reply(&Reply { id: pending.command_id, connect: Some(result), ..Default::default() })
         };
         s.state = State::Connected;
         s.busy = false;
-        self.send_event(session, data);
+        if !self.send_encoded(session, encoded, true) {
+            return;
+        }
         self.snapshot_changed(session);
         for (channel, publications) in replay {
             for publication in publications {
@@ -323,8 +327,10 @@ impl Hub {
                     sub.offset = publication.offset;
                 }
                 let push = Push { channel: channel.clone(), r#pub: Some(publication), ..Default::default() };
-                let data = s.wire.push_ref(&push);
-                self.send_event(session, data);
+                let encoded = s.wire.push(&push);
+                if !self.send_encoded(session, encoded, true) {
+                    return;
+                }
             }
         }
         let Some(s) = self.sessions.get_mut(&session) else { return };
@@ -333,6 +339,7 @@ impl Hub {
         for channel in channels {
             self.activate(session, &channel, now);
         }
+        self.cancel(session, &super::timers::Timer::Stale);
         self.start_timers(session, now);
         self.drain(session, now);
     }

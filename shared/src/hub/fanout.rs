@@ -6,29 +6,23 @@ use bytes::Bytes;
 
 use super::session::SubState;
 use super::{Hub, Output, SessionId};
-use crate::protocol::{raw, ClientInfo, Disconnect, Encoding, JoinLeave, Publication, Push, Unsubscribe, Wire};
-use crate::time::Timestamp;
+use crate::protocol::{ClientInfo, Disconnect, JoinLeave, NotJson, Publication, Push, Unsubscribe, Wire};
 
-/// Per-publication encodings, one slot per wire format.
-struct Encoded<'a> {
+/// Per-publication encodings, one slot per wire format (a failed encoding is remembered too).
+struct Encoded {
     push: Push,
-    slots: [Option<Bytes>; Wire::COUNT],
-    json_ok: Option<bool>,
-    data: &'a [u8],
+    slots: [Option<Result<Bytes, NotJson>>; Wire::COUNT],
 }
 
-impl<'a> Encoded<'a> {
-    fn new(push: Push, data: &'a [u8]) -> Self {
-        Encoded { push, slots: Default::default(), json_ok: None, data }
+impl Encoded {
+    fn new(push: Push) -> Self {
+        Encoded { push, slots: Default::default() }
     }
 
-    /// The bytes for `wire`, or None when the payload cannot travel on it (binary data to a
-    /// JSON client).
-    fn get(&mut self, wire: Wire) -> Option<Bytes> {
-        if wire.encoding == Encoding::Json && !*self.json_ok.get_or_insert_with(|| raw::is_json(self.data)) {
-            return None;
-        }
-        Some(self.slots[wire.index()].get_or_insert_with(|| wire.push_ref(&self.push)).clone())
+    /// The bytes for `wire`, or `NotJson` when the payload cannot travel on it (binary data to
+    /// a JSON client).
+    fn get(&mut self, wire: Wire) -> Result<Bytes, NotJson> {
+        self.slots[wire.index()].get_or_insert_with(|| wire.push(&self.push)).clone()
     }
 }
 
@@ -50,7 +44,7 @@ impl Hub {
         let Some((name, subscribers)) = self.channels.get_key_value(channel) else { return };
         let shared_name = name.clone();
         let push = Push { channel: channel.to_string(), r#pub: Some(Publication::clone(publication)), ..Default::default() };
-        let mut encoded = Encoded::new(push, &publication.data);
+        let mut encoded = Encoded::new(push);
         let mut lost = Vec::new();
         let mut ids = Vec::new();
         let offset = publication.offset;
@@ -58,7 +52,7 @@ impl Hub {
             let Some(s) = self.sessions.get_mut(&session) else { continue };
             let Some(sub) = s.subs.get_mut_shared(&shared_name) else { continue };
             if offset > 0 {
-                if sub.positioned && (*sub.epoch != **epoch || offset != sub.offset + 1) {
+                if sub.positioned && (*sub.epoch != **epoch || sub.offset.checked_add(1) != Some(offset)) {
                     if offset <= sub.offset && *sub.epoch == **epoch {
                         continue; // already delivered (recovery overlap)
                     }
@@ -71,9 +65,9 @@ impl Hub {
                 }
             }
             match encoded.get(s.wire) {
-                Some(data) if s.has_event_ids() => ids.push((session, data)),
-                Some(data) => self.outputs.push_back(Output::Send { session, data }),
-                None => lost.push(Lost::WrongProtocol(session)),
+                Ok(data) if s.has_event_ids() => ids.push((session, data)),
+                Ok(data) => self.outputs.push_back(Output::Send { session, data }),
+                Err(NotJson) => lost.push(Lost::WrongProtocol(session)),
             }
         }
         for &session in &subscribers.pending {
@@ -109,12 +103,8 @@ impl Hub {
             sub.epoch = epoch.clone();
         }
         let push = Push { channel: channel.to_string(), r#pub: Some(Publication::clone(publication)), ..Default::default() };
-        let wire = s.wire;
-        if wire.encoding == Encoding::Json && !raw::is_json(&publication.data) {
-            return self.lose_position(channel, Lost::WrongProtocol(session));
-        }
-        let data = wire.push_ref(&push);
-        self.send_event(session, data);
+        let encoded = s.wire.push(&push);
+        self.send_encoded(session, encoded, true);
     }
 
     pub(crate) fn deliver_join_leave(&mut self, channel: &Arc<str>, info: ClientInfo, join: bool) {
@@ -125,15 +115,17 @@ impl Hub {
         } else {
             Push { channel: channel.to_string(), leave: event, ..Default::default() }
         };
-        let mut encoded = Encoded::new(push, b"{}");
+        let mut encoded = Encoded::new(push);
+        let mut sends = Vec::new();
         for &session in &subscribers.active {
             let Some(s) = self.sessions.get(&session) else { continue };
             if !s.subs.get(channel).is_some_and(|sub| sub.push_join_leave && sub.state == SubState::Active) {
                 continue;
             }
-            if let Some(data) = encoded.get(s.wire) {
-                self.outputs.push_back(Output::Send { session, data });
-            }
+            sends.push((session, encoded.get(s.wire)));
+        }
+        for (session, encoded) in sends {
+            self.send_encoded(session, encoded, false);
         }
     }
 
@@ -145,21 +137,20 @@ impl Hub {
             ..Default::default()
         };
         if let Some(s) = self.sessions.get(&session) {
-            let data = s.wire.push_ref(&push);
-            self.send_event(session, data);
+            let encoded = s.wire.push(&push);
+            self.send_encoded(session, encoded, true);
         }
     }
 
     fn lose_position(&mut self, channel: &Arc<str>, lost: Lost) {
-        let now = Timestamp(0); // leaving a channel does not depend on time
         match lost {
             Lost::Resubscribe(session) => {
-                if self.remove_subscription(session, channel, now) {
+                if self.remove_subscription(session, channel) {
                     self.push_unsubscribe(session, channel, crate::protocol::codes::unsubscribe::INSUFFICIENT_STATE);
                 }
             }
-            Lost::Reconnect(session) => self.disconnect(session, Disconnect::insufficient_state(), now),
-            Lost::WrongProtocol(session) => self.disconnect(session, Disconnect::inappropriate_protocol(), now),
+            Lost::Reconnect(session) => self.end(session, Disconnect::insufficient_state()),
+            Lost::WrongProtocol(session) => self.end(session, Disconnect::inappropriate_protocol()),
         }
     }
 }

@@ -27,10 +27,13 @@ use crate::api::{ApiCommand, ApiId};
 use crate::auth::{KeySet, TokenVerifier};
 use crate::broker::{BrokerEvent, BrokerOp, BrokerReply, BrokerRequest, NodeId, RequestId};
 use crate::config::Config;
-use crate::protocol::{decode_commands, ConnectRequest, Disconnect, Error, Push, Reply};
+use crate::protocol::{decode_commands, ConnectRequest, Disconnect, Error, NotJson, Push, Reply};
 use crate::time::Timestamp;
 use session::{Session, State};
 use timers::Timer;
+
+/// Most commands a session may have waiting for earlier ones (see [`Hub::handle_frame`]).
+pub const MAX_QUEUED_COMMANDS: usize = 1024;
 
 /// What the host must do, in order.
 #[derive(Clone, Debug, PartialEq)]
@@ -250,6 +253,7 @@ impl Hub {
                 busy: false,
                 unusable: false,
                 pong_deadline: None,
+                timers: Vec::new(),
                 presence_refresh: false,
                 connect: None,
                 last_event_id: None,
@@ -284,20 +288,26 @@ impl Hub {
         if s.transport.is_unidirectional() || s.bad_frame {
             return; // unidirectional clients' later messages are read and discarded
         }
-        match decode_commands(s.wire.encoding, frame) {
-            Ok(commands) => s.inbox.extend(commands),
+        let commands = match decode_commands(s.wire.encoding, frame) {
+            Ok(commands) => commands,
             // The commands before the bad one run first, then the client is disconnected.
             Err((commands, _)) => {
-                s.inbox.extend(commands);
                 s.bad_frame = true;
+                commands
             }
+        };
+        // Commands wait here only while an earlier one waits for the broker: a client that
+        // piles up more than this is sending faster than the node can answer.
+        if s.inbox.len().saturating_add(commands.len()) > MAX_QUEUED_COMMANDS {
+            return self.end(session, Disconnect::too_many_requests());
         }
+        s.inbox.extend(commands);
         self.drain(session, now);
     }
 
     /// The transport closed (peer gone or write failed). Nothing more is sent to it.
-    pub fn handle_closed(&mut self, session: SessionId, now: Timestamp) {
-        self.forget(session, now);
+    pub fn handle_closed(&mut self, session: SessionId, _now: Timestamp) {
+        self.forget(session);
     }
 
     pub fn handle_timeout(&mut self, now: Timestamp) {
@@ -330,14 +340,8 @@ impl Hub {
     // ---- commands
 
     /// Ends a session with a disconnect the clients will see.
-    pub fn disconnect(&mut self, session: SessionId, disconnect: Disconnect, now: Timestamp) {
-        let Some(s) = self.sessions.get(&session) else { return };
-        if s.transport.pushes_disconnect() {
-            let data = s.wire.push_ref(&Push { disconnect: Some(disconnect.clone()), ..Default::default() });
-            self.outputs.push_back(Output::Send { session, data });
-        }
-        self.outputs.push_back(Output::Close { session, disconnect });
-        self.forget(session, now);
+    pub fn disconnect(&mut self, session: SessionId, disconnect: Disconnect, _now: Timestamp) {
+        self.end(session, disconnect);
     }
 
     /// Closes every session (server shutdown), code 3001.
@@ -402,19 +406,52 @@ impl Hub {
 
     fn reply(&mut self, session: SessionId, reply: Reply) {
         if let Some(s) = self.sessions.get(&session) {
-            let data = s.wire.reply(&reply);
-            self.outputs.push_back(Output::Send { session, data });
+            let encoded = s.wire.reply(&reply);
+            self.send_encoded(session, encoded, false);
         }
+    }
+
+    /// Sends a message encoded for the session's wire (`event`: through [`Hub::send_event`], so
+    /// uni SSE gets its positions as the event id). A payload the wire cannot carry (binary
+    /// data for a JSON client, on any path: publications, history, recovery, presence,
+    /// join/leave, pushes) ends the session with 3506 "inappropriate protocol", as Centrifugo
+    /// does. Returns whether the message went out.
+    pub(crate) fn send_encoded(&mut self, session: SessionId, encoded: Result<Bytes, NotJson>, event: bool) -> bool {
+        match encoded {
+            Ok(data) if event => self.send_event(session, data),
+            Ok(data) => self.outputs.push_back(Output::Send { session, data }),
+            Err(NotJson) => {
+                self.end(session, Disconnect::inappropriate_protocol());
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Ends a session: the disconnect push where the transport carries one, the close, and
+    /// everything the session held.
+    pub(crate) fn end(&mut self, session: SessionId, disconnect: Disconnect) {
+        let Some(s) = self.sessions.get(&session) else { return };
+        if s.transport.pushes_disconnect() {
+            // A disconnect carries no payload: it encodes on every wire.
+            if let Ok(data) = s.wire.push(&Push { disconnect: Some(disconnect.clone()), ..Default::default() }) {
+                self.outputs.push_back(Output::Send { session, data });
+            }
+        }
+        self.outputs.push_back(Output::Close { session, disconnect });
+        self.forget(session);
     }
 
     fn error_reply(&mut self, session: SessionId, command: u32, error: Error) {
         self.reply(session, Reply::error(command, error));
     }
 
-    /// Removes a session and everything it holds (subscriptions, presence, timers by lazy
-    /// invalidation).
-    fn forget(&mut self, session: SessionId, now: Timestamp) {
+    /// Removes a session and everything it holds (subscriptions, presence, timers).
+    fn forget(&mut self, session: SessionId) {
         let Some(s) = self.sessions.remove(&session) else { return };
+        for (timer, at) in &s.timers {
+            self.timers.remove(&(*at, session, timer.clone()));
+        }
         self.snapshot_changed(session);
         self.by_token.remove(&s.token);
         if let Some(set) = self.by_user.get_mut(&s.user) {
@@ -431,7 +468,7 @@ impl Hub {
             leaving.push((channel.clone(), sub.presence, sub.emit_join_leave && joined, info_of(sub)));
         }
         for (channel, presence, join_leave, info) in leaving {
-            self.leave_channel(session, &channel, presence, join_leave, info, now);
+            self.leave_channel(session, &channel, presence, join_leave, info);
         }
     }
 
@@ -443,7 +480,6 @@ impl Hub {
         presence: bool,
         join_leave: bool,
         info: crate::protocol::ClientInfo,
-        _now: Timestamp,
     ) {
         if presence {
             self.request(channel, BrokerOp::PresenceRemove { client: info.client.clone() }, Pending::Ignore);
@@ -495,6 +531,11 @@ fn event_id_key(c: &Config) -> Vec<u8> {
     let mut key = b"rotor event ids: ".to_vec();
     key.extend_from_slice(secret.as_bytes());
     key
+}
+
+/// Seconds left until `at`, rounded up, for `ttl` fields (saturating: `at` may come from outside).
+pub(crate) fn ttl_secs(now: Timestamp, at: Timestamp) -> u32 {
+    u32::try_from(now.until(at).div_ceil(1000)).unwrap_or(u32::MAX)
 }
 
 /// Milliseconds of a configured duration.

@@ -298,7 +298,7 @@ impl Hub {
             }
             _ if server_side => self.disconnect(session, Disconnect::insufficient_state(), now),
             _ => {
-                if self.remove_subscription(session, &channel, now) {
+                if self.remove_subscription(session, &channel) {
                     self.push_unsubscribe(session, &channel, crate::protocol::codes::unsubscribe::INSUFFICIENT_STATE);
                 }
             }

@@ -96,6 +96,9 @@ pub(crate) struct Session {
     /// A connect that failed with an error reply: the next command disconnects.
     pub unusable: bool,
     pub pong_deadline: Option<Timestamp>,
+    /// The session's scheduled timers, at most one of each kind: a replaced or ended one is
+    /// taken out of the hub's timer set at once, so nothing outlives the session.
+    pub timers: Vec<(super::timers::Timer, Timestamp)>,
     /// A `PresenceRefresh` timer is scheduled for this session.
     pub presence_refresh: bool,
     /// Boxed: needed only while connecting.

@@ -1,5 +1,7 @@
-//! Per-session deadlines. Timers are invalidated lazily: when one fires, it checks that what
-//! it guards still holds (the session exists, the deadline was not moved).
+//! Per-session deadlines. A session holds at most one timer of each kind (one per channel for
+//! subscription expiry); scheduling one replaces the last, and an ended session takes its
+//! timers with it, so the timer set is bounded by what live sessions hold. When one fires it
+//! still checks that what it guards holds (state, deadline).
 
 use std::sync::Arc;
 
@@ -26,7 +28,24 @@ pub(crate) enum Timer {
 
 impl Hub {
     pub(crate) fn schedule(&mut self, at: Timestamp, session: SessionId, timer: Timer) {
+        let Some(s) = self.sessions.get_mut(&session) else { return };
+        match s.timers.iter_mut().find(|(t, _)| *t == timer) {
+            Some(slot) => {
+                self.timers.remove(&(slot.1, session, timer.clone()));
+                slot.1 = at;
+            }
+            None => s.timers.push((timer.clone(), at)),
+        }
         self.timers.insert((at, session, timer));
+    }
+
+    /// Drops a session's timer of this kind, if any.
+    pub(crate) fn cancel(&mut self, session: SessionId, timer: &Timer) {
+        let Some(s) = self.sessions.get_mut(&session) else { return };
+        if let Some(i) = s.timers.iter().position(|(t, _)| t == timer) {
+            let (timer, at) = s.timers.swap_remove(i);
+            self.timers.remove(&(at, session, timer));
+        }
     }
 
     /// Timers of a freshly connected session.

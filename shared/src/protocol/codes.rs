@@ -114,6 +114,23 @@ impl Disconnect {
         matches!(self.code, 3000..=3499 | 4000..=4499) || self.code >= 5000
     }
 
+    /// The code and reason as a WebSocket close frame may carry them (RFC 6455 §5.5, §7.4).
+    ///
+    /// A code a peer must not receive (below 1000, 1004–1006, 1014–2999, 5000 and up, or
+    /// past u16; 1014 too, which tungstenite and gorilla clients refuse) goes out as 1011 "internal error": an invalid code is the server's own
+    /// mistake, and SDKs reconnect after 1011 (as after any code below 3000), which beats
+    /// stranding clients with a terminal code. The reason is cut to 123 bytes, on a UTF-8
+    /// character boundary, so code and reason fit a control frame's 125 bytes.
+    pub fn websocket_close(&self) -> (u16, &str) {
+        const MAX_REASON: usize = 123;
+        let code = u16::try_from(self.code).ok().filter(|c| matches!(c, 1000..=1003 | 1007..=1013 | 3000..=4999)).unwrap_or(1011);
+        let mut end = self.reason.len().min(MAX_REASON);
+        while !self.reason.is_char_boundary(end) {
+            end -= 1; // at most three steps back: a UTF-8 character has at most four bytes
+        }
+        (code, &self.reason[..end])
+    }
+
     /// How a unidirectional client learns that its connect failed with a client error
     /// (`centrifuge` extractUnidirectionalDisconnect).
     pub fn for_unidirectional_connect_error(error: &Error) -> Self {
@@ -131,4 +148,50 @@ pub mod unsubscribe {
     pub const SERVER: (u32, &str) = (2000, "server unsubscribe");
     pub const INSUFFICIENT_STATE: (u32, &str) = (2500, "insufficient state");
     pub const EXPIRED: (u32, &str) = (2501, "subscription expired");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Disconnect;
+
+    #[test]
+    fn websocket_close_codes_are_valid_on_the_wire() {
+        for (code, wire) in [
+            (1000, 1000),
+            (1003, 1003),
+            (1009, 1009),
+            (1013, 1013),
+            (1014, 1011),
+            (3000, 3000),
+            (3008, 3008),
+            (4999, 4999),
+            (0, 1011),
+            (999, 1011),
+            (1004, 1011),
+            (1005, 1011),
+            (1006, 1011),
+            (1015, 1011),
+            (2999, 1011),
+            (5000, 1011),
+            (70000, 1011),
+            (u32::MAX, 1011),
+        ] {
+            assert_eq!(Disconnect::new(code, "r").websocket_close(), (wire, "r"), "code {code}");
+        }
+    }
+
+    #[test]
+    fn websocket_close_reasons_fit_a_control_frame_on_a_char_boundary() {
+        let long = "x".repeat(200);
+        assert_eq!(Disconnect::new(4000, &long).websocket_close().1.len(), 123);
+        // 122 ASCII bytes then a 3-byte character: 125 bytes, cut before the character.
+        let reason = format!("{}€tail", "y".repeat(122));
+        let cut = Disconnect::new(4000, &reason);
+        assert_eq!(cut.websocket_close().1, "y".repeat(122));
+        // 4-byte characters only: 123 is not a boundary, 120 is.
+        let emoji = "😀".repeat(40);
+        assert_eq!(Disconnect::new(4000, &emoji).websocket_close().1, "😀".repeat(30));
+        assert_eq!(Disconnect::new(4000, "").websocket_close(), (4000, ""));
+        assert_eq!(Disconnect::slow().websocket_close(), (3008, "slow"));
+    }
 }

@@ -10,7 +10,7 @@ mod wire;
 pub use client::*;
 pub use codes::{Disconnect, Error};
 pub use negotiate::{decode_emulation, websocket_encoding};
-pub use wire::{decode_commands, Encoding, Framing, Wire, WireError};
+pub use wire::{decode_commands, Encoding, Framing, NotJson, Wire, WireError};
 
 /// Parses the connect request of a unidirectional transport (a bare `ConnectRequest`; `null`
 /// and an empty body mean `{}`).

@@ -56,27 +56,18 @@ impl Wire {
     }
 
     /// Encodes a push the way this wire carries it: bare on unidirectional transports,
-    /// wrapped in a reply otherwise.
-    pub fn push(self, push: &Push) -> Bytes {
+    /// wrapped in a reply otherwise. Fails only for a payload that is not JSON on a JSON wire.
+    pub fn push(self, push: &Push) -> Result<Bytes, NotJson> {
         if self.unidirectional {
-            self.frame(|enc| encode(enc, push))
-        } else {
-            self.frame(|enc| encode_reply(enc, &Reply::push(push.clone())))
-        }
-    }
-
-    /// Encodes a push given by reference without cloning it into a reply (hot path).
-    pub fn push_ref(self, push: &Push) -> Bytes {
-        if self.unidirectional {
-            return self.push(push);
+            return self.frame(|enc| encode(enc, push));
         }
         self.frame(|enc| match enc {
             Encoding::Json => {
                 let mut out = Vec::with_capacity(64);
                 out.extend_from_slice(b"{\"push\":");
-                serde_json::to_writer(&mut out, push).expect("push encodes");
+                serde_json::to_writer(&mut out, push).map_err(|_| NotJson)?;
                 out.push(b'}');
-                out
+                Ok(out)
             }
             Encoding::Protobuf => {
                 // Reply{push = 4}: tag (4 << 3 | 2), length, push bytes.
@@ -85,25 +76,30 @@ impl Wire {
                 out.push(0x22);
                 prost::encoding::encode_varint(body.len() as u64, &mut out);
                 out.extend_from_slice(&body);
-                out
+                Ok(out)
             }
         })
     }
 
-    pub fn reply(self, reply: &Reply) -> Bytes {
-        self.frame(|enc| encode_reply(enc, reply))
+    /// Encodes a reply. Fails only for a payload that is not JSON on a JSON wire.
+    pub fn reply(self, reply: &Reply) -> Result<Bytes, NotJson> {
+        self.frame(|enc| encode(enc, reply))
     }
 
     /// The server ping: an empty reply or push.
     pub fn ping(self) -> Bytes {
-        self.frame(|enc| match enc {
+        let body = match self.encoding {
             Encoding::Json => b"{}".to_vec(),
             Encoding::Protobuf => Vec::new(),
-        })
+        };
+        self.framed(body)
     }
 
-    fn frame(self, body: impl FnOnce(Encoding) -> Vec<u8>) -> Bytes {
-        let body = body(self.encoding);
+    fn frame(self, body: impl FnOnce(Encoding) -> Result<Vec<u8>, NotJson>) -> Result<Bytes, NotJson> {
+        Ok(self.framed(body(self.encoding)?))
+    }
+
+    fn framed(self, body: Vec<u8>) -> Bytes {
         match (self.encoding, self.framing) {
             (Encoding::Json, Framing::WebSocket) => Bytes::from(body),
             (Encoding::Json, Framing::Stream) => {
@@ -128,16 +124,18 @@ impl Wire {
     }
 }
 
-fn encode<T: serde::Serialize + prost::Message>(enc: Encoding, msg: &T) -> Vec<u8> {
-    match enc {
-        // Payloads were checked to be JSON before they reach a JSON session.
-        Encoding::Json => serde_json::to_vec(msg).expect("message encodes"),
-        Encoding::Protobuf => msg.encode_to_vec(),
-    }
-}
+/// A message carries a payload (`data`, `info`, …) that is not JSON, so it cannot travel on a
+/// JSON wire. Binary payloads are legal (API `b64data`, Protobuf clients): the hub answers this
+/// by disconnecting the JSON session with 3506 "inappropriate protocol", as Centrifugo does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotJson;
 
-fn encode_reply(enc: Encoding, reply: &Reply) -> Vec<u8> {
-    encode(enc, reply)
+fn encode<T: serde::Serialize + prost::Message>(enc: Encoding, msg: &T) -> Result<Vec<u8>, NotJson> {
+    match enc {
+        // The raw payload serializer refuses bytes that are not JSON; nothing else can fail.
+        Encoding::Json => serde_json::to_vec(msg).map_err(|_| NotJson),
+        Encoding::Protobuf => Ok(msg.encode_to_vec()),
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -46,8 +46,19 @@ pub struct NodeObject {
 }
 
 enum Sink {
-    Stream(UnboundedSender<Vec<u8>>),
+    /// A streaming response body; `queued` counts the bytes sent to it and not yet taken by
+    /// the runtime, bounded by `client_queue_max_size` as natively.
+    Stream { tx: UnboundedSender<Vec<u8>>, queued: Rc<Cell<usize>> },
     Socket { ws: WebSocket, binary: bool },
+}
+
+/// What became of a write.
+enum Written {
+    Done,
+    /// The transport is gone.
+    Gone,
+    /// Over `client_queue_max_size`: the client does not keep up.
+    Slow,
 }
 
 struct NodeHost {
@@ -69,6 +80,8 @@ struct NodeHost {
     /// The alarm as last set; unknown (false) until this life sets or clears it.
     alarm: Cell<Option<Timestamp>>,
     alarm_known: Cell<bool>,
+    /// `client_queue_max_size`: the most bytes a streaming response may hold unsent.
+    queue_limit: Cell<usize>,
     /// Sessions whose snapshot is in the `sessions` table (too big for the attachment).
     in_table: RefCell<HashSet<u64>>,
     schema_ready: Cell<bool>,
@@ -104,6 +117,7 @@ impl DurableObject for NodeObject {
             next_session: Cell::new((random_u64() >> 32) << 20),
             alarm: Cell::new(None),
             alarm_known: Cell::new(false),
+            queue_limit: Cell::new(1 << 20),
             in_table: RefCell::new(HashSet::new()),
             schema_ready: Cell::new(false),
             positions_due: RefCell::new(BTreeMap::new()),
@@ -188,7 +202,8 @@ impl DurableObject for NodeObject {
                 }
                 Err(_) => {
                     let d = Disconnect::bad_request();
-                    let _ = ws.close(Some(d.code as u16), Some(d.reason.as_str()));
+                    let (code, reason) = d.websocket_close();
+                    let _ = ws.close(Some(code), Some(reason));
                     host.closed(session, now);
                     return Ok(());
                 }
@@ -227,7 +242,8 @@ impl NodeHost {
             worker::console_error!("rotor: node wake-up: {e}");
             let d = Disconnect::shutdown();
             for ws in self.state.get_websockets() {
-                let _ = ws.close(Some(d.code as u16), Some(d.reason.as_str()));
+                let (code, reason) = d.websocket_close();
+                let _ = ws.close(Some(code), Some(reason));
             }
         }
         Ok(())
@@ -264,7 +280,8 @@ impl NodeHost {
             next = next.max(attachment.session + 1);
             let Some(snapshot) = node_store::snapshot_of(&attachment, &table) else {
                 let d = Disconnect::shutdown();
-                let _ = ws.close(Some(d.code as u16), Some(d.reason.as_str()));
+                let (code, reason) = d.websocket_close();
+                let _ = ws.close(Some(code), Some(reason));
                 continue;
             };
             let session = SessionId(attachment.session);
@@ -408,12 +425,16 @@ impl NodeHost {
         loop {
             let Some(output) = self.with_hub(|hub| hub.poll_output()).flatten() else { break };
             match output {
-                Output::Send { session, data } | Output::Ping { session, data } => {
-                    if !self.write(session, data) {
+                Output::Send { session, data } | Output::Ping { session, data } => match self.write(session, data) {
+                    Written::Done => {}
+                    Written::Gone => {
                         self.sinks.borrow_mut().remove(&session);
                         self.with_hub(|hub| hub.handle_closed(session, now));
                     }
-                }
+                    Written::Slow => {
+                        self.with_hub(|hub| hub.disconnect(session, shared::protocol::Disconnect::slow(), now));
+                    }
+                },
                 Output::Close { session, disconnect } => {
                     self.uni_connected.borrow_mut().remove(&session);
                     match self.sinks.borrow_mut().remove(&session) {
@@ -421,13 +442,14 @@ impl NodeHost {
                             // Forget the session in the socket first: a wake-up during the
                             // close handshake must not bring it back.
                             let _ = ws.serialize_attachment(Attachment { session: session.0, ..Default::default() });
-                            let _ = ws.close(Some(disconnect.code as u16), Some(disconnect.reason.as_str()));
+                            let (code, reason) = disconnect.websocket_close();
+                            let _ = ws.close(Some(code), Some(reason));
                         }
                         // Dropping a stream's sender ends the response body after what it
                         // holds. A moment later, not at once: a client that gets the last
                         // push and the end of the body together may take the end first and
                         // miss the disconnect code in the push (centrifuge-js over SSE does).
-                        Some(Sink::Stream(tx)) => wasm_bindgen_futures::spawn_local(async move {
+                        Some(Sink::Stream { tx, .. }) => wasm_bindgen_futures::spawn_local(async move {
                             worker::Delay::from(std::time::Duration::from_millis(STREAM_END_DELAY_MS)).await;
                             drop(tx);
                         }),
@@ -448,17 +470,29 @@ impl NodeHost {
         self.rearm();
     }
 
-    /// Writes to a session's transport; false when the transport is gone.
-    fn write(&self, session: SessionId, data: Bytes) -> bool {
+    /// Writes to a session's transport.
+    fn write(&self, session: SessionId, data: Bytes) -> Written {
         let sinks = self.sinks.borrow();
-        match sinks.get(&session) {
-            Some(Sink::Stream(tx)) => tx.unbounded_send(data.to_vec()).is_ok(),
+        let sent = match sinks.get(&session) {
+            Some(Sink::Stream { tx, queued }) => {
+                let now_queued = queued.get().saturating_add(data.len());
+                if now_queued > self.queue_limit.get() {
+                    return Written::Slow;
+                }
+                queued.set(now_queued);
+                tx.unbounded_send(data.to_vec()).is_ok()
+            }
             Some(Sink::Socket { ws, binary: true }) => ws.send_with_bytes(&data).is_ok(),
             Some(Sink::Socket { ws, binary: false }) => match std::str::from_utf8(&data) {
                 Ok(t) => ws.send_with_str(t).is_ok(),
                 Err(_) => true, // the hub never sends non-UTF-8 to JSON clients
             },
             None => true, // not ours (closed already); the hub learns through handle_closed
+        };
+        if sent {
+            Written::Done
+        } else {
+            Written::Gone
         }
     }
 

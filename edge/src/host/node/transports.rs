@@ -29,13 +29,15 @@ impl NodeHost {
         let now = now();
         let session = self.new_session();
         let (tx, rx) = unbounded::<Vec<u8>>();
-        self.sinks.borrow_mut().insert(session, Sink::Stream(tx));
+        let queued = Rc::new(std::cell::Cell::new(0));
+        self.queue_limit.set(self.config_limit(|c| c.client_queue_max_size));
+        self.sinks.borrow_mut().insert(session, Sink::Stream { tx, queued: queued.clone() });
         self.with_hub(|hub| {
             hub.handle_open(session, transport, now);
             start(hub, session, now);
         });
         self.drain(now);
-        let body = SessionBody { prelude, rx, guard: Some(CloseGuard { host: self.clone(), session }) };
+        let body = SessionBody { prelude, rx, queued, guard: Some(CloseGuard { host: self.clone(), session }) };
         let headers = Headers::new();
         headers.set("content-type", content_type)?;
         no_cache(&headers)?;
@@ -224,6 +226,8 @@ struct SessionBody {
     /// when the leading `\r\n` and the first event share a chunk.
     prelude: Option<Vec<u8>>,
     rx: UnboundedReceiver<Vec<u8>>,
+    /// Bytes sent to `rx` and not yet handed to the runtime (see `Sink::Stream`).
+    queued: Rc<std::cell::Cell<usize>>,
     guard: Option<CloseGuard>,
 }
 
@@ -258,6 +262,7 @@ impl Stream for SessionBody {
                 while let Poll::Ready(Some(more)) = Pin::new(&mut this.rx).poll_next(cx) {
                     first.extend_from_slice(&more);
                 }
+                this.queued.set(this.queued.get().saturating_sub(first.len()));
                 Poll::Ready(Some(Ok(first)))
             }
             Poll::Ready(None) => {
