@@ -1,10 +1,11 @@
-//! The `channels` API pattern: any pattern against any channel name answers (no panic, no
-//! stack overflow, no exponential time: libFuzzer's -timeout catches a slow input), and a few
-//! identities hold.
+//! The `channels` API pattern (`shared::glob`): any pattern against any channel name answers
+//! (no panic, no stack overflow, no super-linear blow-up: libFuzzer's -timeout catches a slow
+//! input), a compiled pattern answers like `glob_match`, and a few identities hold.
+//! Patterns over `MAX_PATTERN` bytes are refused by the matcher itself.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shared::api::glob_match;
+use shared::glob::{glob_match, Glob, MAX_PATTERN};
 
 /// Longest channel name matched (Centrifugo's default `channel_max_length`).
 const MAX_NAME: usize = 255;
@@ -30,7 +31,14 @@ fn cut(s: &str, max: usize) -> &str {
 fuzz_target!(|input: (&str, &str)| {
     let (name, pattern) = input;
     let name = cut(name, MAX_NAME);
-    let _ = glob_match(pattern, name);
+    let answer = glob_match(pattern, name);
+    match Glob::new(pattern) {
+        Ok(glob) => assert_eq!(glob.matches(name), answer, "compiled pattern answers differently"),
+        Err(_) => assert!(!answer, "a refused pattern matched"),
+    }
+    if pattern.len() > MAX_PATTERN {
+        assert!(Glob::new(pattern).is_err(), "an over-long pattern was taken");
+    }
 
     assert!(glob_match("*", name));
     assert!(glob_match("", name) == name.is_empty());

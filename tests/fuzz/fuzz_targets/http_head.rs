@@ -1,14 +1,26 @@
-//! The hand-served uni path's request head parser (`native::uni::parse_head`): any bytes give a
-//! head, "incomplete" or an error, never a panic; a parsed head lies inside the buffer and
-//! parses the same from its own bytes; the lookups the server does on it do not panic.
+//! The hand-served uni path's request head reading (`native::uni`): `HeadEnd` finds the end of
+//! a head the same however the bytes arrive, and finds it in every head httparse completes;
+//! `parse_head` gives a head, "incomplete" or an error, never a panic; a parsed head lies
+//! inside the buffer and parses the same from its own bytes; the lookups the server does on it
+//! do not panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use native::uni::parse_head;
+use native::uni::{parse_head, HeadEnd};
+
+/// The shortest prefix in which `HeadEnd` sees the end, fed one byte more at a time.
+fn end_bytewise(data: &[u8]) -> Option<usize> {
+    let mut end = HeadEnd::default();
+    (1..=data.len()).find(|&n| end.found(&data[..n]))
+}
 
 fuzz_target!(|data: &[u8]| {
+    let first_end = end_bytewise(data);
+    assert_eq!(HeadEnd::default().found(data), first_end.is_some(), "HeadEnd depends on how bytes arrive");
+
     let Ok(Some(head)) = parse_head(data) else { return };
     assert!(head.len <= data.len(), "head longer than the buffer");
+    assert!(first_end.is_some_and(|n| n <= head.len), "httparse completed a head whose end HeadEnd does not see");
     // The server splits the body off at head.len.
     let (own, _) = data.split_at(head.len);
     let again = parse_head(own).expect("the head's own bytes parse").expect("and are complete");
@@ -17,6 +29,7 @@ fuzz_target!(|data: &[u8]| {
     for name in ["origin", "last-event-id", "content-length", "transfer-encoding", "upgrade", "sec-websocket-key"] {
         let _ = head.header(name);
     }
+    let _ = head.content_length();
     for name in ["cf_connect", "last_event_id", "format"] {
         let _ = head.query_param(name);
     }

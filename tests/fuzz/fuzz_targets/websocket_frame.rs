@@ -6,6 +6,7 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use native::wsframe::{close, ClientEvent, ClientFrames};
+use shared::protocol::Disconnect;
 
 #[derive(Arbitrary, Debug)]
 struct Input {
@@ -14,7 +15,7 @@ struct Input {
     /// Chunk lengths to cut `data` into (cycled; 0 counts as 1).
     cuts: Vec<u8>,
     data: Vec<u8>,
-    close_code: u16,
+    close_code: u32,
     close_reason: String,
 }
 
@@ -33,7 +34,7 @@ fn run(input: &Input, chunks: &mut dyn Iterator<Item = usize>) -> Vec<ClientEven
         let (chunk, after) = rest.split_at(n);
         rest = after;
         frames.feed(chunk, &mut events);
-        if let Some(end) = events.iter().position(|e| matches!(e, ClientEvent::ProtocolError | ClientEvent::TooBig | ClientEvent::Close)) {
+        if let Some(end) = events.iter().position(|e| matches!(e, ClientEvent::ProtocolError | ClientEvent::TooBig | ClientEvent::Close(_))) {
             events.truncate(end + 1);
             break;
         }
@@ -60,8 +61,17 @@ fuzz_target!(|input: Input| {
         assert_eq!(whole, chunked, "chunking changed the events");
     }
     let mut out = Vec::new();
-    close(input.close_code, &input.close_reason, &mut out);
+    close(&Disconnect::new(input.close_code, &input.close_reason), &mut out);
     assert!(out.len() <= 2 + 125, "close frame over the control frame limit");
     assert_eq!(usize::from(out[1] & 0x7f), out.len() - 2);
     assert!(std::str::from_utf8(&out[4..]).is_ok(), "close reason is not UTF-8");
+    // What the server sends, its own reader takes as a valid close.
+    let mut masked = vec![out[0], out[1] | 0x80, 0, 0, 0, 0];
+    masked.extend_from_slice(&out[2..]);
+    let mut events = Vec::new();
+    let mut reader = ClientFrames::new(0);
+    reader.skip_first();
+    reader.feed(&masked, &mut events);
+    let code = u16::from_be_bytes([out[2], out[3]]);
+    assert_eq!(events, vec![ClientEvent::Close(Some(code))], "the server's close frame is not a valid close");
 });
