@@ -76,10 +76,11 @@ for t in "${targets[@]}"; do
   if [ -z "$execs" ]; then
     execs=$(grep -oE '^#[0-9]+' "$log" | tail -n 1 | tr -d '#')
   fi
+  took=$(grep -oE 'Done [0-9]+ runs in [0-9]+ second' "$log" | grep -oE '[0-9]+ second' | grep -oE '[0-9]+')
   units=$(find "$work" -type f | wc -l)
   if [ "$rc" -eq 0 ]; then
     passed=$((passed + 1))
-    echo "fuzz $t: ok, ${execs:-0} executions in ${seconds} s, $units inputs in tests/fuzz/work/$t"
+    echo "fuzz $t: ok, ${execs:-0} executions in ${took:-$seconds} s, $units inputs in tests/fuzz/work/$t"
   else
     failed=$((failed + 1))
     artifact=$(grep -oE 'Test unit written to [^ ]+' "$log" | tail -n 1 | sed 's/^Test unit written to //')
