@@ -26,10 +26,12 @@ free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1
 key() { node -e 'const c=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")); process.stdout.write(String(c[process.argv[2]] ?? ""))' "$1" "$2"; }
 
 # serve <config.json> <name>: starts wrangler dev with that config and fresh state in
-# $work/<name>; sets $url and $pid. Waits 60 s at most for /health, and retries once.
+# $work/<name>; sets $url and $pid. Waits 60 s at most for the health endpoint (the config's
+# health_handler_prefix, /health by default), and retries once.
 serve() {
-  local config="$1" name="$2" conf_json attempt deadline ready="" start
+  local config="$1" name="$2" conf_json attempt deadline ready="" start health
   conf_json="$(node -e 'process.stdout.write(JSON.stringify(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"))))' "$config")"
+  health="$(node -e 'process.stdout.write(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).health_handler_prefix || "/health")' "$config")"
   case "$conf_json" in *"'"*) echo "edge/test.sh: $config holds a single quote, which the env file cannot carry" >&2; return 2 ;; esac
   mkdir -p "$work/$name"
   printf "ROTOR_CONFIG_JSON='%s'\n" "$conf_json" >"$work/$name/env"
@@ -40,7 +42,7 @@ serve() {
       edge/dev.sh "${url##*:}" --persist-to "$work/$name/state" --env-file "$work/$name/env")"
     deadline=$(( $(date +%s) + 60 ))
     while [ "$(date +%s)" -lt "$deadline" ]; do
-      if curl -fs -o /dev/null --max-time 2 "$url/health"; then ready=1; break; fi
+      if curl -fs -o /dev/null --max-time 2 "$url$health"; then ready=1; break; fi
       kill -0 "$pid" 2>/dev/null || break
       sleep 0.2
     done
@@ -71,6 +73,12 @@ if compgen -G "tests/conformance/*.test.mjs" >/dev/null; then
 else
   echo "edge: no tests/conformance/*.test.mjs yet"
 fi
+
+# Every endpoint moved to a configured path (tests/config/moved.json), as natively.
+config=tests/config/moved.json
+serve "$config" moved
+ROTOR_URL="$url" edge/node_modules/.bin/node --test --test-force-exit tests/moved/*.test.mjs || rc=1
+stop
 
 if [ "${ROTOR_EDGE_SDK:-1}" = 1 ]; then
   config=tests/config/sdk.json

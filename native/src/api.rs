@@ -1,64 +1,33 @@
 //! The server HTTP API: `POST /api/<method>` and the legacy `POST /api`.
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use serde_json::Value;
 use shared::api;
+use shared::http::ApiCall;
 use shared::protocol::Error;
 
 use crate::engine::Engine;
-use crate::server::{method_not_allowed, query_param, read_body, text, Body};
+use crate::server::{read_body, text, Body};
 
-/// API request bodies larger than this are refused (400, like other undecodable bodies).
-const MAX_BODY: usize = 10 * 1024 * 1024;
-
-pub async fn handle(req: Request<Incoming>, engine: Engine, prefix: &str) -> Response<Body> {
-    if req.method() != Method::POST {
-        return method_not_allowed("POST");
-    }
-    let c = engine.config.clone();
-    if !c.api_insecure && !authorized(&req, &c.api_key) {
-        return crate::server::empty(StatusCode::UNAUTHORIZED);
-    }
-    let transport_errors = c.api_error_mode == "transport"
-        || req.headers().get("x-centrifugo-error-mode").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("transport"));
-    let method = req.uri().path()[prefix.len()..].trim_start_matches('/').to_owned();
-    let body = match read_body(req, MAX_BODY, &engine).await {
+/// Runs an API call the endpoint layer authorized.
+pub async fn handle(req: Request<Incoming>, engine: Engine, call: ApiCall) -> Response<Body> {
+    let body = match read_body(req, call.body, &engine).await {
         Ok(b) => b,
-        Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return text(StatusCode::BAD_REQUEST, &format!("request body is larger than the limit of {MAX_BODY} bytes"))
-        }
         Err(r) => return r,
     };
-    if method.is_empty() {
+    if call.method.is_empty() {
         return legacy(&engine, &body).await;
     }
-    let command = match api::parse(&method, &body) {
+    let command = match api::parse(&call.method, &body) {
         Ok(Some(command)) => command,
-        Ok(None) => return answer("", Err(api::not_found()), transport_errors),
+        Ok(None) => return answer("", Err(api::not_found()), call.transport_errors),
         Err(e) => return text(StatusCode::BAD_REQUEST, &e.0),
     };
     let method = command.method();
-    answer(method, engine.api(command, body.len()).await, transport_errors)
-}
-
-fn authorized(req: &Request<Incoming>, key: &str) -> bool {
-    if key.is_empty() {
-        return false;
-    }
-    let h = req.headers();
-    if let Some(v) = h.get("x-api-key").and_then(|v| v.to_str().ok()) {
-        return v == key;
-    }
-    if let Some(v) = h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        let mut parts = v.splitn(2, ' ');
-        let scheme = parts.next().unwrap_or("");
-        let given = parts.next().unwrap_or("").trim();
-        return scheme.eq_ignore_ascii_case("apikey") && given == key;
-    }
-    query_param(req, "api_key").is_some_and(|v| v == key)
+    answer(method, engine.api(command, body.len()).await, call.transport_errors)
 }
 
 fn answer(method: &str, result: Result<Value, Error>, transport_errors: bool) -> Response<Body> {

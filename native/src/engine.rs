@@ -21,9 +21,10 @@ use bytes::Bytes;
 use serde_json::Value;
 use shared::api::{ApiCommand, ApiId};
 use shared::config::Config;
-use shared::hub::{NodeInfo, Output, SessionId, Transport};
-use shared::node::Node;
-use shared::protocol::{ConnectRequest, Disconnect, Error};
+use shared::http::Endpoints;
+use shared::hub::{NodeInfo, SessionId, Transport};
+use shared::node::{Node, Output};
+use shared::protocol::{ConnectRequest, Error};
 use shared::Timestamp;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
@@ -83,6 +84,8 @@ pub struct Engine {
     admission: Arc<Semaphore>,
     next_session: Arc<AtomicU64>,
     pub config: Arc<Config>,
+    /// Which path is which endpoint (from `config`).
+    pub endpoints: Arc<Endpoints>,
     pub node_id: Arc<str>,
     pub timeouts: Timeouts,
 }
@@ -145,11 +148,11 @@ pub fn start(config: Arc<Config>, node_name: String, timeouts: Timeouts) -> Resu
     let node_id: Arc<str> = Arc::from(format!("{:016x}", random_u64()));
     let info = NodeInfo { id: node_id.clone(), name: node_name, version: shared::VERSION.to_string() };
     let node = Node::new(config.clone(), info, seed, now()).map_err(|e| e.to_string())?;
+    let endpoints = Arc::new(Endpoints::new(&config).map_err(|e| e.to_string())?);
     let (tx, rx) = mpsc::unbounded_channel();
-    let queue_limit = config.client_queue_max_size as usize;
-    tokio::spawn(run(node, rx, queue_limit));
+    tokio::spawn(run(node, rx));
     let admission = Arc::new(Semaphore::new(INBOX_BYTES));
-    Ok(Engine { tx, admission, next_session: Arc::new(AtomicU64::new(1)), config, node_id, timeouts })
+    Ok(Engine { tx, admission, next_session: Arc::new(AtomicU64::new(1)), config, endpoints, node_id, timeouts })
 }
 
 pub fn random_u64() -> u64 {
@@ -163,11 +166,10 @@ struct Loop {
     conns: FxHashMap<SessionId, Conn>,
     api: HashMap<ApiId, oneshot::Sender<Result<Value, Error>>>,
     next_api: u64,
-    queue_limit: usize,
 }
 
-async fn run(node: Node, mut rx: mpsc::UnboundedReceiver<Queued>, queue_limit: usize) {
-    let mut l = Loop { node, conns: FxHashMap::default(), api: HashMap::new(), next_api: 1, queue_limit };
+async fn run(node: Node, mut rx: mpsc::UnboundedReceiver<Queued>) {
+    let mut l = Loop { node, conns: FxHashMap::default(), api: HashMap::new(), next_api: 1 };
     loop {
         let sleep = match l.node.poll_timeout() {
             Some(at) => Duration::from_millis(now().until(at)),
@@ -203,12 +205,7 @@ impl Loop {
                 self.conns.insert(session, conn);
                 self.node.handle_open(session, transport, now);
             }
-            Event::Connect { session, request, last_event_id } => {
-                if let Some(id) = last_event_id {
-                    self.node.handle_last_event_id(session, id);
-                }
-                self.node.handle_connect(session, request, now)
-            }
+            Event::Connect { session, request, last_event_id } => self.node.handle_connect(session, request, last_event_id, now),
             Event::Frame { session, data } => self.node.handle_frame(session, &data, now),
             Event::Emulation { token, data } => {
                 // An unknown session is dropped silently, as Centrifugo does (the client's
@@ -241,11 +238,12 @@ impl Loop {
 
     /// Carries out every output of the node, in order.
     fn drain(&mut self) {
-        let mut slow = Vec::new();
+        // Sampled once: the backlog rule needs a time only for the disconnect it may cause.
+        let now = now();
         while let Some(output) = self.node.poll_output() {
             match output {
-                Output::Send { session, data } => self.write(session, Out::Data(data), &mut slow),
-                Output::Ping { session, data } => self.write(session, Out::Ping(data), &mut slow),
+                Output::Send { session, data } => self.write(session, Out::Data(data), now),
+                Output::Ping { session, data } => self.write(session, Out::Ping(data), now),
                 Output::Close { session, disconnect } => {
                     if let Some(conn) = self.conns.remove(&session) {
                         conn.push(Out::Close(disconnect));
@@ -256,22 +254,17 @@ impl Loop {
                         let _ = reply.send(result);
                     }
                 }
-                Output::Broker(_) => unreachable!("the node serves broker requests itself"),
-            }
-            if !slow.is_empty() {
-                let now = now();
-                for session in slow.drain(..) {
-                    self.node.disconnect(session, Disconnect::slow(), now);
-                }
             }
         }
     }
 
-    fn write(&mut self, session: SessionId, out: Out, slow: &mut Vec<SessionId>) {
+    /// Queues a frame on the connection and tells the node the connection's backlog (the
+    /// node decides when a client is too slow).
+    fn write(&mut self, session: SessionId, out: Out, now: Timestamp) {
         let Some(conn) = self.conns.get(&session) else { return };
         // None: the connection task is gone; its Closed event is on the way.
-        if conn.push(out).is_some_and(|queued| queued > self.queue_limit) {
-            slow.push(session);
+        if let Some(queued) = conn.push(out) {
+            self.node.handle_backlog(session, queued, now);
         }
     }
 }

@@ -4,13 +4,12 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use shared::hub::Transport;
-use shared::protocol::parse_connect_request;
+use shared::http::{Answer, Decision};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -19,7 +18,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::engine::{Engine, Event};
+use crate::engine::Engine;
 use crate::{api, emulation, stream, ws};
 
 pub type Body = BoxBody<Bytes, Infallible>;
@@ -111,7 +110,7 @@ pub async fn serve_hyper(socket: TcpStream, read: Bytes, engine: Engine) {
         .keep_alive(true)
         .timer(TokioTimer::new())
         .header_read_timeout(timeouts.keep_alive)
-        .max_buf_size(crate::uni::MAX_HEAD)
+        .max_buf_size(shared::http::MAX_HEAD)
         .serve_connection(io, service)
         .with_upgrades()
         .await;
@@ -210,175 +209,81 @@ pub async fn bind(address: &str, port: u16) -> std::io::Result<TcpListener> {
     socket.listen(4096)
 }
 
+/// A hyper request's headers as the endpoint layer reads them.
+pub struct HyperHeaders<'a>(pub &'a http::HeaderMap);
+
+impl shared::http::Headers for HyperHeaders<'_> {
+    fn first(&self, name: &str) -> Option<&[u8]> {
+        self.0.get(name).map(HeaderValue::as_bytes)
+    }
+    fn all(&self, name: &str) -> Vec<&[u8]> {
+        self.0.get_all(name).iter().map(HeaderValue::as_bytes).collect()
+    }
+}
+
+/// Asks the endpoint layer what the request is, and does it.
 async fn route(req: Request<Incoming>, engine: Engine) -> Response<Body> {
-    let c = engine.config.clone();
-    let path = req.uri().path().to_owned();
-    let api_prefix = if c.api_handler_prefix.is_empty() { "/api" } else { c.api_handler_prefix.as_str() };
-    if !c.api_disable && (path == api_prefix || path.starts_with(&format!("{api_prefix}/"))) {
-        return api::handle(req, engine, api_prefix).await;
-    }
-    // An Origin that is not UTF-8 is no origin anyone allowed: refused like any other.
-    let origin = match req.headers().get(header::ORIGIN).map(|v| std::str::from_utf8(v.as_bytes())) {
-        Some(Ok(origin)) => Some(origin.to_owned()),
-        Some(Err(_)) => return text(StatusCode::FORBIDDEN, "request origin is not valid UTF-8"),
-        None => None,
+    let routed = {
+        let headers = HyperHeaders(req.headers());
+        let (method, path, query) = (req.method().as_str(), req.uri().path(), req.uri().query());
+        let view = shared::http::Request { method, path, query, headers: &headers };
+        shared::http::decide(&engine.config, &engine.endpoints, &view)
     };
-    if !shared::origin::allowed(&c.allowed_origins, origin.as_deref()) {
-        return text(StatusCode::FORBIDDEN, "request origin is not in allowed_origins");
-    }
-    let mut response = match path.as_str() {
-        "/connection/uni_http_stream" if c.uni_http_stream => uni_http_stream(req, &engine).await,
-        "/connection/uni_sse" if c.uni_sse => uni_sse(req, &engine).await,
-        "/connection/uni_websocket" if c.uni_websocket => ws::upgrade(req, &engine, true),
-        "/connection/websocket" if !c.websocket_disable => ws::upgrade(req, &engine, false),
-        "/connection/http_stream" if c.http_stream => emulation::http_stream(req, &engine).await,
-        "/connection/sse" if c.sse => emulation::sse(req, &engine).await,
-        p if (c.http_stream || c.sse) && p == emulation_prefix(&c) => emulation::emulation(req, &engine).await,
+    let cors = routed.cors();
+    let mut response = match routed.decision {
+        Decision::Api(call) => api::handle(req, engine, call).await,
+        Decision::Stream(open) => stream::serve(req, &engine, open).await,
+        Decision::Upgrade(upgrade) => ws::upgrade(req, &engine, upgrade),
+        Decision::Emulation(call) => emulation::emulation(req, &engine, call).await,
         // Healthy only when the engine answers: a wedged engine must not look alive.
-        "/health" if engine.healthy(std::time::Duration::from_secs(1)).await => text(StatusCode::OK, "{}"),
-        "/health" => text(StatusCode::SERVICE_UNAVAILABLE, "engine did not answer within 1 s"),
-        _ => text(StatusCode::NOT_FOUND, "not found"),
+        Decision::Health if engine.healthy(Duration::from_secs(1)).await => text(StatusCode::OK, "{}"),
+        Decision::Health => text(StatusCode::SERVICE_UNAVAILABLE, "engine did not answer within 1 s"),
+        Decision::Answer(a) => answer(a),
     };
-    if let Some(origin) = origin {
-        cors(&mut response, &origin);
+    let h = response.headers_mut();
+    for (name, value) in cors {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            h.insert(name, value);
+        }
     }
     response
 }
 
-fn emulation_prefix(c: &shared::config::Config) -> &str {
-    if c.emulation_handler_prefix.is_empty() {
-        "/emulation"
-    } else {
-        &c.emulation_handler_prefix
-    }
-}
-
-fn cors(response: &mut Response<Body>, origin: &str) {
-    let h = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(origin) {
-        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
-        h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
-        h.insert(header::VARY, HeaderValue::from_static("Origin"));
-    }
-}
-
-/// The answer to a CORS preflight for a POST endpoint.
-pub fn preflight(req: &Request<Incoming>) -> Response<Body> {
-    let mut r = empty(StatusCode::NO_CONTENT);
+/// A ready answer of the endpoint layer as a hyper response.
+pub fn answer(a: Answer) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(a.body)).boxed());
+    *r.status_mut() = StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let h = r.headers_mut();
-    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST, OPTIONS"));
-    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("300"));
-    if let Some(asked) = req.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
-        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, asked.clone());
+    for (name, value) in a.headers {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            h.append(name, value);
+        }
     }
     r
 }
 
-async fn uni_http_stream(req: Request<Incoming>, engine: &Engine) -> Response<Body> {
-    match *req.method() {
-        Method::POST => {}
-        Method::OPTIONS => return preflight(&req),
-        _ => return method_not_allowed("POST"),
-    }
-    let limit = engine.config.uni_http_stream_max_request_body_size as usize;
-    let body = match read_body(req, limit, engine).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let request = match parse_connect_request(&body) {
-        Ok(r) => r,
-        Err(e) => return text(StatusCode::BAD_REQUEST, &e),
-    };
-    let session = engine.session_id();
-    let first = Event::Connect { session, request, last_event_id: None };
-    let r = stream::open(engine, Transport::UniHttpStream, first, "application/x-ndjson", None).await;
-    r.map(|b| b.boxed())
-}
-
-/// How soon browsers reconnect a dropped uni SSE stream (`retry:`).
-const SSE_RETRY_MS: u32 = 1000;
-
-async fn uni_sse(req: Request<Incoming>, engine: &Engine) -> Response<Body> {
-    // A reconnecting EventSource sends the last id it saw; clients that cannot set headers
-    // may pass it as a query parameter.
-    let last_event_id = req
-        .headers()
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| query_param(&req, "last_event_id"))
-        .filter(|id| !id.is_empty());
-    let request = match *req.method() {
-        Method::GET => {
-            let raw = query_param(&req, "cf_connect").unwrap_or_default();
-            match parse_connect_request(raw.as_bytes()) {
-                Ok(r) => r,
-                Err(e) => return text(StatusCode::BAD_REQUEST, &format!("cf_connect: {e}")),
-            }
-        }
-        Method::POST => {
-            let limit = engine.config.uni_sse_max_request_body_size as usize;
-            let body = match read_body(req, limit, engine).await {
-                Ok(b) => b,
-                Err(r) => return r,
-            };
-            match parse_connect_request(&body) {
-                Ok(r) => r,
-                Err(e) => return text(StatusCode::BAD_REQUEST, &e),
-            }
-        }
-        Method::OPTIONS => return preflight(&req),
-        _ => return method_not_allowed("GET, POST"),
-    };
-    let session = engine.session_id();
-    let prelude = Some(Bytes::from(format!("\r\nretry: {SSE_RETRY_MS}\n\n")));
-    let first = Event::Connect { session, request, last_event_id };
-    let r = stream::open(engine, Transport::UniSse, first, "text/event-stream; charset=utf-8", prelude).await;
-    r.map(|b| b.boxed())
-}
-
-/// Reads a request body of at most `limit` bytes within `engine.timeouts.body`: 413 past
-/// the limit, 408 past the time (and the connection closes: the rest of the body is not
-/// worth waiting for).
-pub async fn read_body(req: Request<Incoming>, limit: usize, engine: &Engine) -> Result<Bytes, Response<Body>> {
-    let too_large = || text(StatusCode::PAYLOAD_TOO_LARGE, &format!("request body is larger than the limit of {limit} bytes"));
+/// Reads a request body within `rule.limit` bytes and `engine.timeouts.body`: the layer's
+/// answers past either (a body too slow also ends the connection).
+pub async fn read_body(req: Request<Incoming>, rule: shared::http::Body, engine: &Engine) -> Result<Bytes, Response<Body>> {
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
+    if declared.is_some_and(|n| n > rule.limit as u64) {
+        return Err(answer(rule.too_large()));
     }
     let timeout = engine.timeouts.body;
-    match tokio::time::timeout(timeout, Limited::new(req.into_body(), limit).collect()).await {
+    match tokio::time::timeout(timeout, Limited::new(req.into_body(), rule.limit).collect()).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
-        Ok(Err(e)) => Err(text(StatusCode::BAD_REQUEST, &format!("could not read request body: {e}"))),
-        Err(_) => {
-            let mut r = text(StatusCode::REQUEST_TIMEOUT, &format!("request body did not arrive within {} ms", timeout.as_millis()));
-            r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-            Err(r)
-        }
+        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(answer(rule.too_large())),
+        Ok(Err(e)) => Err(answer(Answer::unreadable_body(e))),
+        Err(_) => Err(answer(Answer::body_timeout(timeout.as_millis()))),
     }
-}
-
-pub fn query_param(req: &Request<Incoming>, name: &str) -> Option<String> {
-    let query = req.uri().query()?;
-    form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
 }
 
 pub fn text(status: StatusCode, body: &str) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::copy_from_slice(body.as_bytes())).boxed());
-    *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    r
+    answer(Answer::text(status.as_u16(), body))
 }
 
 pub fn empty(status: StatusCode) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::new()).boxed());
     *r.status_mut() = status;
-    r
-}
-
-pub fn method_not_allowed(allow: &'static str) -> Response<Body> {
-    let mut r = text(StatusCode::METHOD_NOT_ALLOWED, &format!("method not allowed, use {allow}"));
-    r.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
     r
 }

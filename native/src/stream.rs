@@ -12,7 +12,13 @@ use bytes::{Bytes, BytesMut};
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body::Frame;
 use shared::hub::{SessionId, Transport};
+use http::Request;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use shared::http::{FirstInput, StreamInput, StreamOpen};
+
 use crate::engine::{Engine, Event};
+use crate::server::{answer, read_body, Body};
 use crate::outbox::{Out, Outbox};
 
 /// Frames coalesced into one body chunk at most (fewer, larger writes under load).
@@ -29,7 +35,7 @@ pub struct SessionBody {
     guard: CloseGuard,
 }
 
-const LINGER: std::time::Duration = std::time::Duration::from_millis(100);
+const LINGER: std::time::Duration = std::time::Duration::from_millis(shared::http::STREAM_END_LINGER_MS);
 
 /// Tells the engine when the client goes away (the body is dropped by hyper).
 struct CloseGuard {
@@ -106,6 +112,32 @@ impl Drop for SessionBody {
     }
 }
 
+/// Serves a stream the endpoint layer decided on: reads the body that carries the first
+/// input if it does, then opens the session.
+pub async fn serve(req: Request<Incoming>, engine: &Engine, open: StreamOpen) -> Response<Body> {
+    let input = match open.input {
+        StreamInput::Ready(input) => input,
+        StreamInput::Body(rule) => match read_body(req, rule, engine).await {
+            Ok(body) => match FirstInput::from_body(open.transport, body) {
+                Ok(input) => input,
+                Err(a) => return answer(a),
+            },
+            Err(r) => return r,
+        },
+    };
+    let first = first_event(engine.session_id(), input, open.last_event_id);
+    let prelude = (!open.prelude.is_empty()).then_some(open.prelude);
+    self::open(engine, open.transport, first, open.content_type, prelude).await.map(|b| b.boxed())
+}
+
+/// The event that gives a new stream session its first input.
+pub fn first_event(session: SessionId, input: FirstInput, last_event_id: Option<String>) -> Event {
+    match input {
+        FirstInput::Connect(request) => Event::Connect { session, request, last_event_id },
+        FirstInput::Frame(data) => Event::Frame { session, data },
+    }
+}
+
 /// Opens a session on a streaming transport and returns its response; `first` is what the
 /// engine should process right after opening (the connect request or frame). Waits while the
 /// engine is behind; the guard that reports the end exists once the open is queued, so an
@@ -131,6 +163,11 @@ pub async fn open(
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     no_cache(h);
+    // The connection ends with the stream, as on the hand-served path. Kept alive, it would
+    // wait for a next request for the whole keep-alive timeout: a client cut off (3008) or
+    // disconnected whose last bytes fit the kernel buffers, and which never reads again,
+    // would hold it long after the session ended.
+    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
 }
 

@@ -1,7 +1,9 @@
-//! The unidirectional endpoints, served without hyper so an idle connection costs little:
-//! no read buffer is kept after the request, and the task sleeps until the engine queues a
-//! frame or the client goes away. Any request this path does not take (other endpoints,
-//! error cases, chunked uploads, …) is handed to hyper with the bytes already read.
+//! The front door of every connection: reads the first request head and asks the endpoint
+//! layer what it is. The unidirectional endpoints are served here, without hyper, so an idle
+//! connection costs little: no read buffer is kept after the request, and the task sleeps
+//! until the engine queues a frame or the client goes away. Every other request (and a
+//! chunked upload, whose body hyper decodes) is handed to hyper with the bytes already read;
+//! hyper serves it, and the connection's later requests, from the same decisions.
 
 use std::collections::VecDeque;
 use std::io;
@@ -11,8 +13,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use bytes::{BufMut, Bytes};
-use shared::hub::Transport;
-use shared::protocol::{parse_connect_request, Disconnect};
+use shared::http::{Answer, Decision, Endpoint, FirstInput, StreamInput, StreamOpen, Upgrade};
+use shared::protocol::Disconnect;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -20,10 +22,8 @@ use crate::engine::{Engine, Event};
 use crate::outbox::{Out, Outbox};
 use crate::wsframe::{self, ClientEvent, ClientFrames};
 
-/// Largest request head taken, here and by hyper on later keep-alive requests (Go allows
-/// 1 MiB, nginx 4 × 8 KiB lines; long tokens in `cf_connect` need more than 8 KiB).
-pub const MAX_HEAD: usize = 64 * 1024;
-const SSE_RETRY_MS: u32 = 1000;
+/// Largest request head taken, here and by hyper on later keep-alive requests.
+pub use shared::http::MAX_HEAD;
 
 /// What the request head says, owned (the head buffer is dropped before streaming).
 pub struct Head {
@@ -45,35 +45,10 @@ impl Head {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
     }
 
-    /// The body length the head declares: digits only, and every `Content-Length` the same
-    /// (`+5`, `-1`, `5, 5` and two different values are refused: RFC 9110 §8.6 asks for
-    /// digits, and disagreeing lengths are how requests get smuggled).
-    pub fn content_length(&self) -> Result<u64, String> {
-        let mut length = None;
-        for (_, v) in self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case("content-length")) {
-            let digits = v.trim_ascii();
-            let parsed = (!digits.is_empty() && digits.iter().all(u8::is_ascii_digit))
-                .then(|| std::str::from_utf8(digits).ok()?.parse::<u64>().ok())
-                .flatten()
-                .ok_or_else(|| format!("invalid Content-Length {:?}", String::from_utf8_lossy(v)))?;
-            if length.is_some_and(|l| l != parsed) {
-                return Err("conflicting Content-Length headers".to_owned());
-            }
-            length = Some(parsed);
-        }
-        Ok(length.unwrap_or(0))
-    }
-
     pub fn query_param(&self, name: &str) -> Option<String> {
         let q = self.query.as_deref()?;
         form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
     }
-}
-
-enum Route {
-    UniHttpStream,
-    UniSse,
-    UniWebsocket,
 }
 
 /// Serves one accepted connection: here if it is a unidirectional stream, else through hyper.
@@ -92,80 +67,68 @@ pub async fn serve(mut socket: TcpStream, engine: Engine) {
             // A connection that never sent anything is closed without a word, like Go's.
             Err(_) if buf.is_empty() => return,
             Err(_) => {
-                let why = format!("request head did not arrive within {} ms", timeouts.head.as_millis());
-                return respond(&mut socket, "408 Request Timeout", &why, timeouts.write).await;
+                return respond(&mut socket, &Answer::head_timeout(timeouts.head.as_millis()), "", timeouts.write).await;
             }
         }
         if !end.found(&buf) {
             if buf.len() < MAX_HEAD {
                 continue;
             }
-            let why = format!("request head is larger than {MAX_HEAD} bytes");
-            return respond(&mut socket, "431 Request Header Fields Too Large", &why, timeouts.write).await;
+            return respond(&mut socket, &Answer::head_too_large(), "", timeouts.write).await;
         }
         // Malformed, or a head httparse reads differently: hyper answers it.
         break parse_head(&buf).ok().flatten();
     };
-    let route = head.as_ref().and_then(|h| route(h, &engine));
-    let (Some(head), Some(route)) = (head, route) else {
+    let Some(head) = head else {
         return crate::server::serve_hyper(socket, Bytes::from(buf), engine).await;
     };
+    let routed = {
+        let view = shared::http::Request { method: &head.method, path: &head.path, query: head.query.as_deref(), headers: &head.headers };
+        shared::http::decide(&engine.config, &engine.endpoints, &view)
+    };
+    let chunked = head.raw_header("transfer-encoding").is_some();
+    let here = routed.endpoint.is_some_and(Endpoint::is_unidirectional)
+        && !(chunked && matches!(&routed.decision, Decision::Stream(StreamOpen { input: StreamInput::Body(_), .. })));
+    if !here {
+        return crate::server::serve_hyper(socket, Bytes::from(buf), engine).await;
+    }
     let rest = buf.split_off(head.len);
     drop(buf);
-    match route {
-        Route::UniWebsocket => {
-            // Since Centrifugo v6.3 the connect request may also come in the URL.
-            let request = match head.query_param("cf_connect").map(|raw| parse_connect_request(raw.as_bytes())) {
-                Some(Ok(request)) => Some(request),
-                Some(Err(e)) => return respond(&mut socket, "400 Bad Request", &format!("cf_connect: {e}"), timeouts.write).await,
-                None => None,
-            };
-            websocket(socket, head, rest, request, engine).await
-        }
-        Route::UniHttpStream | Route::UniSse => {
-            let sse = matches!(route, Route::UniSse);
-            let request = if head.method == "GET" {
-                head.query_param("cf_connect").unwrap_or_default().into_bytes()
-            } else {
-                let limit = if sse { engine.config.uni_sse_max_request_body_size } else { engine.config.uni_http_stream_max_request_body_size };
-                match read_body(&mut socket, &head, rest, limit as usize, timeouts.body).await {
-                    Ok(body) => body,
-                    Err(Some((status, why))) => return respond(&mut socket, status, &why, timeouts.write).await,
-                    Err(None) => return,
+    let cors = cors_headers(&routed.cors());
+    match routed.decision {
+        Decision::Answer(answer) => respond(&mut socket, &answer, &cors, timeouts.write).await,
+        Decision::Upgrade(upgrade) => websocket(socket, head, upgrade, cors, rest, engine).await,
+        Decision::Stream(open) => {
+            let input = match open.input {
+                StreamInput::Ready(input) => input,
+                StreamInput::Body(rule) => {
+                    let body = match read_body(&mut socket, &head, rest, rule, timeouts.body).await {
+                        Ok(body) => body,
+                        Err(Some(answer)) => return respond(&mut socket, &answer, &cors, timeouts.write).await,
+                        Err(None) => return,
+                    };
+                    match FirstInput::from_body(open.transport, Bytes::from(body)) {
+                        Ok(input) => input,
+                        Err(answer) => return respond(&mut socket, &answer, &cors, timeouts.write).await,
+                    }
                 }
             };
-            let request = match parse_connect_request(&request) {
-                Ok(r) => r,
-                Err(e) => {
-                    let why = if head.method == "GET" { format!("cf_connect: {e}") } else { e };
-                    return respond(&mut socket, "400 Bad Request", &why, timeouts.write).await;
-                }
-            };
-            let last_event_id = if sse {
-                head.header("last-event-id").map(str::to_owned).or_else(|| head.query_param("last_event_id")).filter(|id| !id.is_empty())
-            } else {
-                None
-            };
-            let transport = if sse { Transport::UniSse } else { Transport::UniHttpStream };
+            drop(head);
             let session = engine.session_id();
             let outbox = Arc::new(Outbox::default());
-            engine.send(Event::Open { session, transport, conn: outbox.clone() }).await;
-            engine.send(Event::Connect { session, request, last_event_id }).await;
-            let (content_type, prelude) = if sse {
-                ("text/event-stream; charset=utf-8", format!("\r\nretry: {SSE_RETRY_MS}\n\n"))
-            } else {
-                ("application/x-ndjson", String::new())
-            };
-            let origin = head.header("origin").map(str::to_owned);
-            drop(head);
+            engine.send(Event::Open { session, transport: open.transport, conn: outbox.clone() }).await;
+            engine.send(crate::stream::first_event(session, input, open.last_event_id)).await;
+            let (content_type, prelude) = (open.content_type, open.prelude);
             // The long-lived part gets a task of its own, sized for streaming alone.
             tokio::spawn(async move {
                 let write_timeout = engine.timeouts.write;
-                let _ = stream(&mut socket, &outbox, content_type, origin.as_deref(), prelude.as_bytes(), write_timeout).await;
+                let _ = stream(&mut socket, &outbox, content_type, &cors, &prelude, write_timeout).await;
                 outbox.close();
                 engine.closed(session);
             });
         }
+        // Not for the unidirectional endpoints.
+        Decision::Api(_) | Decision::Emulation(_) | Decision::Health => {}
     }
 }
 
@@ -228,42 +191,17 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, httparse::Error> {
     }))
 }
 
-/// Which requests are served here; None hands them to hyper.
-fn route(head: &Head, engine: &Engine) -> Option<Route> {
-    let c = &engine.config;
-    // An Origin that is not UTF-8 is refused like a disallowed one (by hyper, with the 403).
-    let origin = match head.raw_header("origin").map(std::str::from_utf8) {
-        Some(Ok(origin)) => Some(origin),
-        Some(Err(_)) => return None,
-        None => None,
-    };
-    if !shared::origin::allowed(&c.allowed_origins, origin) || head.raw_header("transfer-encoding").is_some() {
-        return None; // hyper answers the 403, and reads chunked bodies
-    }
-    match (head.path.as_str(), head.method.as_str()) {
-        ("/connection/uni_http_stream", "POST") if c.uni_http_stream => Some(Route::UniHttpStream),
-        ("/connection/uni_sse", "GET" | "POST") if c.uni_sse => Some(Route::UniSse),
-        ("/connection/uni_websocket", "GET") if c.uni_websocket => {
-            let upgrade = head.header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-            let version = head.header("sec-websocket-version").is_some_and(|v| v.trim() == "13");
-            // Anything else gets hyper's answer (400, or 426 naming version 13).
-            (upgrade && version && head.header("sec-websocket-key").is_some()).then_some(Route::UniWebsocket)
-        }
-        _ => None,
-    }
-}
-
-/// The request body (Content-Length), or the error response to give.
+/// The request body (Content-Length), or the layer's answer to give (None: the client left).
 async fn read_body(
     socket: &mut TcpStream,
     head: &Head,
     mut body: Vec<u8>,
-    limit: usize,
+    rule: shared::http::Body,
     timeout: Duration,
-) -> Result<Vec<u8>, Option<(&'static str, String)>> {
-    let length = head.content_length().map_err(|why| Some(("400 Bad Request", why)))?;
-    if length > limit as u64 {
-        return Err(Some(("413 Payload Too Large", format!("request body is larger than the limit of {limit} bytes"))));
+) -> Result<Vec<u8>, Option<Answer>> {
+    let length = shared::http::content_length(&head.headers).map_err(Some)?.unwrap_or(0);
+    if length > rule.limit as u64 {
+        return Err(Some(rule.too_large()));
     }
     let length = length as usize; // at most `limit`
     if head.header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
@@ -276,30 +214,29 @@ async fn read_body(
         match tokio::time::timeout_at(deadline, read_into(socket, &mut body, want)).await {
             Ok(Ok(n)) if n > 0 => {}
             Ok(_) => return Err(None),
-            Err(_) => {
-                return Err(Some(("408 Request Timeout", format!("request body did not arrive within {} ms", timeout.as_millis()))))
-            }
+            Err(_) => return Err(Some(Answer::body_timeout(timeout.as_millis()))),
         }
     }
     body.truncate(length);
     Ok(body)
 }
 
-async fn respond(socket: &mut TcpStream, status: &str, body: &str, write_timeout: Duration) {
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
+/// Sends the layer's answer, and ends the connection.
+async fn respond(socket: &mut TcpStream, answer: &Answer, cors: &str, write_timeout: Duration) {
+    let reason = http::StatusCode::from_u16(answer.status).ok().and_then(|s| s.canonical_reason()).unwrap_or("");
+    let mut response = format!("HTTP/1.1 {} {reason}\r\n", answer.status);
+    for (name, value) in answer.headers.iter().filter(|(name, _)| *name != "connection") {
+        response.push_str(&format!("{name}: {value}\r\n"));
+    }
+    response.push_str(&format!("{cors}Content-Length: {}\r\nConnection: close\r\n\r\n{}", answer.body.len(), answer.body));
     if write(socket, response.as_bytes(), write_timeout).await.is_ok() {
         let _ = socket.shutdown().await;
     }
 }
 
-fn cors_headers(origin: Option<&str>) -> String {
-    match origin {
-        Some(o) => format!("Access-Control-Allow-Origin: {o}\r\nAccess-Control-Allow-Credentials: true\r\nVary: Origin\r\n"),
-        None => String::new(),
-    }
+/// The CORS header lines of a response.
+fn cors_headers(cors: &[(&'static str, String)]) -> String {
+    cors.iter().map(|(name, value)| format!("{name}: {value}\r\n")).collect()
 }
 
 /// Streams the session's frames as a chunked response until the engine closes it or the
@@ -308,15 +245,14 @@ async fn stream(
     socket: &mut TcpStream,
     outbox: &Outbox,
     content_type: &str,
-    origin: Option<&str>,
+    cors: &str,
     prelude: &[u8],
     write_timeout: Duration,
 ) -> io::Result<()> {
     let mut head = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n\
          Cache-Control: private, no-cache, no-store, must-revalidate, max-age=0\r\nPragma: no-cache\r\nExpires: 0\r\n\
-         X-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n{}\r\n",
-        cors_headers(origin)
+         X-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n{cors}\r\n"
     )
     .into_bytes();
     if !prelude.is_empty() {
@@ -341,12 +277,13 @@ async fn stream(
                 let mut wire = Vec::with_capacity(taken + 16);
                 chunk(&mut wire, &parts);
                 drop(parts);
-                if closing {
-                    wire.extend_from_slice(b"0\r\n\r\n");
-                }
                 write(socket, &wire, write_timeout).await?;
                 outbox.written(taken);
                 if closing {
+                    // The end a moment after the last push, as on every stream (see the
+                    // constant's docs).
+                    tokio::time::sleep(Duration::from_millis(shared::http::STREAM_END_LINGER_MS)).await;
+                    write(socket, b"0\r\n\r\n", write_timeout).await?;
                     return socket.shutdown().await;
                 }
                 batch.shrink_to_fit(); // idle connections keep no queue memory
@@ -400,27 +337,26 @@ async fn write(socket: &mut TcpStream, data: &[u8], timeout: Duration) -> io::Re
     }
 }
 
-/// `/connection/uni_websocket`: the handshake, then the connect request as the first message.
-async fn websocket(mut socket: TcpStream, head: Head, rest: Vec<u8>, request: Option<shared::protocol::ConnectRequest>, engine: Engine) {
-    let key = head.header("sec-websocket-key").unwrap_or_default();
-    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
-    let response = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n{}\r\n",
-        cors_headers(head.header("origin"))
-    );
+/// A uni WebSocket: the handshake, then the session. Only the first message is delivered (the
+/// hub takes it as the connect request; later ones are dropped unread, so none is buffered).
+async fn websocket(mut socket: TcpStream, head: Head, upgrade: Upgrade, cors: String, rest: Vec<u8>, engine: Engine) {
     drop(head);
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(upgrade.key.as_bytes());
+    let response = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n{cors}\r\n"
+    );
     let timeouts = engine.timeouts;
     if write(&mut socket, response.as_bytes(), timeouts.write).await.is_err() {
         return;
     }
     let session = engine.session_id();
     let outbox = Arc::new(Outbox::default());
-    engine.send(Event::Open { session, transport: Transport::UniWebsocket, conn: outbox.clone() }).await;
-    let connected = request.is_some();
-    if let Some(request) = request {
+    engine.send(Event::Open { session, transport: upgrade.transport, conn: outbox.clone() }).await;
+    let connected = upgrade.connect.is_some();
+    if let Some(request) = upgrade.connect {
         engine.send(Event::Connect { session, request, last_event_id: None }).await;
     }
-    let limit = engine.config.uni_websocket_message_size_limit as usize;
+    let limit = upgrade.message_limit;
     tokio::spawn(async move {
         let mut frames = ClientFrames::new(limit);
         if connected {
@@ -490,10 +426,7 @@ async fn websocket_session(
     loop {
         for event in events.drain(..) {
             match event {
-                ClientEvent::Message(data) => match parse_connect_request(&data) {
-                    Ok(request) => engine.send(Event::Connect { session, request, last_event_id: None }).await,
-                    Err(_) => return Ok(Some(Closing::Server(Disconnect::bad_request()))),
-                },
+                ClientEvent::Message(data) => engine.send(Event::Frame { session, data: Bytes::from(data) }).await,
                 ClientEvent::Ping(payload) => {
                     let mut wire = Vec::new();
                     wsframe::header(wsframe::PONG, payload.len(), &mut wire);

@@ -1,5 +1,6 @@
-//! WebSocket transports: bidirectional (`/connection/websocket`, JSON or Protobuf) and
-//! unidirectional (`/connection/uni_websocket`, connect request as the first message).
+//! WebSocket transports served through hyper: bidirectional (JSON or Protobuf) always, and
+//! unidirectional when the upgrade comes on a kept-alive connection (a connection's first
+//! request is served leanly by `uni.rs`). Both take the endpoint layer's decision.
 //!
 //! One task per connection reads, writes and closes; whichever way the connection ends, the
 //! task ends with it and drops the socket, and the engine hears `Closed` exactly once.
@@ -12,12 +13,13 @@ use std::task::Poll;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use shared::hub::{SessionId, Transport};
-use shared::protocol::{parse_connect_request, websocket_encoding, Disconnect, Encoding};
+use shared::http::Upgrade;
+use shared::protocol::{ConnectRequest, Disconnect, Encoding};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -26,40 +28,22 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::engine::{Engine, Event};
 use crate::outbox::{Out, Outbox};
-use crate::server::{method_not_allowed, query_param, text, Body};
+use crate::server::Body;
 
 type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
-/// Answers the upgrade request and spawns the session once the connection is upgraded.
-pub fn upgrade(req: Request<Incoming>, engine: &Engine, unidirectional: bool) -> Response<Body> {
-    if req.method() != Method::GET {
-        return method_not_allowed("GET");
-    }
-    let h = req.headers();
-    let is_upgrade = h.get(header::UPGRADE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    let Some(key) = h.get(header::SEC_WEBSOCKET_KEY).filter(|_| is_upgrade) else {
-        return text(StatusCode::BAD_REQUEST, "expected a WebSocket upgrade request");
-    };
-    if h.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
-        // RFC 6455 §4.4: name the versions this server speaks.
-        let mut r = text(StatusCode::UPGRADE_REQUIRED, "unsupported Sec-WebSocket-Version: this server speaks 13");
-        r.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
-        return r;
-    }
-    let accept = derive_accept_key(key.as_bytes());
-    let offered = h.get_all(header::SEC_WEBSOCKET_PROTOCOL).iter().filter_map(|v| v.to_str().ok());
-    let format = query_param(&req, "format").or_else(|| query_param(&req, "cf_protocol"));
-    let (encoding, echo) = websocket_encoding(offered, format.as_deref(), unidirectional);
-    let c = &engine.config;
-    let limit = if unidirectional { c.uni_websocket_message_size_limit } else { c.websocket_message_size_limit } as usize;
-    let transport = if unidirectional { Transport::UniWebsocket } else { Transport::Websocket(encoding) };
+/// Accepts an upgrade the endpoint layer decided on, and spawns the session once the
+/// connection is upgraded.
+pub fn upgrade(req: Request<Incoming>, engine: &Engine, upgrade: Upgrade) -> Response<Body> {
+    let accept = derive_accept_key(upgrade.key.as_bytes());
+    let (transport, limit, url_connect) = (upgrade.transport, upgrade.message_limit, upgrade.connect);
     let engine = engine.clone();
     // Ends once the upgrade fails (the connection ended before it) or the session ends.
     tokio::spawn(async move {
         let Ok(upgraded) = hyper::upgrade::on(req).await else { return };
         let config = WebSocketConfig::default().max_message_size(Some(limit)).max_frame_size(Some(limit));
         let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-        run(socket, engine, transport).await;
+        run(socket, engine, transport, url_connect).await;
     });
     let mut r = crate::server::empty(StatusCode::SWITCHING_PROTOCOLS);
     let h = r.headers_mut();
@@ -68,7 +52,7 @@ pub fn upgrade(req: Request<Incoming>, engine: &Engine, unidirectional: bool) ->
     if let Ok(accept) = HeaderValue::from_str(&accept) {
         h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
     }
-    if let Some(p) = echo {
+    if let Some(p) = upgrade.protocol {
         h.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(p));
     }
     r
@@ -96,11 +80,14 @@ impl Drop for SessionGuard {
     }
 }
 
-async fn run(mut socket: Socket, engine: Engine, transport: Transport) {
+async fn run(mut socket: Socket, engine: Engine, transport: Transport, url_connect: Option<ConnectRequest>) {
     let session = engine.session_id();
     let outbox = Arc::new(Outbox::default());
     engine.send(Event::Open { session, transport, conn: outbox.clone() }).await;
     let guard = SessionGuard { engine: engine.clone(), session };
+    if let Some(request) = url_connect {
+        engine.send(Event::Connect { session, request, last_event_id: None }).await;
+    }
     let ending = serve(&mut socket, &engine, session, &outbox, transport).await;
     outbox.close();
     drop(guard); // the engine can forget the session while the handshake finishes
@@ -129,12 +116,12 @@ async fn run(mut socket: Socket, engine: Engine, transport: Transport) {
 
 /// Reads client frames and writes the session's until the connection ends. While the engine
 /// has not taken the last frame read, nothing more is read (backpressure), but writing goes on.
+/// Every message goes to the hub, which takes a uni WebSocket's first as its connect request.
 async fn serve(socket: &mut Socket, engine: &Engine, session: SessionId, outbox: &Outbox, transport: Transport) -> Ending {
     let unidirectional = transport.is_unidirectional();
     let binary = matches!(transport, Transport::Websocket(Encoding::Protobuf));
     let mut batch = VecDeque::new();
     let mut admitting: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = None;
-    let mut connected = false;
     loop {
         tokio::select! {
             () = std::future::poll_fn(|cx| match admitting.as_mut() {
@@ -152,16 +139,7 @@ async fn serve(socket: &mut Socket, engine: &Engine, session: SessionId, outbox:
                     Some(Err(tungstenite::Error::Protocol(_))) => return Ending::Close(Disconnect::new(1002, "protocol error")),
                     Some(Err(_)) | None => return Ending::Gone,
                 };
-                if !unidirectional {
-                    admitting = Some(Box::pin(engine.send(Event::Frame { session, data })));
-                } else if !connected {
-                    // The first message is the connect request; later ones are read and dropped.
-                    connected = true;
-                    match parse_connect_request(&data) {
-                        Ok(request) => admitting = Some(Box::pin(engine.send(Event::Connect { session, request, last_event_id: None }))),
-                        Err(_) => return Ending::Close(Disconnect::bad_request()),
-                    }
-                }
+                admitting = Some(Box::pin(engine.send(Event::Frame { session, data })));
             }
             () = outbox.take(&mut batch) => {
                 if let Some(ending) = write(socket, &mut batch, outbox, binary, unidirectional).await {

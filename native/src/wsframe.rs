@@ -32,6 +32,8 @@ pub struct ClientFrames {
     first: Option<Vec<u8>>,
     limit: usize,
     done_first: bool,
+    /// A fragmented data message has started and not finished.
+    in_message: bool,
 }
 
 impl ClientFrames {
@@ -48,6 +50,7 @@ impl ClientFrames {
             first: None,
             limit,
             done_first: false,
+            in_message: false,
         }
     }
 
@@ -122,9 +125,20 @@ impl ClientFrames {
         self.payload_left = len;
         self.have = 0;
         let control = self.opcode >= 0x8;
-        if control && (len > 125 || !self.fin) {
+        // RFC 6455 §5.2, §5.4: reserved opcodes; a continuation with no message started, or a
+        // new data frame inside a fragmented one, is a protocol error.
+        let valid = match self.opcode {
+            0x0 => self.in_message,
+            0x1 | 0x2 => !self.in_message,
+            0x8..=0xA => len <= 125 && self.fin,
+            _ => false,
+        };
+        if !valid {
             events.push(ClientEvent::ProtocolError);
             return false;
+        }
+        if !control {
+            self.in_message = !self.fin;
         }
         if !control && !self.done_first {
             let so_far = self.first.as_ref().map_or(0, Vec::len) as u64;
@@ -312,5 +326,26 @@ mod tests {
         let mut events = Vec::new();
         ClientFrames::new(1024).feed(&data, &mut events);
         assert_eq!(events, vec![ClientEvent::TooBig]);
+    }
+
+    #[test]
+    fn fragmentation_rules_and_reserved_opcodes() {
+        // Found by an adversarial run: these were taken as messages or ignored.
+        let cases: [(&str, Vec<u8>); 4] = [
+            ("continuation with no message started", client_frame(0x0, true, b"x")),
+            ("a new text frame inside a fragmented one", [client_frame(TEXT, false, b"a"), client_frame(TEXT, true, b"b")].concat()),
+            ("reserved control opcode", client_frame(0xB, true, b"")),
+            ("reserved data opcode", client_frame(0x3, true, b"x")),
+        ];
+        for (what, data) in cases {
+            let mut events = Vec::new();
+            ClientFrames::new(1024).feed(&data, &mut events);
+            assert_eq!(events.last(), Some(&ClientEvent::ProtocolError), "{what}: {events:?}");
+        }
+        // A proper fragmented message still is one.
+        let mut events = Vec::new();
+        let data = [client_frame(TEXT, false, b"a"), client_frame(0x9, true, b"p"), client_frame(0x0, true, b"b")].concat();
+        ClientFrames::new(1024).feed(&data, &mut events);
+        assert_eq!(events, vec![ClientEvent::Ping(b"p".to_vec()), ClientEvent::Message(b"ab".to_vec())]);
     }
 }

@@ -71,3 +71,32 @@ fn websocket_upgrades_need_get_and_version_13() {
         assert!(got.to_ascii_lowercase().contains("allow: get\r\n"), "POST {path}: {got}");
     }
 }
+
+#[test]
+fn a_uni_websocket_connect_in_the_url_works_on_both_paths() {
+    // Past the hand-served path's 48 headers, hyper serves the upgrade: `cf_connect` must
+    // connect there too (it used to be ignored, and the client was cut off as stale).
+    let rotor = Rotor::start("uni-ws-url", json!({}), None);
+    let many: String = (0..60).map(|i| format!("X-Extra-{i}: y\r\n")).collect();
+    for extra in [String::new(), many] {
+        let request = format!(
+            "GET /connection/uni_websocket?cf_connect={} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n",
+            cf_connect()
+        );
+        let mut s = std::net::TcpStream::connect(rotor.addr).unwrap();
+        std::io::Write::write_all(&mut s, request.as_bytes()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&got).contains("\"connect\"") {
+            match std::io::Read::read(&mut s, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 101"), "{text}");
+        assert!(text.contains("\"connect\""), "with {} extra header bytes: {text}", extra.len());
+    }
+}

@@ -18,8 +18,8 @@ use serde_json::json;
 use shared::api::{ApiCommand, ApiId, PublishRequest};
 use shared::auth::{issue_hs256, KeySet, TokenVerifier};
 use shared::config::Config;
-use shared::hub::{NodeInfo, Output, SessionId, Transport};
-use shared::node::Node;
+use shared::hub::{NodeInfo, SessionId, Transport};
+use shared::node::{Node, Output};
 use shared::protocol::{decode_commands, ConnectRequest, Encoding, SubscribeRequest};
 use shared::time::Timestamp;
 
@@ -38,7 +38,7 @@ fn node_with_subscribers(n: u64) -> Node {
     for i in 1..=n {
         let session = SessionId(i);
         node.handle_open(session, Transport::UniHttpStream, START);
-        node.handle_connect(session, request.clone(), START);
+        node.handle_connect(session, request.clone(), None, START);
         while node.poll_output().is_some() {}
     }
     node

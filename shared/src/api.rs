@@ -76,6 +76,32 @@ impl ApiCommand {
 /// before any of it runs, so one request cannot hold the engine for seconds.
 pub const MAX_BATCH: usize = 1000;
 
+/// Most publications one request may ask for: a broadcast counts one per channel, and a
+/// batch adds up its commands (each broadcast channel creates a stream).
+pub const MAX_PUBLICATIONS: usize = 10_000;
+
+impl ApiCommand {
+    /// How many publications (or other per-channel actions) the command asks for.
+    pub fn weight(&self) -> usize {
+        match self {
+            ApiCommand::Broadcast(r) => r.channels.len().max(1),
+            ApiCommand::Batch(b) => b.commands.iter().flatten().map(ApiCommand::weight).fold(0, usize::saturating_add),
+            _ => 1,
+        }
+    }
+
+    /// Refuses a command over [`MAX_PUBLICATIONS`], naming the limit.
+    fn within_limits(self) -> Result<Self, ApiParseError> {
+        let weight = self.weight();
+        if weight > MAX_PUBLICATIONS {
+            return Err(ApiParseError(format!(
+                "request asks for {weight} publications (broadcast channels count one each), more than the limit of {MAX_PUBLICATIONS}"
+            )));
+        }
+        Ok(self)
+    }
+}
+
 /// Which result shape a broker reply turns into.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ApiKind {
@@ -316,7 +342,7 @@ pub fn not_found() -> Error {
 
 /// Parses `POST /api/<method>` with a JSON body. `Ok(None)`: no such method.
 pub fn parse(method: &str, body: &[u8]) -> Result<Option<ApiCommand>, ApiParseError> {
-    parse_method(method, body, true)
+    parse_method(method, body, true)?.map(ApiCommand::within_limits).transpose()
 }
 
 fn parse_method(method: &str, body: &[u8], allow_batch: bool) -> Result<Option<ApiCommand>, ApiParseError> {
@@ -562,6 +588,20 @@ pub fn body(method: &str, result: &Result<Value, Error>) -> Value {
     }
 }
 
+/// The API's `{"value": bool}` overrides are the same overrides a subscription token carries.
+impl From<SubscribeOverride> for crate::auth::SubscribeOverrides {
+    fn from(o: SubscribeOverride) -> Self {
+        let value = |v: Option<BoolValue>| v.map(|b| b.value);
+        crate::auth::SubscribeOverrides {
+            presence: value(o.presence),
+            join_leave: value(o.join_leave),
+            force_push_join_leave: value(o.force_push_join_leave),
+            force_recovery: value(o.force_recovery),
+            force_positioning: value(o.force_positioning),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -578,24 +618,22 @@ mod tests {
     }
 
     #[test]
+    fn broadcast_channels_count_against_the_publication_limit() {
+        let channels = |n: usize| (0..n).map(|i| format!("c{i}")).collect::<Vec<_>>();
+        let body = serde_json::json!({"channels": channels(MAX_PUBLICATIONS), "data": {}}).to_string();
+        assert!(parse("broadcast", body.as_bytes()).is_ok());
+        let body = serde_json::json!({"channels": channels(MAX_PUBLICATIONS + 1), "data": {}}).to_string();
+        assert!(parse("broadcast", body.as_bytes()).unwrap_err().0.contains("limit of 10000"));
+        let half = serde_json::json!({"broadcast": {"channels": channels(MAX_PUBLICATIONS / 2 + 1), "data": {}}});
+        let body = serde_json::json!({"commands": [half, half]}).to_string();
+        assert!(parse("batch", body.as_bytes()).is_err(), "a batch adds its broadcasts up");
+    }
+
+    #[test]
     fn bodies_must_be_objects() {
         assert!(parse("publish", b"[1]").is_err());
         assert!(parse("publish", b"not json").is_err());
         assert!(matches!(parse("info", b"").unwrap(), Some(ApiCommand::Info)));
         assert!(parse("nope", b"{}").unwrap().is_none());
-    }
-}
-
-/// The API's `{"value": bool}` overrides are the same overrides a subscription token carries.
-impl From<SubscribeOverride> for crate::auth::SubscribeOverrides {
-    fn from(o: SubscribeOverride) -> Self {
-        let value = |v: Option<BoolValue>| v.map(|b| b.value);
-        crate::auth::SubscribeOverrides {
-            presence: value(o.presence),
-            join_leave: value(o.join_leave),
-            force_push_join_leave: value(o.force_push_join_leave),
-            force_recovery: value(o.force_recovery),
-            force_positioning: value(o.force_positioning),
-        }
     }
 }

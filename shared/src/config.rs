@@ -168,6 +168,14 @@ pub struct Config {
     pub sse_max_request_body_size: u64,
     pub emulation_handler_prefix: String,
     pub emulation_max_request_body_size: u64,
+    // Where each endpoint is served (Centrifugo's `*_handler_prefix`; see `crate::http`).
+    pub websocket_handler_prefix: String,
+    pub http_stream_handler_prefix: String,
+    pub sse_handler_prefix: String,
+    pub uni_http_stream_handler_prefix: String,
+    pub uni_sse_handler_prefix: String,
+    pub uni_websocket_handler_prefix: String,
+    pub health_handler_prefix: String,
 
     // The node.
     pub port: u16,
@@ -250,6 +258,13 @@ impl Default for Config {
             sse_max_request_body_size: BODY_LIMIT,
             emulation_handler_prefix: "/emulation".into(),
             emulation_max_request_body_size: BODY_LIMIT,
+            websocket_handler_prefix: "/connection/websocket".into(),
+            http_stream_handler_prefix: "/connection/http_stream".into(),
+            sse_handler_prefix: "/connection/sse".into(),
+            uni_http_stream_handler_prefix: "/connection/uni_http_stream".into(),
+            uni_sse_handler_prefix: "/connection/uni_sse".into(),
+            uni_websocket_handler_prefix: "/connection/uni_websocket".into(),
+            health_handler_prefix: "/health".into(),
             port: 8000,
             address: String::new(),
             name: String::new(),
@@ -388,6 +403,7 @@ impl Config {
                 ),
             ));
         }
+        crate::http::Endpoints::new(self)?;
         self.validate_channel_options(&self.channel, "")?;
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, ns) in self.namespaces.iter().enumerate() {
@@ -524,7 +540,7 @@ impl Config {
     }
 }
 
-fn invalid(key: &str, message: String) -> ConfigError {
+pub(crate) fn invalid(key: &str, message: String) -> ConfigError {
     ConfigError::Invalid { key: key.to_owned(), message }
 }
 

@@ -28,7 +28,7 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use shared::{config::Config, hub::{NodeInfo, Output, SessionId, Transport}, node::Node};
+//! use shared::{config::Config, hub::{NodeInfo, SessionId, Transport}, node::{Node, Output}};
 //! use shared::protocol::ConnectRequest;
 //! use shared::time::Timestamp;
 //!
@@ -40,7 +40,7 @@
 //!
 //! let session = SessionId(1);
 //! node.handle_open(session, Transport::UniHttpStream, now);
-//! node.handle_connect(session, ConnectRequest::default(), now);
+//! node.handle_connect(session, ConnectRequest::default(), None, now);
 //! let mut written = Vec::new();
 //! while let Some(output) = node.poll_output() {
 //!     if let Output::Send { data, .. } = output {
@@ -66,6 +66,7 @@ pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod glob;
+pub mod http;
 pub mod hub;
 pub mod node;
 pub mod origin;

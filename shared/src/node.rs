@@ -6,9 +6,33 @@ use std::sync::Arc;
 use crate::api::{ApiCommand, ApiId};
 use crate::broker::Broker;
 use crate::config::Config;
-use crate::hub::{Hub, HubConfigError, NodeInfo, Output, SessionId, Transport};
-use crate::protocol::ConnectRequest;
+use bytes::Bytes;
+
+use crate::hub::{self, Hub, HubConfigError, NodeInfo, SessionId, Transport};
+use crate::protocol::{ConnectRequest, Disconnect, Error};
 use crate::time::Timestamp;
+
+/// What the host of a [`Node`] must do, in order: the hub's outputs (see [`hub::Output`]) but
+/// broker requests, which the node serves itself.
+#[derive(Clone, Debug, PartialEq)]
+#[must_use]
+pub enum Output {
+    Send { session: SessionId, data: Bytes },
+    Ping { session: SessionId, data: Bytes },
+    Close { session: SessionId, disconnect: Disconnect },
+    Api { id: ApiId, result: Result<serde_json::Value, Error> },
+}
+
+impl From<Output> for hub::Output {
+    fn from(output: Output) -> Self {
+        match output {
+            Output::Send { session, data } => hub::Output::Send { session, data },
+            Output::Ping { session, data } => hub::Output::Ping { session, data },
+            Output::Close { session, disconnect } => hub::Output::Close { session, disconnect },
+            Output::Api { id, result } => hub::Output::Api { id, result },
+        }
+    }
+}
 
 pub struct Node {
     hub: Hub,
@@ -38,18 +62,19 @@ impl Node {
         self.hub.handle_open(session, transport, now);
     }
 
-    pub fn handle_last_event_id(&mut self, session: SessionId, id: String) {
-        self.hub.handle_last_event_id(session, id);
-    }
-
-    pub fn handle_connect(&mut self, session: SessionId, request: ConnectRequest, now: Timestamp) {
+    pub fn handle_connect(&mut self, session: SessionId, request: ConnectRequest, last_event_id: Option<String>, now: Timestamp) {
         self.now = now;
-        self.hub.handle_connect(session, request, now);
+        self.hub.handle_connect(session, request, last_event_id, now);
     }
 
     pub fn handle_frame(&mut self, session: SessionId, frame: &[u8], now: Timestamp) {
         self.now = now;
         self.hub.handle_frame(session, frame, now);
+    }
+
+    pub fn handle_backlog(&mut self, session: SessionId, queued: usize, now: Timestamp) {
+        self.now = now;
+        self.hub.handle_backlog(session, queued, now);
     }
 
     pub fn handle_closed(&mut self, session: SessionId, now: Timestamp) {
@@ -82,12 +107,15 @@ impl Node {
 
     // ---- pollers
 
-    /// The next thing for the host to do. Never [`Output::Broker`]: those are served here.
+    /// The next thing for the host to do.
     pub fn poll_output(&mut self) -> Option<Output> {
         loop {
             match self.hub.poll_output() {
-                Some(Output::Broker(request)) => self.broker.handle_request(request, self.now),
-                Some(other) => return Some(other),
+                Some(hub::Output::Broker(request)) => self.broker.handle_request(request, self.now),
+                Some(hub::Output::Send { session, data }) => return Some(Output::Send { session, data }),
+                Some(hub::Output::Ping { session, data }) => return Some(Output::Ping { session, data }),
+                Some(hub::Output::Close { session, disconnect }) => return Some(Output::Close { session, disconnect }),
+                Some(hub::Output::Api { id, result }) => return Some(Output::Api { id, result }),
                 None => {
                     let event = self.broker.poll_output()?;
                     self.hub.handle_broker(event, self.now);

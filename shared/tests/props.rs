@@ -21,13 +21,22 @@
 //!   sessions were told; after every session closes the hub holds no timers, and once the
 //!   clock has run out the broker holds nothing either.
 //!
-//! `cargo test` runs a few hundred cases per property; `PROPTEST_CASES=100000` runs more.
-//! `PROPS_AVOID=binary,personal,expire,ttl,timers,broker,unsub` (or `all`) leaves out inputs (or checks) that hit known
-//! bugs, to hunt for others while those are being fixed.
+//! Four properties: a node (hub and broker answering at once) under everything at once; the
+//! same weighted towards publications and recovery; a hub whose broker is at a distance
+//! (requests and events queued, as at the edge); and hibernation (the host loses its memory
+//! and a new hub restores its WebSockets from stored snapshots). The smallest failing inputs
+//! found so far are plain tests in [`found`].
+//!
+//! `cargo test` runs 256 cases per property. Long runs: `PROPTEST_CASES=100000 cargo test -p
+//! shared --test props --profile props` (optimized, overflow checks on). `PROPS_STATS=1`
+//! prints coverage counts, `PROPS_TRACE=1` every step and output of a case.
+//! `PROPS_AVOID=binary,personal,expire,ttl,timers,broker,unsub,race,epoch,restore` (or `all`)
+//! leaves out inputs (or checks) that hit bugs found before, to hunt for others while those
+//! are being fixed.
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 
@@ -39,7 +48,8 @@ use serde_json::{json, Value};
 
 use shared::api::{self, ApiCommand, ApiId};
 use shared::config::Config;
-use shared::hub::{NodeInfo, Output, SessionId, Transport};
+use shared::broker::{Broker, BrokerEvent, BrokerRequest};
+use shared::hub::{Hub, NodeInfo, Output, SessionId, SessionSnapshot, Transport};
 use shared::node::Node;
 use shared::protocol::{self as proto, Encoding, Framing};
 use shared::time::Timestamp;
@@ -73,6 +83,15 @@ struct Avoid {
     unsub: bool,
     /// Expiries further away than a u32 of seconds (the ttl clients are told).
     ttl: bool,
+    /// The check that a subscription is announced once (a distant broker's late answer to
+    /// a replaced subscription answers the new one).
+    race: bool,
+    /// Time moving while events are on their way (a stream may expire and come back with
+    /// another epoch meanwhile): the host carries everything first.
+    epoch: bool,
+    /// Anything happening while restored subscriptions are being re-made: the host carries
+    /// everything right after a restore.
+    restore: bool,
 }
 
 fn avoid() -> Avoid {
@@ -86,6 +105,9 @@ fn avoid() -> Avoid {
         broker: has("broker"),
         unsub: has("unsub"),
         ttl: has("ttl"),
+        race: has("race"),
+        epoch: has("epoch"),
+        restore: has("restore"),
     }
 }
 
@@ -348,6 +370,15 @@ enum Op {
     /// The host ends a session (slow client, write error).
     Kick { s: Sel, code: u32 },
     Shutdown,
+    /// With a broker at a distance: carry this many queued requests to it, and this many of
+    /// its answers and events back (a node in-process has no queue: nothing happens).
+    Deliver { requests: u8, events: u8 },
+    /// Carry everything queued both ways until nothing is.
+    Flush,
+    /// The host loses its memory (a hibernating node object evicted): once idle and holding
+    /// only connected WebSockets, a new hub rebuilds them from what the old one had the
+    /// host store; events on their way arrive at the new one.
+    Evict,
 }
 
 /// Channels, the busy ones more often (so that publications meet subscribers).
@@ -910,7 +941,7 @@ fn b64(bytes: &[u8]) -> String {
 mod stats {
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    pub const NAMES: [&str; 12] = [
+    pub const NAMES: [&str; 14] = [
         "cases",
         "sessions connected",
         "subscriptions",
@@ -923,15 +954,18 @@ mod stats {
         "JSON writes",
         "closes",
         "API calls",
+        "evictions",
+        "sessions restored",
     ];
-    pub static COUNTS: [AtomicU64; 12] = [const { AtomicU64::new(0) }; 12];
+    pub static COUNTS: [AtomicU64; 14] = [const { AtomicU64::new(0) }; 14];
 
     pub fn bump(i: usize) {
         COUNTS[i].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Prints the counts every 1000 cases (all properties together).
     pub fn print(test: &str) {
-        if std::env::var_os("PROPS_STATS").is_some() {
+        if std::env::var_os("PROPS_STATS").is_some() && COUNTS[0].load(Ordering::Relaxed).is_multiple_of(1000) {
             let line: Vec<String> = NAMES.iter().zip(&COUNTS).map(|(n, c)| format!("{n}: {}", c.load(Ordering::Relaxed))).collect();
             eprintln!("{test}: {}", line.join(", "));
         }
@@ -950,12 +984,227 @@ const PROTOBUF: usize = 8;
 const JSON: usize = 9;
 const CLOSES: usize = 10;
 const API_CALLS: usize = 11;
+const EVICTIONS: usize = 12;
+const RESTORED: usize = 13;
+
+// =============================================================================================
+// The core under test: a node (hub and broker in one, answering at once), or a hub whose
+// broker is at a distance (as at the edge): requests and events wait in queues, and the
+// hub takes client input meanwhile.
+
+struct Split {
+    hub: Hub,
+    broker: Broker,
+    to_broker: VecDeque<BrokerRequest>,
+    to_hub: VecDeque<BrokerEvent>,
+    /// The host stores snapshots (hibernation); what it stored so far.
+    tracking: bool,
+    stored: BTreeMap<SessionId, SessionSnapshot>,
+    positions: BTreeMap<String, proto::StreamPosition>,
+    lives: u64,
+}
+
+#[allow(clippy::large_enum_variant)]
+enum Core {
+    Node(Node),
+    Split(Split),
+}
+
+impl Core {
+    fn hub_mut(&mut self) -> &mut Hub {
+        match self {
+            Core::Node(_) => unreachable!("a node's hub is driven through the node"),
+            Core::Split(s) => &mut s.hub,
+        }
+    }
+
+    fn hub(&self) -> &Hub {
+        match self {
+            Core::Node(n) => n.hub(),
+            Core::Split(s) => &s.hub,
+        }
+    }
+
+    fn broker(&self) -> &Broker {
+        match self {
+            Core::Node(n) => n.broker(),
+            Core::Split(s) => &s.broker,
+        }
+    }
+
+    fn handle_open(&mut self, id: SessionId, t: Transport, now: Timestamp) {
+        match self {
+            Core::Node(n) => n.handle_open(id, t, now),
+            _ => self.hub_mut().handle_open(id, t, now),
+        }
+    }
+
+    fn handle_connect(&mut self, id: SessionId, r: proto::ConnectRequest, lei: Option<String>, now: Timestamp) {
+        match self {
+            Core::Node(n) => n.handle_connect(id, r, lei, now),
+            _ => self.hub_mut().handle_connect(id, r, lei, now),
+        }
+    }
+
+    fn handle_frame(&mut self, id: SessionId, frame: &[u8], now: Timestamp) {
+        match self {
+            Core::Node(n) => n.handle_frame(id, frame, now),
+            _ => self.hub_mut().handle_frame(id, frame, now),
+        }
+    }
+
+    fn handle_closed(&mut self, id: SessionId, now: Timestamp) {
+        match self {
+            Core::Node(n) => n.handle_closed(id, now),
+            _ => self.hub_mut().handle_closed(id, now),
+        }
+    }
+
+    fn handle_api(&mut self, id: ApiId, c: ApiCommand, now: Timestamp) {
+        match self {
+            Core::Node(n) => n.handle_api(id, c, now),
+            _ => self.hub_mut().handle_api(id, c, now),
+        }
+    }
+
+    fn disconnect(&mut self, id: SessionId, d: proto::Disconnect, now: Timestamp) {
+        match self {
+            Core::Node(n) => n.disconnect(id, d, now),
+            _ => self.hub_mut().disconnect(id, d, now),
+        }
+    }
+
+    fn shutdown(&mut self, now: Timestamp) {
+        match self {
+            Core::Node(n) => n.shutdown(now),
+            _ => self.hub_mut().shutdown(now),
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Timestamp) {
+        match self {
+            Core::Node(n) => n.handle_timeout(now),
+            Core::Split(s) => {
+                s.broker.handle_timeout(now);
+                while let Some(e) = s.broker.poll_output() {
+                    s.to_hub.push_back(e);
+                }
+                s.hub.handle_timeout(now);
+            }
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        match self {
+            Core::Node(n) => n.poll_timeout(),
+            Core::Split(s) => match (s.hub.poll_timeout(), s.broker.poll_timeout()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+        }
+    }
+
+    fn poll_output(&mut self) -> Option<Output> {
+        match self {
+            Core::Node(n) => n.poll_output().map(Into::into),
+            Core::Split(s) => loop {
+                match s.hub.poll_output() {
+                    Some(Output::Broker(r)) => s.to_broker.push_back(r),
+                    Some(other) => return Some(other),
+                    None => {
+                        // The host writes down what changed, as the edge does after each event.
+                        if let Some(changes) = s.hub.take_changes() {
+                            for (id, snapshot) in changes.sessions {
+                                match snapshot {
+                                    Some(snap) => s.stored.insert(id, snap),
+                                    None => s.stored.remove(&id),
+                                };
+                            }
+                            for (channel, position) in changes.positions {
+                                match position {
+                                    Some(p) => s.positions.insert(channel.to_string(), p),
+                                    None => s.positions.remove(&*channel),
+                                };
+                            }
+                        }
+                        return None;
+                    }
+                }
+            },
+        }
+    }
+
+    /// Carries queued requests to the broker and events back to the hub (the hub's outputs
+    /// wait for the caller to drain them). Returns the publications the broker took, in its
+    /// order: (channel, payload).
+    fn deliver(&mut self, requests: usize, events: usize, now: Timestamp) -> Vec<(String, Bytes)> {
+        let mut published = Vec::new();
+        let Core::Split(s) = self else { return published };
+        for _ in 0..requests {
+            let Some(r) = s.to_broker.pop_front() else { break };
+            if let shared::broker::BrokerOp::Publish(p) = &r.op {
+                published.push((r.channel.clone(), p.data.clone()));
+            }
+            s.broker.handle_request(r, now);
+            while let Some(e) = s.broker.poll_output() {
+                s.to_hub.push_back(e);
+            }
+        }
+        for _ in 0..events {
+            let Some(e) = s.to_hub.pop_front() else { break };
+            s.hub.handle_broker(e, now);
+        }
+        published
+    }
+
+    /// How many queued events to carry so that the hub waits for no reply (None: no
+    /// request is queued and no reply waits).
+    fn replies_waiting(&self) -> Option<(usize, usize)> {
+        let Core::Split(s) = self else { return None };
+        let last_reply = s.to_hub.iter().rposition(|e| matches!(e, BrokerEvent::Reply { .. }));
+        match (s.to_broker.len(), last_reply) {
+            (0, None) => None,
+            (requests, last) => Some((requests, last.map_or(0, |i| i + 1))),
+        }
+    }
+
+    /// Sessions the host stored snapshots of (hibernation only).
+    fn stored(&self) -> Option<BTreeSet<SessionId>> {
+        match self {
+            Core::Split(s) if s.tracking => Some(s.stored.keys().copied().collect()),
+            _ => None,
+        }
+    }
+
+    /// A new hub rebuilds the stored sessions; the broker and the queued events stay.
+    fn evict(&mut self, cfg: &Arc<Config>, now: Timestamp) {
+        let Core::Split(s) = self else { return };
+        s.lives += 1;
+        let info = NodeInfo { id: "node-props".into(), name: "props".into(), version: "0.0.0-props".into() };
+        let hub = Hub::new(cfg.clone(), info, 7 + s.lives, now).expect("valid config");
+        s.hub = hub.without_websocket_pings().tracking_snapshots();
+        for (id, snapshot) in &s.stored {
+            s.hub.handle_restore(*id, snapshot.clone(), &s.positions, now);
+        }
+    }
+
+    /// Nothing waits between hub and broker.
+    fn quiet(&self) -> bool {
+        match self {
+            Core::Node(_) => true,
+            Core::Split(s) => s.to_broker.is_empty() && s.to_hub.is_empty(),
+        }
+    }
+}
 
 // =============================================================================================
 // The harness
 
 /// The stream position a session knows for a channel.
 type Position = (String, u64);
+
+/// A publication's serial and the channels it went to.
+type Serial = (u64, Vec<String>);
 
 /// A subscription as its client sees it.
 #[derive(Clone, Debug)]
@@ -964,7 +1213,10 @@ struct Track {
     epoch: Option<String>,
     /// Last offset delivered (or the result's position).
     offset: u64,
-    last_serial: Option<u64>,
+    /// The order (see `Harness::order_of`) of the last publication delivered.
+    last_order: Option<u64>,
+    /// Publications delivered.
+    got: BTreeSet<u64>,
     /// The serial counter when it started: publications after this must arrive.
     since_serial: u64,
 }
@@ -994,6 +1246,8 @@ struct SessionRec {
     resuming: bool,
     next_id: u32,
     pending: BTreeMap<u32, Pend>,
+    /// Commands that must get a reply (or the session must end).
+    unanswered: BTreeSet<u32>,
     tracks: BTreeMap<String, Track>,
     positions: BTreeMap<String, Position>,
     owed_pongs: u32,
@@ -1003,6 +1257,8 @@ struct SessionRec {
     /// When the client was told its connection expires.
     expires_told: Option<Timestamp>,
     last_event_id: Option<String>,
+    /// Something was sent: a uni WebSocket's first message is its connect request.
+    spoke: bool,
 }
 
 struct PubMeta {
@@ -1017,7 +1273,9 @@ struct PubMeta {
 }
 
 struct Harness {
-    node: Node,
+    node: Core,
+    /// The broker is at a distance (see [`Core`]).
+    split: bool,
     cfg: Arc<Config>,
     avoid: Avoid,
     now: Timestamp,
@@ -1032,6 +1290,9 @@ struct Harness {
     epochs: BTreeMap<String, String>,
     /// The step of the last history_remove per channel.
     removed: BTreeMap<String, u64>,
+    /// (channel, serial) → the order the distant broker took it in.
+    order: BTreeMap<(String, u64), u64>,
+    next_order: u64,
     step: u64,
     /// Publications answered OK in the current step, to check delivery at its end.
     published_now: Vec<u64>,
@@ -1039,8 +1300,8 @@ struct Harness {
     recovered_now: Vec<(usize, String, String, u64)>,
     /// For API subscribe: the position `recover_since` named, per channel, this step.
     api_since: BTreeMap<String, Option<Position>>,
-    /// API answers of the current call.
-    api_answers: Vec<(ApiId, Result<Value, proto::Error>)>,
+    /// API calls not answered yet, with their command and publications.
+    api_pending: BTreeMap<ApiId, (ApiCommand, Vec<Serial>)>,
     context: String,
     /// `PROPS_TRACE=1`: print every step and output (for reading one case).
     trace: bool,
@@ -1053,13 +1314,32 @@ macro_rules! violation {
 }
 
 impl Harness {
-    fn new(k: &Knobs, avoid: Avoid) -> Harness {
+    /// `split`: Some(websocket pings) for a hub with its broker at a distance; without
+    /// pings, the host stores snapshots and may lose its memory ([`Op::Evict`]).
+    fn new(k: &Knobs, avoid: Avoid, split: Option<bool>) -> Harness {
         let cfg = Arc::new(config(k));
         let info = NodeInfo { id: "node-props".into(), name: "props".into(), version: "0.0.0-props".into() };
         let now = Timestamp(T0);
-        let node = Node::new(cfg.clone(), info, 7, now).expect("valid config");
+        let node = match split {
+            None => Core::Node(Node::new(cfg.clone(), info, 7, now).expect("valid config")),
+            Some(pings) => {
+                let hub = Hub::new(cfg.clone(), info, 7, now).expect("valid config");
+                let hub = if pings { hub } else { hub.without_websocket_pings().tracking_snapshots() };
+                Core::Split(Split {
+                    hub,
+                    broker: Broker::new(11),
+                    to_broker: VecDeque::new(),
+                    to_hub: VecDeque::new(),
+                    tracking: !pings,
+                    stored: BTreeMap::new(),
+                    positions: BTreeMap::new(),
+                    lives: 0,
+                })
+            }
+        };
         Harness {
             node,
+            split: split.is_some(),
             cfg,
             avoid,
             now,
@@ -1071,11 +1351,13 @@ impl Harness {
             offsets: BTreeMap::new(),
             epochs: BTreeMap::new(),
             removed: BTreeMap::new(),
+            order: BTreeMap::new(),
+            next_order: 0,
             step: 0,
             published_now: Vec::new(),
             recovered_now: Vec::new(),
             api_since: BTreeMap::new(),
-            api_answers: Vec::new(),
+            api_pending: BTreeMap::new(),
             context: String::new(),
             trace: std::env::var_os("PROPS_TRACE").is_some(),
         }
@@ -1114,7 +1396,7 @@ impl Harness {
                         Ok(request) => {
                             let pend = Pend::Connect { user: String::new(), hints: BTreeMap::new(), granted: BTreeSet::new(), exp_ms: None };
                             self.sessions[i].pending.insert(0, pend);
-                            self.node.handle_connect(id, request, self.now);
+                            self.node.handle_connect(id, request, None, self.now);
                         }
                         // The host answers 400 and closes.
                         Err(_) => {
@@ -1138,7 +1420,13 @@ impl Harness {
                     let (body, pend) = self.connect_body(auth, &[], i);
                     if let Ok(request) = proto::parse_connect_request(body.to_string().as_bytes()) {
                         self.sessions[i].pending.entry(0).or_insert(pend);
-                        self.node.handle_connect(id, request, self.now);
+                        if transport == Transport::UniWebsocket && !self.sessions[i].spoke {
+                            // Its first message is the connect request.
+                            self.node.handle_frame(id, body.to_string().as_bytes(), self.now);
+                        } else {
+                            self.node.handle_connect(id, request, None, self.now);
+                        }
+                        self.sessions[i].spoke = true;
                     }
                 } else {
                     let frame = self.connect_frame(i, auth, &[]);
@@ -1148,21 +1436,22 @@ impl Harness {
             }
             Op::Frame { s, cmds, tail } => {
                 let Some(i) = self.pick(*s) else { return };
+                if self.first_message_is_connect(i) {
+                    return; // it would be read as a connect request (hub unit tests cover that)
+                }
                 let (frame, expected) = self.frame(i, cmds, tail);
                 let id = self.sessions[i].id;
+                if !self.sessions[i].transport.is_unidirectional() {
+                    self.sessions[i].unanswered.extend(expected);
+                }
                 self.node.handle_frame(id, &frame, self.now);
                 self.drain();
-                let rec = &self.sessions[i];
-                if rec.live && !rec.transport.is_unidirectional() {
-                    for cid in expected {
-                        if rec.pending.contains_key(&cid) {
-                            violation!(self, "{} still open but command {cid} got no reply (pending: {:?})", rec.id, rec.pending);
-                        }
-                    }
-                }
             }
             Op::Garbage { s, bytes } => {
                 let Some(i) = self.pick(*s) else { return };
+                if self.first_message_is_connect(i) {
+                    return;
+                }
                 let id = self.sessions[i].id;
                 self.node.handle_frame(id, bytes, self.now);
                 self.drain();
@@ -1189,6 +1478,9 @@ impl Harness {
                     violation!(self, "{id} survived the host's disconnect");
                 }
             }
+            Op::Deliver { requests, events } => self.deliver(usize::from(*requests), usize::from(*events)),
+            Op::Flush => self.flush(),
+            Op::Evict => self.evict(),
             Op::Shutdown => {
                 self.node.shutdown(self.now);
                 self.drain();
@@ -1198,6 +1490,11 @@ impl Harness {
             }
         }
         self.check_step();
+    }
+
+    /// A uni WebSocket that has sent nothing yet: whatever it sends is its connect request.
+    fn first_message_is_connect(&self, i: usize) -> bool {
+        self.sessions[i].transport == Transport::UniWebsocket && !self.sessions[i].spoke
     }
 
     fn open_session(&mut self, tr: Tr) -> usize {
@@ -1213,6 +1510,7 @@ impl Harness {
             resuming: false,
             next_id: 1,
             pending: BTreeMap::new(),
+            unanswered: BTreeSet::new(),
             tracks: BTreeMap::new(),
             positions: BTreeMap::new(),
             owed_pongs: 0,
@@ -1220,6 +1518,7 @@ impl Harness {
             opened_at: self.now,
             expires_told: None,
             last_event_id: None,
+            spoke: false,
         });
         let i = self.sessions.len() - 1;
         self.index.insert(id, i);
@@ -1233,21 +1532,23 @@ impl Harness {
         let id = self.sessions[i].id;
         let transport = tr.transport();
         if transport.is_unidirectional() {
+            let mut lei = None;
             if transport == Transport::UniSse {
                 if let Some(from) = last_event_id {
-                    let lei = match from.and_then(|s| self.pick(s)) {
+                    lei = Some(match from.and_then(|s| self.pick(s)) {
                         Some(j) => self.sessions[j].last_event_id.clone().unwrap_or_else(|| "1.AAAA".into()),
                         None => "garbage-event-id".into(),
-                    };
+                    });
                     self.sessions[i].resuming = true;
-                    self.node.handle_last_event_id(id, lei);
                 }
             }
             let (body, pend) = self.connect_body(auth, subs, i);
             match proto::parse_connect_request(body.to_string().as_bytes()) {
                 Ok(request) => {
                     self.sessions[i].pending.insert(0, pend);
-                    self.node.handle_connect(id, request, self.now);
+                    // As a host does with `cf_connect` in the URL.
+                    self.sessions[i].spoke = true;
+                    self.node.handle_connect(id, request, lei, self.now);
                 }
                 Err(e) => violation!(self, "connect body {body} does not parse: {e}"),
             }
@@ -1351,6 +1652,7 @@ impl Harness {
         let (body, pend) = self.connect_body(auth, subs, i);
         let cid = self.next_id(i);
         self.sessions[i].pending.insert(cid, pend);
+        self.sessions[i].unanswered.insert(cid);
         match self.sessions[i].transport.wire().encoding {
             Encoding::Json => json!({"id": cid, "connect": body}).to_string().into_bytes(),
             Encoding::Protobuf => {
@@ -1570,6 +1872,9 @@ impl Harness {
     }
 
     fn pong(&mut self, i: usize) {
+        if self.first_message_is_connect(i) {
+            return;
+        }
         let r = &mut self.sessions[i];
         r.owed_pongs = r.owed_pongs.saturating_sub(1);
         r.ping_since = None;
@@ -1583,6 +1888,9 @@ impl Harness {
     }
 
     fn advance(&mut self, ms: u64, jump: bool, pongs: bool) {
+        if self.avoid.epoch {
+            self.flush();
+        }
         let target = self.now.after_ms(ms);
         if jump {
             self.now = target;
@@ -1654,7 +1962,7 @@ impl Harness {
     }
 
     /// Method and body of an API call; publications get serials (and their meta) here.
-    fn api_body(&mut self, a: &ApiOp, serials: &mut Vec<(u64, Vec<String>)>) -> (String, Value) {
+    fn api_body(&mut self, a: &ApiOp, serials: &mut Vec<Serial>) -> (String, Value) {
         match a {
             ApiOp::Publish { ch, data, b64, skip_history, key } => {
                 self.serial += 1;
@@ -1784,23 +2092,26 @@ impl Harness {
         stats::bump(API_CALLS);
         let id = ApiId(self.next_api);
         self.next_api += 1;
-        self.api_answers.clear();
-        self.node.handle_api(id, command.clone(), self.now);
+        self.api_pending.insert(id, (command.clone(), serials));
+        self.node.handle_api(id, command, self.now);
         self.drain();
-        let answers = std::mem::take(&mut self.api_answers);
-        if answers.len() != 1 || answers[0].0 != id {
-            violation!(self, "API call {id:?} answered {answers:?}");
+        if !self.split && self.api_pending.contains_key(&id) {
+            violation!(self, "API call {id:?} not answered by a node with its broker in-process");
         }
-        let result = answers[0].1.clone();
+    }
+
+    fn api_answer(&mut self, id: ApiId, result: Result<Value, proto::Error>) {
+        let Some((command, serials)) = self.api_pending.remove(&id) else {
+            violation!(self, "API answer {id:?} to no call waiting: {result:?}");
+        };
         self.api_result(&command, &result, &serials);
-        // Deliveries are checked after the call's outputs are all in.
-        self.check_deliveries();
-        self.check_recoveries();
     }
 
     /// What an API answer says about publications, and cross-checks of `info`/`channels`.
-    fn api_result(&mut self, command: &ApiCommand, result: &Result<Value, proto::Error>, serials: &[(u64, Vec<String>)]) {
+    fn api_result(&mut self, command: &ApiCommand, result: &Result<Value, proto::Error>, serials: &[Serial]) {
         let Ok(v) = result else { return };
+        // Counts are compared with what sessions know only when nothing is in flight.
+        let settled = self.node.quiet() && !self.split;
         match command {
             ApiCommand::Publish(p) => {
                 if let Some((serial, _)) = serials.first() {
@@ -1846,7 +2157,7 @@ impl Harness {
                 }
             }
             ApiCommand::History(h) => self.api_history(&h.channel, v),
-            ApiCommand::Info => {
+            ApiCommand::Info if settled => {
                 let node = &v["nodes"][0];
                 let connected = self.sessions.iter().filter(|r| r.live && r.connected).count() as u64;
                 let channels = self.expected_channels();
@@ -1858,7 +2169,7 @@ impl Harness {
                     violation!(self, "info says {node}, sessions know {connected} clients, channels {channels:?}");
                 }
             }
-            ApiCommand::Presence(p) => {
+            ApiCommand::Presence(p) if settled => {
                 // Everyone subscribed where presence is on, and no one else.
                 let got: BTreeSet<String> = v["presence"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
                 let expected: BTreeSet<String> = self
@@ -1871,7 +2182,7 @@ impl Harness {
                     violation!(self, "presence of {} is {got:?}, subscribers are {expected:?}", p.channel);
                 }
             }
-            ApiCommand::Channels(c) if c.pattern.is_empty() => {
+            ApiCommand::Channels(c) if settled && c.pattern.is_empty() => {
                 let expected = self.expected_channels();
                 let got: BTreeMap<String, u64> = v["channels"]
                     .as_object()
@@ -1970,7 +2281,7 @@ impl Harness {
                     self.end(i);
                 }
                 Output::Broker(r) => violation!(self, "the node let a broker request out: {r:?}"),
-                Output::Api { id, result } => self.api_answers.push((id, result)),
+                Output::Api { id, result } => self.api_answer(id, result),
             }
         }
     }
@@ -1989,6 +2300,7 @@ impl Harness {
         r.live = false;
         r.tracks.clear();
         r.pending.clear();
+        r.unanswered.clear();
     }
 
     fn received(&mut self, session: SessionId, data: &Bytes, ping: bool) {
@@ -2034,6 +2346,7 @@ impl Harness {
                 if uni {
                     violation!(self, "{session} is unidirectional but got reply {id}");
                 }
+                self.sessions[i].unanswered.remove(&id);
                 let Some(pend) = self.sessions[i].pending.remove(&id) else {
                     violation!(self, "{session} got reply {id} to no command awaiting one: {body:?}");
                 };
@@ -2042,7 +2355,7 @@ impl Harness {
             Ev::Push { channel, body } => match body {
                 PBody::Pub(p) => self.publication(i, &channel, &p),
                 PBody::Subscribe(r) => {
-                    let since = self.api_since.get(&channel).cloned().flatten();
+                    let since = self.api_since.get(&channel).cloned().flatten().filter(|_| !self.split);
                     if !self.sessions[i].connected {
                         violation!(self, "{session} got a subscribe push before it connected");
                     }
@@ -2157,20 +2470,28 @@ impl Harness {
 
     /// The client learned when its connection expires (ttl in seconds, None: never).
     fn told_expiry(&mut self, i: usize, ttl: Option<u32>) {
-        self.sessions[i].expires_told = ttl.map(|t| self.now.after_ms(u64::from(t) * 1000));
+        // A ttl of u32::MAX is saturated: the expiry is at least that far, maybe further.
+        self.sessions[i].expires_told = ttl.filter(|t| *t < u32::MAX).map(|t| self.now.after_ms(u64::from(t) * 1000));
     }
 
     /// A subscription started (client subscribe, connect, API subscribe).
     fn subscribed(&mut self, i: usize, channel: &str, r: &NSub, since: Option<Position>, resuming: bool) {
         let session = self.sessions[i].id;
-        if self.sessions[i].tracks.contains_key(channel) {
+        if self.sessions[i].tracks.contains_key(channel) && !self.avoid.race {
             violation!(self, "{session} subscribed to {channel} twice");
         }
         let epoch = (!r.epoch.is_empty()).then(|| r.epoch.clone());
         if let Some(e) = &epoch {
             self.epochs.insert(channel.to_owned(), e.clone());
         }
-        let track = Track { positioned: r.positioned, epoch: epoch.clone(), offset: r.offset, last_serial: None, since_serial: self.serial };
+        let track = Track {
+            positioned: r.positioned,
+            epoch: epoch.clone(),
+            offset: r.offset,
+            last_order: None,
+            got: BTreeSet::new(),
+            since_serial: self.serial,
+        };
         self.sessions[i].tracks.insert(channel.to_owned(), track);
         stats::bump(SUBSCRIBED);
         if r.was_recovering {
@@ -2264,8 +2585,16 @@ impl Harness {
         let Some(track) = self.sessions[i].tracks.get(channel).cloned() else {
             violation!(self, "{session} got #{serial} on {channel} without a subscription there");
         };
-        if track.last_serial.is_some_and(|last| serial <= last) {
-            violation!(self, "{session} got #{serial} on {channel} after #{}", track.last_serial.unwrap_or_default());
+        let order = self.order_of(channel, serial);
+        if track.got.contains(&serial) {
+            violation!(self, "{session} got #{serial} on {channel} twice");
+        }
+        // A publication without offset (skip_history) is outside the stream: when one is
+        // buffered during a recovering subscribe, the recovered publications go first (in the
+        // subscribe result), as in Centrifugo, so its order against them is not kept.
+        let exempt = p.offset == 0 && track.positioned;
+        if track.last_order.is_some_and(|last| order <= last) && !exempt {
+            violation!(self, "{session} got #{serial} on {channel} out of order (after {:?})", track.got);
         }
         let mut track = track;
         if p.offset > 0 {
@@ -2280,7 +2609,8 @@ impl Harness {
             }
             track.offset = p.offset;
         }
-        track.last_serial = Some(serial);
+        track.last_order = Some(order);
+        track.got.insert(serial);
         stats::bump(RECEIVED);
         self.sessions[i].tracks.insert(channel.to_owned(), track);
     }
@@ -2308,8 +2638,8 @@ impl Harness {
                 for c in &meta.channels {
                     if let Some(t) = r.tracks.get(c) {
                         stats::bump(DELIVERY);
-                        if t.since_serial < serial && t.last_serial.is_none_or(|l| l < serial) {
-                            violation!(self, "{} subscribed to {c} never got #{serial} (got up to {:?})", r.id, t.last_serial);
+                        if t.since_serial < serial && !t.got.contains(&serial) {
+                            violation!(self, "{} subscribed to {c} never got #{serial} (got {:?})", r.id, t.got);
                         }
                     }
                 }
@@ -2328,13 +2658,24 @@ impl Harness {
     }
 
     fn check_step(&mut self) {
-        self.check_deliveries();
-        self.check_recoveries();
         let hub = self.node.hub();
         let live = self.sessions.iter().filter(|r| r.live).count();
         if hub.num_sessions() != live {
             violation!(self, "the hub holds {} sessions, {live} are open", hub.num_sessions());
         }
+        self.check_deadlines();
+        if !self.node.quiet() {
+            return; // replies, deliveries and counts wait for the broker
+        }
+        self.check_deliveries();
+        self.check_recoveries();
+        if let Some(r) = self.sessions.iter().find(|r| r.live && !r.unanswered.is_empty()) {
+            violation!(self, "{} still open but commands {:?} got no reply", r.id, r.unanswered);
+        }
+        if let Some(id) = self.api_pending.keys().next() {
+            violation!(self, "API call {id:?} never answered");
+        }
+        let hub = self.node.hub();
         let users: BTreeSet<&str> = self
             .sessions
             .iter()
@@ -2349,7 +2690,77 @@ impl Harness {
         if hub.num_channels() != channels.len() {
             violation!(self, "the hub holds {} channels, sessions know {channels:?}", hub.num_channels());
         }
-        self.check_deadlines();
+    }
+
+    /// The host loses its memory, if it may: idle (no reply awaited) and holding only
+    /// connected WebSockets, each with a stored snapshot.
+    fn evict(&mut self) {
+        let Some(_) = self.node.stored() else { return };
+        let mut rounds = 0;
+        while let Some((requests, events)) = self.node.replies_waiting() {
+            self.deliver(requests, events);
+            rounds += 1;
+            if rounds > 10_000 {
+                violation!(self, "hub and broker keep talking");
+            }
+        }
+        let stored = self.node.stored().unwrap_or_default();
+        let live: BTreeSet<SessionId> = self.sessions.iter().filter(|r| r.live).map(|r| r.id).collect();
+        let websockets = self
+            .sessions
+            .iter()
+            .filter(|r| r.live)
+            .all(|r| r.connected && matches!(r.transport, Transport::Websocket(_) | Transport::UniWebsocket));
+        if !websockets || stored != live {
+            if websockets {
+                violation!(self, "the host stored snapshots of {stored:?}, open are {live:?}");
+            }
+            return; // streams keep a node object in memory
+        }
+        stats::bump(EVICTIONS);
+        for _ in 0..stored.len() {
+            stats::bump(RESTORED);
+        }
+        self.node.evict(&self.cfg, self.now);
+        self.drain();
+        if self.avoid.restore {
+            self.flush();
+        }
+    }
+
+    /// Carries requests and events; notes the order the broker took publications in.
+    fn deliver(&mut self, requests: usize, events: usize) {
+        for (channel, data) in self.node.deliver(requests, events, self.now) {
+            if let Some(serial) = marker(&data) {
+                self.next_order += 1;
+                self.order.insert((channel, serial), self.next_order);
+            }
+        }
+        self.drain();
+    }
+
+    /// Where a publication stands in its channel's order: the broker's order when it is at
+    /// a distance; with the node, the order the harness published in.
+    fn order_of(&self, channel: &str, serial: u64) -> u64 {
+        if !self.split {
+            return serial;
+        }
+        match self.order.get(&(channel.to_owned(), serial)) {
+            Some(o) => *o,
+            None => violation!(self, "#{serial} arrived on {channel} before the broker took it"),
+        }
+    }
+
+    /// Carries everything between hub and broker until nothing is left.
+    fn flush(&mut self) {
+        let mut rounds = 0u32;
+        while !self.node.quiet() {
+            self.deliver(usize::MAX, usize::MAX);
+            rounds += 1;
+            if rounds > 10_000 {
+                violation!(self, "hub and broker keep talking");
+            }
+        }
     }
 
     /// Sessions past a deadline they were told of (or that the protocol sets) are gone: the
@@ -2364,7 +2775,9 @@ impl Harness {
                 }
             }
             let websocket = matches!(r.transport, Transport::Websocket(_) | Transport::UniWebsocket);
-            if websocket && !r.connected && r.opened_at.after_ms(ms(c.client_stale_close_delay)) <= self.now {
+            // A connect waiting for the broker is no stale session.
+            let connecting = r.pending.values().any(|p| matches!(p, Pend::Connect { .. }));
+            if websocket && !r.connected && !connecting && r.opened_at.after_ms(ms(c.client_stale_close_delay)) <= self.now {
                 violation!(self, "{} opened at +{} ms never connected, still open", r.id, Timestamp(T0).until(r.opened_at));
             }
             if let Some(since) = r.ping_since.filter(|_| !r.transport.is_unidirectional()) {
@@ -2379,6 +2792,9 @@ impl Harness {
     /// the broker neither.
     fn finish(&mut self) {
         self.step += 1;
+        self.context = "settling".into();
+        self.flush();
+        self.check_step();
         self.context = "closing every session".into();
         for i in 0..self.sessions.len() {
             if self.sessions[i].live {
@@ -2388,6 +2804,7 @@ impl Harness {
                 self.drain();
             }
         }
+        self.flush();
         let hub = self.node.hub();
         if hub.num_sessions() != 0 || hub.num_users() != 0 || hub.num_channels() != 0 {
             violation!(self, "all closed, yet the hub holds {} sessions, {} users, {} channels", hub.num_sessions(), hub.num_users(), hub.num_channels());
@@ -2403,6 +2820,7 @@ impl Harness {
             self.now = self.now.max(at);
             self.node.handle_timeout(self.now);
             self.drain();
+            self.flush();
             steps += 1;
             if steps > 100_000 {
                 violation!(self, "deadlines keep coming with no session open");
@@ -2423,8 +2841,12 @@ impl Harness {
 // Properties
 
 fn run_case(k: &Knobs, ops: &[Op], a: Avoid) {
+    run_case_with(k, ops, a, None);
+}
+
+fn run_case_with(k: &Knobs, ops: &[Op], a: Avoid, split: Option<bool>) {
     stats::bump(CASES);
-    let mut h = Harness::new(k, a);
+    let mut h = Harness::new(k, a, split);
     for op in ops {
         h.run(op);
     }
@@ -2448,6 +2870,28 @@ proptest! {
         stats::print("interleavings");
     }
 
+    /// The hub with its broker at a distance (as at the edge): broker requests and events
+    /// wait in queues while clients and the API go on; the same invariants hold once they
+    /// are carried.
+    #[test]
+    fn broker_at_a_distance(
+        k in knobs(),
+        pings in any::<bool>(),
+        ops in prop::collection::vec(prop_oneof![4 => op(avoid()), 4 => recovery_op(avoid()), 5 => carry()], 1..64),
+    ) {
+        run_case_with(&k, &ops, avoid(), Some(pings));
+        stats::print("split");
+    }
+
+    /// Hibernation (as at the edge): only WebSockets, and the host keeps losing its memory
+    /// while publications are on their way; restored sessions notice nothing (each
+    /// publication once and in order, nothing missed while history covers it).
+    #[test]
+    fn hibernation(k in knobs(), ops in prop::collection::vec(hibernate_op(avoid()), 1..64)) {
+        run_case_with(&k, &ops, avoid(), Some(false));
+        stats::print("hibernation");
+    }
+
     /// Few sessions, many publications, subscribes with recovery and clock moves: the
     /// delivery and recovery invariants get exercised hard.
     #[test]
@@ -2455,6 +2899,43 @@ proptest! {
         run_case(&k, &ops, avoid());
         stats::print("recovery");
     }
+}
+
+/// Carrying requests and events between a hub and its distant broker.
+fn carry() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        8 => (0u8..4, 0u8..4).prop_map(|(requests, events)| Op::Deliver { requests, events }),
+        1 => Just(Op::Flush),
+        2 => Just(Op::Evict),
+    ]
+}
+
+/// WebSocket sessions, publications, subscriptions, and evictions with events in flight.
+fn hibernate_op(a: Avoid) -> impl Strategy<Value = Op> {
+    let few = || (0u8..4).prop_map(Sel);
+    let chans = || prop::sample::select(vec![Ch(0), Ch(6), Ch(7), Ch(8), Ch(4), Ch(1)]);
+    let recs = || prop_oneof![3 => Just(Rec::Own), 1 => Just(Rec::No)];
+    prop_oneof![
+        3 => (prop::sample::select(vec![Tr::Ws, Tr::WsProto, Tr::UniWs]), user(), prop::collection::vec((chans(), recs()), 0..3))
+            .prop_map(|(tr, u, subs)| Op::Open {
+                tr, auth: Auth::Token { user: Some(u), exp: Exp::Never, info: Info::None, channels: vec![] }, subs, last_event_id: None
+            }),
+        8 => (chans(), data(a), prop::bool::weighted(0.1)).prop_map(|(ch, data, skip_history)| Op::Api(ApiOp::Publish { ch, data, b64: false, skip_history, key: None })),
+        5 => (few(), chans(), recs(), any::<bool>(), any::<bool>()).prop_map(|(s, ch, rec, positioned, recoverable)| Op::Frame {
+            s, cmds: vec![Cmd::Subscribe { ch, rec, positioned, recoverable, join_leave: true, reject: false, tok: SubTok::None }], tail: Tail::None
+        }),
+        2 => (few(), chans()).prop_map(|(s, ch)| Op::Frame { s, cmds: vec![Cmd::Unsubscribe(ch)], tail: Tail::None }),
+        2 => (few(), chans(), data(a)).prop_map(|(s, ch, d)| Op::Frame { s, cmds: vec![Cmd::Publish(ch, d)], tail: Tail::None }),
+        1 => (user(), chans(), recs()).prop_map(|(user, ch, since)| Op::Api(ApiOp::Subscribe {
+            user, ch, expire: ExpireAt::Zero, since, info: Info::None, data: Info::None, client: None, force_recovery: Some(true)
+        })),
+        1 => (user(), chans()).prop_map(|(user, ch)| Op::Api(ApiOp::Unsubscribe { user, ch: Some(ch), client: None })),
+        2 => prop_oneof![0u64..5_000, 5_000u64..200_000].prop_map(|ms| Op::Advance { ms, jump: false, pongs: false }),
+        1 => few().prop_map(Op::Close),
+        5 => (0u8..4, 0u8..4).prop_map(|(requests, events)| Op::Deliver { requests, events }),
+        1 => Just(Op::Flush),
+        4 => Just(Op::Evict),
+    ]
 }
 
 /// Ops weighted towards publish / subscribe-with-recovery / unsubscribe / reconnect.
@@ -2609,7 +3090,146 @@ mod found {
     #[test]
     fn broker_keeps_a_stream_nobody_published_to() {
         let auth = Auth::Token { user: None, exp: Exp::Never, info: Info::None, channels: vec![ch("rec:x")] };
-        run(vec![open(Tr::Ws, auth, &[])]);
+        // (Past the timers a closed session leaves, found by `closed_session_leaves_timers`.)
+        run_case(&knobs(), &[open(Tr::Ws, auth, &[])], Avoid { timers: true, ..Avoid::default() });
+    }
+
+    /// With the broker at a distance: a client subscribe waits for the broker; meanwhile the
+    /// API unsubscribes the user from everything and subscribes it to the same channel again.
+    /// The broker's answer to the first subscribe then answers the second (replies are
+    /// matched by channel name): the client gets a `subscribe` reply *and* a `subscribe`
+    /// push for one channel.
+    #[test]
+    fn late_broker_answer_completes_a_replaced_subscription() {
+        let subscribe = ApiOp::Subscribe {
+            user: U(1),
+            ch: ch("rec:x"),
+            expire: ExpireAt::Zero,
+            since: Rec::No,
+            info: Info::None,
+            data: Info::None,
+            client: None,
+            force_recovery: Some(true),
+        };
+        let ops = vec![
+            open(Tr::Ws, token("u2"), &[]),
+            frame(vec![Cmd::Subscribe {
+                ch: ch("rec:x"),
+                rec: Rec::No,
+                positioned: false,
+                recoverable: false,
+                join_leave: false,
+                reject: false,
+                tok: SubTok::None,
+            }]),
+            Op::Deliver { requests: 1, events: 1 },
+            Op::Api(ApiOp::Unsubscribe { user: U(1), ch: None, client: None }),
+            Op::Api(subscribe),
+            Op::Flush,
+        ];
+        // The unsubscribe push for the waiting subscription is `unsubscribe_push_…` below.
+        run_case_with(&knobs(), &ops, Avoid { unsub: true, ..Avoid::default() }, Some(false));
+    }
+
+    /// With the broker at a distance: a publication without offset (skip_history) reaches a
+    /// subscription that waits for its recovering subscribe; a publication with history
+    /// follows. The subscribe's answer recovers the later one, then the buffer delivers the
+    /// earlier one. Accepted (Centrifugo does the same): publications without offset are
+    /// outside the stream; the case stays as a check that nothing else goes wrong there.
+    #[test]
+    fn unpositioned_publication_buffered_during_recovery_comes_late() {
+        let ops = vec![
+            open(Tr::Ws, token("u1"), &["chat:b"]),
+            open(Tr::Ws, token("u2"), &[]),
+            Op::Flush,
+            // Two publications travel, the first without history; then the second client
+            // subscribes from the first one's position.
+            Op::Api(ApiOp::Publish { ch: ch("chat:b"), data: Data::JsonObject, b64: false, skip_history: true, key: None }),
+            publish("chat:b", Data::JsonObject),
+            Op::Frame {
+                s: Sel(1),
+                cmds: vec![Cmd::Subscribe {
+                    ch: ch("chat:b"),
+                    rec: Rec::Of(Sel(0)),
+                    positioned: false,
+                    recoverable: false,
+                    join_leave: false,
+                    reject: false,
+                    tok: SubTok::None,
+                }],
+                tail: Tail::None,
+            },
+            Op::Flush,
+        ];
+        run_case_with(&knobs(), &ops, Avoid { timers: true, ..Avoid::default() }, Some(true));
+    }
+
+    /// With the broker at a distance: a channel's stream expires (meta TTL) and is made anew
+    /// with another epoch while a publication of the old one is still on its way to the
+    /// node. A subscription made in the new epoch buffers that old publication and delivers
+    /// it after its subscribe result (`deliver_to` takes the publication's epoch without
+    /// comparing it): the client gets a publication of another epoch, whose offset collides
+    /// with the new stream's.
+    #[test]
+    fn publication_of_an_expired_epoch_reaches_a_subscription_of_the_new_one() {
+        let anon = |chs: Vec<Ch>| Auth::Token { user: None, exp: Exp::Never, info: Info::None, channels: chs };
+        let ops = vec![
+            open(Tr::Ws, anon(vec![ch("chat:b")]), &[]),
+            publish("chat:b", Data::JsonObject),
+            // The broker takes both; their answers and the publication stay on the way.
+            Op::Deliver { requests: 2, events: 0 },
+            // chat:b's meta TTL (600 s) runs out: the stream is gone.
+            Op::Advance { ms: 600_000, jump: false, pongs: false },
+            open(Tr::Ws, anon(vec![ch("chat:b")]), &[]),
+            publish("chat:b", Data::JsonObject),
+            Op::Flush,
+        ];
+        // (Past the timers a closed session leaves, found by `closed_session_leaves_timers`.)
+        run_case_with(&knobs(), &ops, Avoid { timers: true, ..Avoid::default() }, Some(false));
+    }
+
+    /// Hibernation: a session is restored (its subscriptions re-made, waiting for the broker)
+    /// and the API unsubscribes it meanwhile. The subscription goes without an `unsubscribe`
+    /// push, as if the client had never heard of it, though it had (in the earlier life):
+    /// the client believes it is still subscribed and hears nothing more.
+    #[test]
+    fn restored_subscription_removed_by_the_api_goes_untold() {
+        let ops = vec![
+            open(Tr::Ws, token("u3"), &["chat:a"]),
+            Op::Flush,
+            Op::Evict,
+            Op::Api(ApiOp::Unsubscribe { user: U(2), ch: Some(ch("chat:a")), client: None }),
+            Op::Flush,
+        ];
+        run_case_with(&knobs(), &ops, Avoid::default(), Some(false));
+    }
+
+    /// A binary publication waits in the buffer of a JSON client's subscription that is
+    /// being made (here: a parallel API batch publishes, then subscribes the user). When the
+    /// subscription goes live, delivering the buffer disconnects the client (3506), and
+    /// `activate` goes on as if it were still there: it adds the gone client to the channel's
+    /// presence (after the removal its disconnect asked for) and announces its join (after
+    /// its leave). The channel's presence keeps a client that left.
+    #[test]
+    fn client_disconnected_while_going_live_stays_in_presence() {
+        let anon = Auth::Token { user: None, exp: Exp::Never, info: Info::None, channels: vec![ch("news")] };
+        let publish = ApiOp::Publish { ch: ch("news"), data: Data::Binary, b64: false, skip_history: true, key: None };
+        let subscribe = ApiOp::Subscribe {
+            user: U(1),
+            ch: ch("news"),
+            expire: ExpireAt::Zero,
+            since: Rec::No,
+            info: Info::None,
+            data: Info::None,
+            client: None,
+            force_recovery: None,
+        };
+        run(vec![
+            open(Tr::Ws, anon, &[]),
+            open(Tr::Sse, token("u2"), &[]),
+            Op::Api(ApiOp::Batch { commands: vec![publish, subscribe], parallel: true }),
+            Op::Api(ApiOp::Presence(ch("news"))),
+        ]);
     }
 
     /// A sequential API batch subscribes a user, then unsubscribes it from everything: the

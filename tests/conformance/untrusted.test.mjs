@@ -122,11 +122,43 @@ describe('untrusted input', () => {
     assert.match(r.text, /1000/);
   });
 
+  it('a broadcast to more than 10,000 channels is refused whole with 400, before any publishes', async () => {
+    const prefix = uniq('bc');
+    const channels = Array.from({ length: 10001 }, (_, i) => `${prefix}${i}`);
+    const r = await api('broadcast', { channels, data: {} });
+    assert.equal(r.status, 400, r.text.slice(0, 200));
+    assert.match(r.text, /10000/);
+    const history = await api('history', { channel: channels[0] });
+    assert.equal(history.status, 200);
+  });
+
   for (const kind of ['http', 'ws']) {
     it(`an unknown namespace in uni ${kind} subs is left out, not a disconnect`, async () => {
       const c = openUni(kind, { token: token(uniq('u')), subs: { 'nope:x': {}, [uniq('chat:ok')]: {} } });
       const connect = await connected(c);
       assert.ok(!('nope:x' in (connect.subs || {})), JSON.stringify(connect));
+    });
+  }
+});
+
+describe('close frames from API disconnect', () => {
+  afterEach(closeAll);
+
+  for (const [code, reason, wantCode] of [
+    [70000, 'x'.repeat(200), 1011],
+    [1005, 'reserved', 1011],
+    [4321, 'é'.repeat(100), 4321],
+  ]) {
+    it(`code ${code} with a ${Buffer.byteLength(reason)}-byte reason makes a valid close frame (${wantCode})`, async () => {
+      const user = uniq('d');
+      const c = openUni('ws', { token: token(user) });
+      await connected(c);
+      await apiOk('disconnect', { user, disconnect: { code, reason } });
+      await finished(c, 'the socket closes');
+      assert.equal(c.error, null, `the client saw a protocol error: ${c.error?.message}`);
+      assert.equal(c.closed.code, wantCode, JSON.stringify(c.closed));
+      assert.ok(Buffer.byteLength(c.closed.reason) <= 123, `reason of ${Buffer.byteLength(c.closed.reason)} bytes`);
+      assert.ok(reason.startsWith(c.closed.reason), 'a cut reason is a prefix, cut on a character boundary');
     });
   }
 });

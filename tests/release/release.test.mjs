@@ -100,16 +100,17 @@ const mb = (kb) => (kb / 1024).toFixed(1);
 const signed = (n, digits = 0) => `${n >= 0 ? '+' : ''}${n.toFixed(digits)}`;
 
 /**
- * Polls until fds are within `fdMargin` of `ref`, RSS within `rssMarginMb`, and CLOSE-WAIT at
- * most `maxCloseWait` — or `ms` passed. Returns the last snapshot and whether it held.
+ * Polls until fds are within `fdMargin` of `ref`, RSS within `rssMarginMb`, CLOSE-WAIT at
+ * most `maxCloseWait` and `also()` holds — or `ms` passed. Returns the last snapshot and
+ * whether it held.
  */
-async function settle(ref, { ms = SETTLE_MS, fdMargin = FD_MARGIN, rssMarginMb = RSS_MARGIN_MB, maxCloseWait = ref.closeWait, quietMs = Infinity } = {}) {
+async function settle(ref, { ms = SETTLE_MS, fdMargin = FD_MARGIN, rssMarginMb = RSS_MARGIN_MB, maxCloseWait = ref.closeWait, quietMs = Infinity, also = () => true } = {}) {
   const t0 = Date.now();
   let last = null;
   let since = t0;
   for (;;) {
     const s = snapshot();
-    const ok = s.fds <= ref.fds + fdMargin && s.rssKb <= ref.rssKb + rssMarginMb * 1024 && s.closeWait <= maxCloseWait;
+    const ok = s.fds <= ref.fds + fdMargin && s.rssKb <= ref.rssKb + rssMarginMb * 1024 && s.closeWait <= maxCloseWait && also();
     if (!last || s.fds !== last.fds || s.closeWait !== last.closeWait) since = Date.now();
     last = s;
     // `quietMs`: also stop once nothing changed for that long (the warm-up only waits for calm).
@@ -256,9 +257,11 @@ describe('resource release', { concurrency: 1 }, () => {
       const resumedCut = resumed.filter(({ c }) => cut(c)).length;
       // The other half never read: the server must still let go of them (write timeout).
       const stalled = clients.filter((x) => !x.resumed);
-      const held = await settle(ref, { ms: STALLED_SETTLE_MS });
-      const table = serverSocketTable();
-      const isHeld = (x) => HELD.has(table.get(x.c.localPort));
+      const isHeldIn = (table) => (x) => HELD.has(table.get(x.c.localPort));
+      // Waits for them, not only for the fds: a few still held fit the fd margin, and
+      // stopping there would not give them the write (or close handshake) timeout.
+      const held = await settle(ref, { ms: STALLED_SETTLE_MS, also: () => !stalled.some(isHeldIn(serverSocketTable())) });
+      const isHeld = isHeldIn(serverSocketTable());
       const stillHeld = SLOW_KINDS.map((k) => `${k} ${stalled.filter((x) => x.kind === k && isHeld(x)).length}/${stalled.filter((x) => x.kind === k).length}`).join(', ');
       // Few connections: the fd margin could hide them, so none of them may still be held.
       held.ok &&= !stalled.some(isHeld);

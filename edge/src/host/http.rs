@@ -1,12 +1,32 @@
-//! HTTP answers shared by the Worker and the node objects (the same status codes and headers
-//! as the native server).
+//! The endpoint layer's decisions and answers as Workers requests and responses, shared by
+//! the Worker and the node objects.
 
+use shared::http::{Answer, Routed};
 use worker::{Headers, Request, Response, Result};
 
-pub fn text(status: u16, body: &str) -> Result<Response> {
+use super::Loaded;
+
+/// Asks the endpoint layer what `req` is.
+pub fn decide(req: &Request, loaded: &Loaded) -> Result<Routed> {
+    let url = req.url()?;
+    let headers: Vec<(String, String)> = req.headers().entries().collect();
+    let method = req.method();
+    let view = shared::http::Request { method: method.as_ref(), path: url.path(), query: url.query(), headers: &headers };
+    Ok(shared::http::decide(&loaded.config, &loaded.endpoints, &view))
+}
+
+/// A ready answer of the endpoint layer.
+pub fn answer(a: Answer) -> Result<Response> {
     let headers = Headers::new();
-    headers.set("content-type", "text/plain; charset=utf-8")?;
-    Ok(Response::ok(body)?.with_status(status).with_headers(headers))
+    for (name, value) in &a.headers {
+        headers.append(name, value)?;
+    }
+    let response = if a.body.is_empty() { Response::empty()? } else { Response::ok(a.body)? };
+    Ok(response.with_status(a.status).with_headers(headers))
+}
+
+pub fn text(status: u16, body: &str) -> Result<Response> {
+    answer(Answer::text(status, body))
 }
 
 pub fn json(status: u16, body: String) -> Result<Response> {
@@ -19,24 +39,6 @@ pub fn empty(status: u16) -> Result<Response> {
     Ok(Response::empty()?.with_status(status))
 }
 
-pub fn method_not_allowed(allow: &str) -> Result<Response> {
-    let headers = Headers::new();
-    headers.set("allow", allow)?;
-    headers.set("content-type", "text/plain; charset=utf-8")?;
-    Ok(Response::ok(format!("method not allowed, use {allow}"))?.with_status(405).with_headers(headers))
-}
-
-/// The answer to a CORS preflight for a POST endpoint.
-pub fn preflight(req: &Request) -> Result<Response> {
-    let headers = Headers::new();
-    headers.set("access-control-allow-methods", "POST, OPTIONS")?;
-    headers.set("access-control-max-age", "300")?;
-    if let Some(asked) = req.headers().get("access-control-request-headers")? {
-        headers.set("access-control-allow-headers", &asked)?;
-    }
-    Ok(Response::empty()?.with_status(204).with_headers(headers))
-}
-
 pub fn no_cache(h: &Headers) -> Result<()> {
     h.set("cache-control", "private, no-cache, no-store, must-revalidate, max-age=0")?;
     h.set("pragma", "no-cache")?;
@@ -44,23 +46,27 @@ pub fn no_cache(h: &Headers) -> Result<()> {
     h.set("x-accel-buffering", "no")
 }
 
-pub fn cors(h: &Headers, origin: &str) -> Result<()> {
-    h.set("access-control-allow-origin", origin)?;
-    h.set("access-control-allow-credentials", "true")?;
-    h.set("vary", "Origin")
+/// Adds the CORS headers the layer decided on (not to a 101: its headers are the runtime's).
+pub fn with_cors(response: Response, cors: &[(&'static str, String)]) -> Result<Response> {
+    if response.status_code() != 101 {
+        for (name, value) in cors {
+            response.headers().set(name, value)?;
+        }
+    }
+    Ok(response)
 }
 
-/// The request body, at most `limit` bytes: 413 past it.
-pub async fn read_body(req: &mut Request, limit: usize) -> std::result::Result<Vec<u8>, Response> {
-    let too_large = || text(413, &format!("request body is larger than the limit of {limit} bytes")).expect("static response");
+/// The request body, within `rule`: the layer's answer past it.
+pub async fn read_body(req: &mut Request, rule: shared::http::Body) -> std::result::Result<Vec<u8>, Response> {
+    let refuse = |a: Answer| answer(a).unwrap_or_else(|_| Response::error("rotor: could not build a response", 500).unwrap_or_else(|_| Response::empty().expect("an empty response")));
     let declared = req.headers().get("content-length").ok().flatten().and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
+    if declared.is_some_and(|n| n > rule.limit as u64) {
+        return Err(refuse(rule.too_large()));
     }
     match req.bytes().await {
-        Ok(b) if b.len() > limit => Err(too_large()),
+        Ok(b) if b.len() > rule.limit => Err(refuse(rule.too_large())),
         Ok(b) => Ok(b),
-        Err(e) => Err(text(400, &format!("could not read request body: {e}")).expect("static response")),
+        Err(e) => Err(refuse(Answer::unreadable_body(e))),
     }
 }
 

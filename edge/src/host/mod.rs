@@ -10,6 +10,7 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 use shared::config::Config;
+use shared::http::Endpoints;
 use shared::Timestamp;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::{Env, Method, Request, RequestInit, Response};
@@ -27,6 +28,8 @@ pub const CHANNELS: &str = "CHANNELS";
 pub const BROKER_PATH: &str = "/_rotor/broker";
 pub const EVENTS_PATH: &str = "/_rotor/events";
 pub const API_PATH: &str = "/_rotor/api";
+/// An emulation request the Worker checked, for the node holding its session (Protobuf).
+pub const EMULATION_PATH: &str = "/_rotor/emulation";
 
 /// Milliseconds since the Unix epoch. Time moves only between I/O on Workers: read it once
 /// per event and pass it down.
@@ -47,6 +50,8 @@ pub fn random_u64() -> u64 {
 #[derive(Clone)]
 pub struct Loaded {
     pub config: Arc<Config>,
+    /// Which path is which endpoint (from `config`).
+    pub endpoints: Arc<Endpoints>,
     pub edge: EdgeOptions,
 }
 
@@ -81,7 +86,8 @@ fn parse_env(env: &Env) -> Result<Loaded, String> {
     for w in &loaded.warnings {
         worker::console_warn!("rotor: config: {w}");
     }
-    Ok(Loaded { config: Arc::new(loaded.config), edge: env_config.edge })
+    let endpoints = Arc::new(Endpoints::new(&loaded.config).map_err(|e| e.to_string())?);
+    Ok(Loaded { config: Arc::new(loaded.config), endpoints, edge: env_config.edge })
 }
 
 /// A var or secret as a config value; `None` for bindings (Durable Object namespaces etc.).

@@ -13,16 +13,13 @@ use shared::api::{self, ApiCommand, ApiId};
 use shared::broker::BrokerEvent;
 use shared::hub::{Hub, NodeInfo, Output};
 use shared::protocol::Error;
-use worker::{event, Context, Env, Method, Request, Response, Result};
+use shared::http::{Answer, ApiCall, Decision, EmulationCall};
+use worker::{event, Context, Env, Request, Response, Result};
 
-use super::http::{self, method_not_allowed, read_body, text};
-use shared::protocol::decode_emulation;
-use super::{internal_request, load_config, now, random_u64, response_bytes, Loaded, API_PATH, BROKER_PATH, CHANNELS, NODES};
+use super::http::{self, read_body, text};
+use super::{internal_request, load_config, now, random_u64, response_bytes, Loaded, API_PATH, BROKER_PATH, CHANNELS, EMULATION_PATH, NODES};
 use crate::api_route::{from_envelope, merge_results, node_route, Merge};
 use crate::wire::{self, ReplyBatch, RequestBatch, WireRequest};
-
-/// API request bodies larger than this are refused (400), as natively.
-const MAX_API_BODY: usize = 10 * 1024 * 1024;
 
 #[event(fetch)]
 pub async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
@@ -30,85 +27,49 @@ pub async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
         Ok(l) => l,
         Err(e) => return text(500, &format!("rotor: configuration error: {e}")),
     };
-    let c = loaded.config.clone();
-    let path = req.path();
-    let api_prefix = if c.api_handler_prefix.is_empty() { "/api" } else { c.api_handler_prefix.as_str() };
-    if !c.api_disable && (path == api_prefix || path.starts_with(&format!("{api_prefix}/"))) {
-        return api(req, &env, &loaded, api_prefix).await;
-    }
-    let emulation_prefix = if c.emulation_handler_prefix.is_empty() { "/emulation" } else { c.emulation_handler_prefix.as_str() };
-    let enabled = match path.as_str() {
-        "/connection/uni_http_stream" => c.uni_http_stream,
-        "/connection/uni_sse" => c.uni_sse,
-        "/connection/uni_websocket" => c.uni_websocket,
-        "/connection/websocket" => !c.websocket_disable,
-        "/connection/http_stream" => c.http_stream,
-        "/connection/sse" => c.sse,
-        "/health" => return text(200, "{}"),
-        p if (c.http_stream || c.sse) && p == emulation_prefix => return emulation(req, &env, &loaded).await,
-        _ => false,
+    let routed = http::decide(&req, &loaded)?;
+    let cors = routed.cors();
+    let response = match routed.decision {
+        Decision::Api(call) => api(req, &env, &loaded, call).await?,
+        Decision::Emulation(call) => emulation(req, &env, call).await?,
+        Decision::Health => text(200, "{}")?,
+        Decision::Answer(a) => http::answer(a)?,
+        // The node object takes the same decision and serves it (CORS included).
+        Decision::Stream(_) | Decision::Upgrade(_) => {
+            // Connections spread over a fixed set of node objects (see the crate docs).
+            let k = (random_u64() % u64::from(loaded.edge.node_count)) as u32;
+            let stub = env.durable_object(NODES)?.id_from_name(&format!("node-{k}"))?.get_stub()?;
+            return stub.fetch_with_request(req).await;
+        }
     };
-    if !enabled {
-        return text(404, "not found");
-    }
-    // Connections spread over a fixed set of node objects (see the crate docs).
-    let k = (random_u64() % u64::from(loaded.edge.node_count)) as u32;
-    let stub = env.durable_object(NODES)?.id_from_name(&format!("node-{k}"))?.get_stub()?;
-    stub.fetch_with_request(req).await
+    http::with_cors(response, &cors)
 }
 
-/// `POST /emulation`: to the node object named by the request's `node` field (its hex id).
-async fn emulation(mut req: Request, env: &Env, loaded: &Loaded) -> Result<Response> {
-    if req.method() == Method::Options {
-        return http::preflight(&req);
-    }
-    if req.method() != Method::Post {
-        return method_not_allowed("POST");
-    }
-    let protobuf = req.headers().get("content-type")?.is_some_and(|v| v.starts_with("application/octet-stream"));
-    let limit = loaded.config.emulation_max_request_body_size as usize;
-    let body = match read_body(&mut req, limit).await {
+/// An emulation request: to the node object named by its `node` field (its hex id).
+async fn emulation(mut req: Request, env: &Env, call: EmulationCall) -> Result<Response> {
+    let body = match read_body(&mut req, call.body).await {
         Ok(b) => b,
         Err(r) => return Ok(r),
     };
-    let node = match decode_emulation(&body, protobuf) {
-        Ok(r) => r.node,
-        Err(e) => return text(400, &e),
+    let request = match call.decode(&body) {
+        Ok(r) => r,
+        Err(a) => return http::answer(a),
     };
     let namespace = env.durable_object(NODES)?;
-    let Ok(id) = namespace.id_from_string(&node) else {
-        return text(404, "unknown node: the session lives on another node or ended");
+    let Ok(id) = namespace.id_from_string(&request.node) else {
+        return http::answer(Answer::unknown_node());
     };
-    let mut forward = internal_request("/emulation", body)?;
-    let headers = forward.headers_mut()?;
-    for name in ["content-type", "origin"] {
-        if let Some(v) = req.headers().get(name)? {
-            headers.set(name, &v)?;
-        }
-    }
+    let forward = internal_request(EMULATION_PATH, request.encode_to_vec())?;
     id.get_stub()?.fetch_with_request(forward).await
 }
 
-async fn api(mut req: Request, env: &Env, loaded: &Loaded, prefix: &str) -> Result<Response> {
-    if req.method() != Method::Post {
-        return method_not_allowed("POST");
-    }
-    let c = &loaded.config;
-    if !c.api_insecure && !authorized(&req, &c.api_key) {
-        return http::empty(401);
-    }
-    let transport_errors = c.api_error_mode == "transport"
-        || req.headers().get("x-centrifugo-error-mode")?.is_some_and(|v| v.eq_ignore_ascii_case("transport"));
-    let path = req.path();
-    let method = path[prefix.len()..].trim_start_matches('/').to_owned();
-    let body = match read_body(&mut req, MAX_API_BODY).await {
+async fn api(mut req: Request, env: &Env, loaded: &Loaded, call: ApiCall) -> Result<Response> {
+    let body = match read_body(&mut req, call.body).await {
         Ok(b) => b,
-        Err(r) if r.status_code() == 413 => {
-            return text(400, &format!("request body is larger than the limit of {MAX_API_BODY} bytes"))
-        }
         Err(r) => return Ok(r),
     };
     let mut runner = ApiRunner::new(loaded, env)?;
+    let (method, transport_errors) = (call.method, call.transport_errors);
     if method.is_empty() {
         return runner.legacy(&body).await;
     }
@@ -119,23 +80,6 @@ async fn api(mut req: Request, env: &Env, loaded: &Loaded, prefix: &str) -> Resu
     };
     let result = runner.execute(&method, &body, command).await;
     answer(&method, result, transport_errors)
-}
-
-fn authorized(req: &Request, key: &str) -> bool {
-    if key.is_empty() {
-        return false;
-    }
-    let h = req.headers();
-    if let Ok(Some(v)) = h.get("x-api-key") {
-        return v == key;
-    }
-    if let Ok(Some(v)) = h.get("authorization") {
-        let mut parts = v.splitn(2, ' ');
-        let scheme = parts.next().unwrap_or("");
-        let given = parts.next().unwrap_or("").trim();
-        return scheme.eq_ignore_ascii_case("apikey") && given == key;
-    }
-    http::query_param(req, "api_key").is_some_and(|v| v == key)
 }
 
 fn answer(method: &str, result: std::result::Result<Value, Error>, transport_errors: bool) -> Result<Response> {

@@ -120,8 +120,17 @@ pub struct Broker {
     nodes: BTreeMap<Arc<str>, BTreeSet<NodeId>>,
     /// Deadlines of work the broker must do on its own (expiring entries).
     deadlines: BTreeSet<(Timestamp, String)>,
+    /// Streams made by a subscribe or a history read, oldest first, while they may still
+    /// have never been published to (see [`MAX_UNPUBLISHED_STREAMS`]).
+    unpublished: VecDeque<Arc<str>>,
     outputs: VecDeque<BrokerEvent>,
 }
+
+/// Most streams that were never published to and that nobody listens to, kept with their
+/// epoch (as Centrifugo keeps a stream's meta for the meta TTL, so a position handed out at
+/// subscribe stays valid). Past this, the oldest go: a client cycling through unique channels
+/// must not pin memory for the whole meta TTL (720 h by default).
+pub const MAX_UNPUBLISHED_STREAMS: usize = 65_536;
 
 impl Broker {
     pub fn new(seed: u64) -> Self {
@@ -132,6 +141,7 @@ impl Broker {
             idempotent: BTreeMap::new(),
             nodes: BTreeMap::new(),
             deadlines: BTreeSet::new(),
+            unpublished: VecDeque::new(),
             outputs: VecDeque::new(),
         }
     }
@@ -361,11 +371,25 @@ impl Broker {
             // A stream nobody publishes to (only subscribed) must still go when its meta TTL
             // runs out; later uses move `meta_expires_at`, and the deadline follows it.
             self.deadlines.insert((now.after_ms(meta_ttl), channel.to_owned()));
+            self.unpublished.push_back(Arc::from(channel));
+            self.forget_unpublished_over_limit();
         }
         let stream = self.streams.get_mut(channel).expect("inserted above");
         stream.meta_expires_at = now.after_ms(meta_ttl);
         stream.trim(u64::MAX, now);
         stream
+    }
+
+    /// Drops the oldest never-published streams nobody listens to, beyond the limit. Names
+    /// published to or listened to since leave the queue without their stream.
+    fn forget_unpublished_over_limit(&mut self) {
+        while self.unpublished.len() > MAX_UNPUBLISHED_STREAMS {
+            let Some(name) = self.unpublished.pop_front() else { break };
+            let idle = self.streams.get(&name).is_some_and(|s| s.top == 0) && !self.nodes.contains_key(&name);
+            if idle {
+                self.streams.remove(&name);
+            }
+        }
     }
 
     fn new_epoch(&mut self) -> Arc<str> {

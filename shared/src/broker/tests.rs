@@ -429,3 +429,33 @@ fn a_stream_only_subscribed_to_is_dropped_when_its_meta_ttl_runs_out() {
     broker.handle_timeout(at);
     assert!(broker.position("quiet").is_none());
 }
+
+#[test]
+fn never_published_streams_nobody_listens_to_are_bounded() {
+    // Found by an adversarial run: a client cycling through unique channels of a namespace
+    // with history left one stream each for the whole meta TTL (720 h).
+    let mut broker = Broker::new(1);
+    let history = HistoryOptions { size: 10, ttl_ms: 60_000, meta_ttl_ms: 3_600_000 };
+    let now = Timestamp(1_000);
+    let subscribe = |broker: &mut Broker, channel: &str| {
+        let op = BrokerOp::Subscribe { node: "n".into(), since: None, limit: 10, history };
+        broker.handle_request(BrokerRequest { id: RequestId(1), channel: channel.into(), op }, now);
+    };
+    let leave = |broker: &mut Broker, channel: &str| {
+        broker.handle_request(BrokerRequest { id: RequestId(2), channel: channel.into(), op: BrokerOp::Unsubscribe { node: "n".into() } }, now);
+    };
+    subscribe(&mut broker, "kept");
+    let epoch = broker.position("kept").unwrap().epoch;
+    leave(&mut broker, "kept");
+    assert_eq!(broker.position("kept").unwrap().epoch, epoch, "a position handed out stays valid");
+    subscribe(&mut broker, "listened");
+    for i in 0..MAX_UNPUBLISHED_STREAMS + 10 {
+        let channel = format!("churn{i}");
+        subscribe(&mut broker, &channel);
+        leave(&mut broker, &channel);
+    }
+    while broker.poll_output().is_some() {}
+    assert!(broker.position("kept").is_none(), "the oldest idle one went");
+    assert!(broker.position("listened").is_some(), "one still listened to stays");
+    assert!(broker.streams.len() <= MAX_UNPUBLISHED_STREAMS + 1, "{}", broker.streams.len());
+}

@@ -131,7 +131,9 @@ impl Hub {
             },
             command => match self.api_step(command, now) {
                 Step::Done(result) => self.answer_api(target, result, now),
-                Step::Broker { channel, op, kind } => self.request(&channel, op, Pending::Api { target, kind }),
+                Step::Broker { channel, op, kind } => {
+                    self.request(&channel, op, Pending::Api { target, kind });
+                }
             },
         }
     }
@@ -422,8 +424,9 @@ impl Hub {
             };
             for channel in channels {
                 // A subscription still waiting for the broker was never announced to the
-                // client: it goes quietly, with no `unsubscribe` push for it.
-                let announced = self.sessions.get(&session).and_then(|s| s.subs.get(&channel)).is_some_and(|sub| sub.state == SubState::Active);
+                // client: it goes quietly, with no `unsubscribe` push for it (one being re-made
+                // after a wake-up was announced in an earlier life, so it is told).
+                let announced = self.sessions.get(&session).and_then(|s| s.subs.get(&channel)).is_some_and(|sub| sub.state == SubState::Active || sub.restoring);
                 if self.remove_subscription(session, &channel) && announced {
                     self.push_unsubscribe(session, &channel, (code, reason));
                 }
@@ -496,7 +499,7 @@ mod tests {
 
     use crate::api::{self, ApiCommand, ApiId};
     use crate::config::Config;
-    use crate::hub::{NodeInfo, Output, SessionId, Transport};
+    use crate::hub::{NodeInfo, SessionId, Transport};
     use crate::node::Node;
     use crate::protocol::Encoding;
     use crate::time::Timestamp;
@@ -522,12 +525,12 @@ mod tests {
         fn pump(&mut self) {
             while let Some(output) = self.node.poll_output() {
                 match output {
-                    Output::Send { session, data } => {
+                    crate::node::Output::Send { session, data } => {
                         for line in std::str::from_utf8(&data).unwrap().split('\n').filter(|l| !l.is_empty()) {
                             self.sent.push((session, serde_json::from_str(line).unwrap()));
                         }
                     }
-                    Output::Api { id, result } => self.answers.push((id, result)),
+                    crate::node::Output::Api { id, result } => self.answers.push((id, result)),
                     _ => {}
                 }
             }

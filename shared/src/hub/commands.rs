@@ -27,7 +27,7 @@ pub(crate) enum CommandKind {
 impl Hub {
     pub(crate) fn dispatch(&mut self, session: SessionId, command: Command, now: Timestamp) {
         let Some(s) = self.sessions.get_mut(&session) else { return };
-        if s.unusable {
+        if s.state == State::Refused {
             return self.disconnect(session, Disconnect::bad_request(), now);
         }
         if let Some(request) = command.connect {
@@ -196,6 +196,7 @@ impl Hub {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_subscribed(
         &mut self,
+        request: crate::broker::RequestId,
         session: SessionId,
         channel: Arc<str>,
         command: Option<u32>,
@@ -209,9 +210,10 @@ impl Hub {
             self.position_seen(&channel, &top.epoch, top.offset);
         }
         let Some(s) = self.sessions.get_mut(&session) else { return };
-        let Some(sub) = s.subs.get_mut(&channel) else {
-            // Unsubscribed (by the server API) while the broker was answering: the command
-            // still needs its answer, the connect its count.
+        let Some(sub) = s.subs.get_mut(&channel).filter(|sub| sub.request == request) else {
+            // Unsubscribed (by the server API) while the broker was answering, perhaps
+            // subscribed anew since (that one waits for its own answer): the command still
+            // needs its answer, the connect its count.
             return self.on_subscription_gone(session, command, now);
         };
         let restoring = sub.restoring;
@@ -329,6 +331,11 @@ impl Hub {
         }
         for (epoch, publication) in buffered {
             self.deliver_to(session, channel, &epoch, &publication);
+        }
+        // A delivery may have ended the session (3506 for binary data to a JSON client) or
+        // the subscription: then there is no presence to add and no join to announce.
+        if !self.sessions.get(&session).is_some_and(|s| s.subs.contains_key(channel)) {
+            return;
         }
         if presence {
             let ttl = ms(self.config.global_presence_ttl);

@@ -214,7 +214,7 @@ impl Hub {
                 self.disconnect(session, Disconnect::for_unidirectional_connect_error(&e), now)
             }
             Refusal::Error(e) => {
-                s.unusable = true;
+                s.state = State::Refused;
                 self.error_reply(session, command, e);
             }
         }
@@ -253,13 +253,17 @@ impl Hub {
                 emit_join_leave: plan.emit_join_leave,
                 buffer: Vec::new(),
                 restoring: false,
+                request: crate::broker::RequestId(0),
             },
         );
         self.channels.entry(channel.clone()).or_default().pending.insert(session);
         let limit = self.config.client_recovery_max_publication_limit as usize;
         let op = BrokerOp::Subscribe { node: self.node.id.clone(), since: since.clone(), limit, history: plan.history };
         let (recover, data) = (since, plan.data);
-        self.request(&channel.clone(), op, Pending::Subscribe { session, channel, command, recover, reject_unrecovered, data });
+        let request = self.request(&channel.clone(), op, Pending::Subscribe { session, channel: channel.clone(), command, recover, reject_unrecovered, data });
+        if let Some(sub) = self.sessions.get_mut(&session).and_then(|s| s.subs.get_mut(&channel)) {
+            sub.request = request;
+        }
     }
 
     /// Sends the connect reply (or push) once every server-side subscription is answered.

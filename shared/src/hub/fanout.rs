@@ -98,6 +98,11 @@ impl Hub {
         if publication.offset > 0 && *sub.epoch == **epoch && publication.offset <= sub.offset {
             return; // the subscribe result or recovery already covered it
         }
+        if publication.offset > 0 && !sub.epoch.is_empty() && *sub.epoch != **epoch {
+            // Of a stream the subscribe answer no longer knows (it expired and was made anew
+            // while this was on its way): its offsets mean nothing in the subscription's epoch.
+            return;
+        }
         if publication.offset > 0 {
             sub.offset = publication.offset;
             sub.epoch = epoch.clone();

@@ -38,6 +38,8 @@ pub const MAX_QUEUED_COMMANDS: usize = 1024;
 /// What the host must do, in order.
 #[derive(Clone, Debug, PartialEq)]
 #[must_use]
+// Broker requests are rarer than sends: boxing them would cost an allocation each for little.
+#[allow(clippy::large_enum_variant)]
 pub enum Output {
     /// Write these bytes to the session's transport (already framed for it).
     Send { session: SessionId, data: Bytes },
@@ -251,7 +253,6 @@ impl Hub {
                 subs: Default::default(),
                 inbox: VecDeque::new(),
                 busy: false,
-                unusable: false,
                 pong_deadline: None,
                 timers: Vec::new(),
                 presence_refresh: false,
@@ -264,27 +265,30 @@ impl Hub {
         );
     }
 
-    /// The `Last-Event-ID` a reconnecting uni SSE client sent: its connect resumes every
-    /// channel from the positions in it. Call before [`Hub::handle_connect`].
-    pub fn handle_last_event_id(&mut self, session: SessionId, id: String) {
-        if let Some(s) = self.sessions.get_mut(&session) {
-            s.last_event_id = Some(id);
-        }
-    }
-
-    /// The connect request of a unidirectional transport.
-    pub fn handle_connect(&mut self, session: SessionId, request: ConnectRequest, now: Timestamp) {
-        let Some(s) = self.sessions.get(&session) else { return };
+    /// The connect request of a unidirectional transport. `last_event_id`: the
+    /// `Last-Event-ID` a reconnecting uni SSE client sent; its connect resumes every channel
+    /// from the positions in it.
+    pub fn handle_connect(&mut self, session: SessionId, request: ConnectRequest, last_event_id: Option<String>, now: Timestamp) {
+        let Some(s) = self.sessions.get_mut(&session) else { return };
         if s.state != State::Opened {
             return self.disconnect(session, Disconnect::bad_request(), now);
         }
+        s.last_event_id = last_event_id;
         self.connect(session, 0, request, now);
     }
 
     /// A frame of commands from a bidirectional client (WebSocket message, or the body of an
-    /// emulation request, or the connect frame of an emulation stream).
+    /// emulation request, or the connect frame of an emulation stream), or a uni WebSocket
+    /// client's message: its first (unless the URL's `cf_connect` came first) is the connect
+    /// request, and any that is not a valid one ends the session (3501).
     pub fn handle_frame(&mut self, session: SessionId, frame: &[u8], now: Timestamp) {
         let Some(s) = self.sessions.get_mut(&session) else { return };
+        if matches!(s.transport, Transport::UniWebsocket) && s.state == State::Opened && !s.bad_frame {
+            return match crate::protocol::parse_connect_request(frame) {
+                Ok(request) => self.connect(session, 0, request, now),
+                Err(_) => self.end(session, Disconnect::bad_request()),
+            };
+        }
         if s.transport.is_unidirectional() || s.bad_frame {
             return; // unidirectional clients' later messages are read and discarded
         }
@@ -303,6 +307,16 @@ impl Hub {
         }
         s.inbox.extend(commands);
         self.drain(session, now);
+    }
+
+    /// How many bytes the session's transport holds that the client has not taken yet, as the
+    /// host measures it right after carrying out a [`Output::Send`] or [`Output::Ping`]. Over
+    /// `client_queue_max_size` the client does not keep up: it is disconnected with 3008
+    /// "slow", as Centrifugo does. One rule for every host; the host only measures.
+    pub fn handle_backlog(&mut self, session: SessionId, queued: usize, now: Timestamp) {
+        if queued > self.config.client_queue_max_size as usize {
+            self.disconnect(session, Disconnect::slow(), now);
+        }
     }
 
     /// The transport closed (peer gone or write failed). Nothing more is sent to it.
@@ -324,7 +338,7 @@ impl Hub {
         match event {
             BrokerEvent::Reply { id, result } => {
                 if let Some(pending) = self.pending.remove(&id) {
-                    self.on_broker_reply(pending, result, now);
+                    self.on_broker_reply(id, pending, result, now);
                 }
             }
             BrokerEvent::Publication { channel, epoch, publication } => self.deliver(&channel, &epoch, &publication),
@@ -380,17 +394,18 @@ impl Hub {
         }
     }
 
-    fn request(&mut self, channel: &str, op: BrokerOp, pending: Pending) {
+    fn request(&mut self, channel: &str, op: BrokerOp, pending: Pending) -> RequestId {
         let id = RequestId(self.next_request);
-        self.next_request += 1;
+        self.next_request = self.next_request.wrapping_add(1);
         self.pending.insert(id, pending);
         self.outputs.push_back(Output::Broker(BrokerRequest { id, channel: channel.to_owned(), op }));
+        id
     }
 
-    fn on_broker_reply(&mut self, pending: Pending, result: Result<BrokerReply, Error>, now: Timestamp) {
+    fn on_broker_reply(&mut self, id: RequestId, pending: Pending, result: Result<BrokerReply, Error>, now: Timestamp) {
         match pending {
             Pending::Subscribe { session, channel, command, recover, reject_unrecovered, data } => {
-                self.on_subscribed(session, channel, command, recover, reject_unrecovered, data, result, now)
+                self.on_subscribed(id, session, channel, command, recover, reject_unrecovered, data, result, now)
             }
             Pending::Command { session, command, kind } => {
                 self.on_command_reply(session, command, kind, result, now);

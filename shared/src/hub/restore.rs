@@ -324,6 +324,9 @@ impl Hub {
         let epoch = sub.epoch.clone();
         for publication in publications {
             self.deliver_to(session, channel, &epoch, &Arc::new(publication));
+            if !self.sessions.get(&session).is_some_and(|s| s.subs.contains_key(channel)) {
+                return; // that delivery ended the session (3506) or the subscription
+            }
         }
         self.activate(session, channel, now);
     }

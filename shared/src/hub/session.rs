@@ -76,6 +76,8 @@ pub(crate) enum State {
     /// Connect accepted, server-side subscriptions being set up.
     Connecting,
     Connected,
+    /// Connect refused with an error reply: the next command disconnects.
+    Refused,
 }
 
 pub(crate) struct Session {
@@ -93,8 +95,6 @@ pub(crate) struct Session {
     /// order, as if each finished before the next started.
     pub inbox: VecDeque<Command>,
     pub busy: bool,
-    /// A connect that failed with an error reply: the next command disconnects.
-    pub unusable: bool,
     pub pong_deadline: Option<Timestamp>,
     /// The session's scheduled timers, at most one of each kind: a replaced or ended one is
     /// taken out of the hub's timer set at once, so nothing outlives the session.
@@ -167,6 +167,9 @@ pub(crate) struct Subscription {
     pub buffer: Vec<(Arc<str>, Arc<Publication>)>,
     /// Re-made after the host lost its memory: missed publications go out silently.
     pub restoring: bool,
+    /// The broker request that set this subscription up: a late answer to an earlier
+    /// subscription of the same channel, since replaced, is not its answer.
+    pub request: crate::broker::RequestId,
 }
 
 /// A session's subscriptions, sorted by channel. A sorted vector rather than a map: sessions

@@ -83,7 +83,7 @@ impl Hub {
         let Some(s) = self.sessions.get_mut(&session) else { return };
         match timer {
             Timer::Stale => {
-                if s.state == State::Opened {
+                if matches!(s.state, State::Opened | State::Refused) {
                     self.disconnect(session, Disconnect::stale(), now);
                 }
             }

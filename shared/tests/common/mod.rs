@@ -13,8 +13,8 @@ use serde_json::{json, Value};
 
 use shared::api::{ApiCommand, ApiId, PublishRequest};
 use shared::config::Config;
-use shared::hub::{NodeInfo, Output, SessionId, Transport};
-use shared::node::Node;
+use shared::hub::{NodeInfo, SessionId, Transport};
+use shared::node::{Node, Output};
 use shared::protocol::{parse_connect_request, Disconnect, Encoding, Error, Framing};
 use shared::time::Timestamp;
 
@@ -102,7 +102,6 @@ impl Sim {
                     assert!(!self.closed.contains_key(&session), "{session} closed twice");
                     self.closed.insert(session, disconnect);
                 }
-                Output::Broker(request) => panic!("Node must serve broker requests itself: {request:?}"),
                 Output::Api { id, result } => {
                     assert!(self.api.insert(id.0, result).is_none(), "API {id:?} answered twice");
                 }
@@ -166,7 +165,7 @@ impl Sim {
     pub fn connect_uni(&mut self, transport: Transport, request: Value) -> SessionId {
         let id = self.open(transport);
         let request = parse_connect_request(request.to_string().as_bytes()).expect("connect request parses");
-        self.node.handle_connect(id, request, self.now);
+        self.node.handle_connect(id, request, None, self.now);
         self.drain();
         id
     }

@@ -46,7 +46,7 @@ fn bidi_client_that_refreshes_in_time_stays_connected() {
     sim.advance_answering(120_000, &[s]);
     assert!(!sim.is_closed(s), "{:?}", sim.closed);
     // The new expiry applies: exp + grace after the refresh.
-    sim.advance_answering(3600_000 - 120_000 + GRACE - 1, &[s]);
+    sim.advance_answering(3_600_000 - 120_000 + GRACE - 1, &[s]);
     assert!(!sim.is_closed(s));
     sim.advance_answering(1, &[s]);
     assert_eq!(sim.close_code(s), Some(3005));

@@ -67,7 +67,7 @@ fn five_thousand_uni_clients_get_every_publication_once_in_order_encoded_once() 
     // One allocation per publication per wire: every session of a transport got the same bytes.
     let mut pointers = BTreeSet::new();
     for output in &sim.log {
-        if let shared::hub::Output::Send { data, .. } = output {
+        if let shared::node::Output::Send { data, .. } = output {
             pointers.insert(data.as_ptr() as usize);
         }
     }

@@ -20,25 +20,22 @@ use prost::Message as _;
 use shared::api::{self, ApiId};
 use shared::broker::{BrokerEvent, BrokerOp, BrokerRequest};
 use shared::hub::{Changes, Hub, NodeInfo, Output, SessionId};
-use shared::protocol::{parse_connect_request, Disconnect, Error, StreamPosition};
+use shared::http::{Answer, Decision};
+use shared::protocol::{Disconnect, Error, StreamPosition};
 use shared::Timestamp;
 use worker::{
     durable_object, wasm_bindgen, wasm_bindgen_futures, DurableObject, Env, Request, Response, Result, State, WebSocket,
     WebSocketIncomingMessage,
 };
 
-use super::http::{self, cors, query_param, text};
+use super::http::{self, query_param, text};
 use super::sql::{int, text as sql_text};
-use super::{internal_request, load_config, now, random_u64, response_bytes, sql_exec, API_PATH, BROKER_PATH, CHANNELS, EVENTS_PATH};
+use super::{internal_request, load_config, now, random_u64, response_bytes, sql_exec, API_PATH, BROKER_PATH, CHANNELS, EMULATION_PATH, EVENTS_PATH};
 use crate::batches::Batches;
 use crate::node_store::{self, Attachment, NodeWrite};
 use crate::wire::{self, EventAck, EventBatch, ReplyBatch, RequestBatch, WireRequest};
 
 mod transports;
-
-
-/// How soon browsers reconnect a dropped uni SSE stream (`retry:`), as natively.
-const SSE_RETRY_MS: u32 = 1000;
 
 #[durable_object]
 pub struct NodeObject {
@@ -47,18 +44,18 @@ pub struct NodeObject {
 
 enum Sink {
     /// A streaming response body; `queued` counts the bytes sent to it and not yet taken by
-    /// the runtime, bounded by `client_queue_max_size` as natively.
+    /// the runtime; the hub bounds it by `client_queue_max_size` (`Hub::handle_backlog`).
     Stream { tx: UnboundedSender<Vec<u8>>, queued: Rc<Cell<usize>> },
     Socket { ws: WebSocket, binary: bool },
 }
 
 /// What became of a write.
 enum Written {
-    Done,
+    /// Taken; the transport now holds this many bytes the client has not read (streams
+    /// only: WebSockets buffer inside the runtime, which does not say).
+    Done(usize),
     /// The transport is gone.
     Gone,
-    /// Over `client_queue_max_size`: the client does not keep up.
-    Slow,
 }
 
 struct NodeHost {
@@ -70,8 +67,6 @@ struct NodeHost {
     /// WebSockets an earlier life accepted (see [`NodeHost::wake_up`]).
     hub: RefCell<Option<Hub>>,
     sinks: RefCell<HashMap<SessionId, Sink>>,
-    /// Uni WebSocket sessions whose connect message came (later messages are dropped).
-    uni_connected: RefCell<HashSet<SessionId>>,
     /// Channels this node asked to hear about (a channel object is told when that ends).
     interest: RefCell<BTreeSet<String>>,
     /// Per channel: requests waiting for the one batch in flight to come back.
@@ -80,8 +75,6 @@ struct NodeHost {
     /// The alarm as last set; unknown (false) until this life sets or clears it.
     alarm: Cell<Option<Timestamp>>,
     alarm_known: Cell<bool>,
-    /// `client_queue_max_size`: the most bytes a streaming response may hold unsent.
-    queue_limit: Cell<usize>,
     /// Sessions whose snapshot is in the `sessions` table (too big for the attachment).
     in_table: RefCell<HashSet<u64>>,
     schema_ready: Cell<bool>,
@@ -93,8 +86,6 @@ struct NodeHost {
     next_api: Cell<u64>,
 }
 
-/// How long a closed session's stream stays open after its last write.
-const STREAM_END_DELAY_MS: u64 = 100;
 
 /// Channel positions are written at most this often: a busy channel costs one row write per
 /// second per node, not one per publication.
@@ -109,7 +100,6 @@ impl DurableObject for NodeObject {
             id,
             hub: RefCell::new(None),
             sinks: RefCell::new(HashMap::new()),
-            uni_connected: RefCell::new(HashSet::new()),
             interest: RefCell::new(BTreeSet::new()),
             outbox: RefCell::new(Batches::default()),
             // Ids from a random base per life: a socket of an earlier life never shares its
@@ -117,7 +107,6 @@ impl DurableObject for NodeObject {
             next_session: Cell::new((random_u64() >> 32) << 20),
             alarm: Cell::new(None),
             alarm_known: Cell::new(false),
-            queue_limit: Cell::new(1 << 20),
             in_table: RefCell::new(HashSet::new()),
             schema_ready: Cell::new(false),
             positions_due: RefCell::new(BTreeMap::new()),
@@ -140,27 +129,20 @@ impl DurableObject for NodeObject {
         if path == API_PATH {
             return host.api(req).await;
         }
-        let config = load_config(&host.env).map_err(worker::Error::RustError)?.config;
-        let origin = req.headers().get("origin")?;
-        if !shared::origin::allowed(&config.allowed_origins, origin.as_deref()) {
-            return text(403, "request origin is not in allowed_origins");
+        if path == EMULATION_PATH {
+            return host.emulation(req).await;
         }
-        let response = match path.as_str() {
-            "/connection/uni_http_stream" => host.uni_http_stream(req).await,
-            "/connection/uni_sse" => host.uni_sse(req).await,
-            "/connection/uni_websocket" => host.websocket(req, true),
-            "/connection/websocket" => host.websocket(req, false),
-            "/connection/http_stream" => host.http_stream(req).await,
-            "/connection/sse" => host.sse(req).await,
-            "/emulation" => host.emulation(req).await,
-            _ => text(404, "not found"),
-        }?;
-        if let Some(origin) = origin {
-            if response.status_code() != 101 {
-                cors(response.headers(), &origin)?;
-            }
-        }
-        Ok(response)
+        let loaded = load_config(&host.env).map_err(worker::Error::RustError)?;
+        let routed = http::decide(&req, &loaded)?;
+        let cors = routed.cors();
+        let response = match routed.decision {
+            Decision::Stream(open) => host.stream(req, open).await?,
+            Decision::Upgrade(upgrade) => host.websocket(upgrade)?,
+            Decision::Answer(a) => http::answer(a)?,
+            // The Worker serves these; a node object is never asked.
+            Decision::Api(_) | Decision::Emulation(_) | Decision::Health => http::answer(Answer::not_found())?,
+        };
+        http::with_cors(response, &cors)
     }
 
     async fn alarm(&self) -> Result<Response> {
@@ -185,30 +167,14 @@ impl DurableObject for NodeObject {
         };
         let Some(transport) = host.with_hub(|hub| hub.transport(session)).flatten() else { return Ok(()) };
         let config = load_config(&host.env).map_err(worker::Error::RustError)?.config;
-        let unidirectional = transport.is_unidirectional();
-        let limit =
-            if unidirectional { config.uni_websocket_message_size_limit } else { config.websocket_message_size_limit } as usize;
+        let limit = shared::http::message_limit(&config, transport);
         if limit > 0 && data.len() > limit {
             let _ = ws.close(Some(1009), Some("message too big"));
             host.closed(session, now);
             return Ok(());
         }
-        if !unidirectional {
-            host.with_hub(|hub| hub.handle_frame(session, &data, now));
-        } else if host.uni_connected.borrow_mut().insert(session) {
-            match parse_connect_request(&data) {
-                Ok(request) => {
-                    host.with_hub(|hub| hub.handle_connect(session, request, now));
-                }
-                Err(_) => {
-                    let d = Disconnect::bad_request();
-                    let (code, reason) = d.websocket_close();
-                    let _ = ws.close(Some(code), Some(reason));
-                    host.closed(session, now);
-                    return Ok(());
-                }
-            }
-        }
+        // A uni WebSocket's first message is its connect request: the hub knows.
+        host.with_hub(|hub| hub.handle_frame(session, &data, now));
         host.drain(now);
         Ok(())
     }
@@ -287,9 +253,6 @@ impl NodeHost {
             let session = SessionId(attachment.session);
             restored.insert(session.0);
             channels.extend(snapshot.subs.iter().map(|s| s.ch.clone()));
-            if snapshot.t == "uws" {
-                self.uni_connected.borrow_mut().insert(session);
-            }
             self.sinks.borrow_mut().insert(session, Sink::Socket { ws, binary: snapshot.t == "wsp" });
             self.with_hub(|hub| hub.handle_restore(session, snapshot, &positions, now));
         }
@@ -414,7 +377,6 @@ impl NodeHost {
     /// The transport went away (peer closed, write failed).
     fn closed(self: &Rc<Self>, session: SessionId, now: Timestamp) {
         self.sinks.borrow_mut().remove(&session);
-        self.uni_connected.borrow_mut().remove(&session);
         self.with_hub(|hub| hub.handle_closed(session, now));
         self.drain(now);
     }
@@ -426,17 +388,15 @@ impl NodeHost {
             let Some(output) = self.with_hub(|hub| hub.poll_output()).flatten() else { break };
             match output {
                 Output::Send { session, data } | Output::Ping { session, data } => match self.write(session, data) {
-                    Written::Done => {}
+                    Written::Done(queued) => {
+                        self.with_hub(|hub| hub.handle_backlog(session, queued, now));
+                    }
                     Written::Gone => {
                         self.sinks.borrow_mut().remove(&session);
                         self.with_hub(|hub| hub.handle_closed(session, now));
                     }
-                    Written::Slow => {
-                        self.with_hub(|hub| hub.disconnect(session, shared::protocol::Disconnect::slow(), now));
-                    }
                 },
                 Output::Close { session, disconnect } => {
-                    self.uni_connected.borrow_mut().remove(&session);
                     match self.sinks.borrow_mut().remove(&session) {
                         Some(Sink::Socket { ws, .. }) => {
                             // Forget the session in the socket first: a wake-up during the
@@ -450,7 +410,7 @@ impl NodeHost {
                         // push and the end of the body together may take the end first and
                         // miss the disconnect code in the push (centrifuge-js over SSE does).
                         Some(Sink::Stream { tx, .. }) => wasm_bindgen_futures::spawn_local(async move {
-                            worker::Delay::from(std::time::Duration::from_millis(STREAM_END_DELAY_MS)).await;
+                            worker::Delay::from(std::time::Duration::from_millis(shared::http::STREAM_END_LINGER_MS)).await;
                             drop(tx);
                         }),
                         None => {}
@@ -473,13 +433,11 @@ impl NodeHost {
     /// Writes to a session's transport.
     fn write(&self, session: SessionId, data: Bytes) -> Written {
         let sinks = self.sinks.borrow();
+        let mut backlog = 0;
         let sent = match sinks.get(&session) {
             Some(Sink::Stream { tx, queued }) => {
-                let now_queued = queued.get().saturating_add(data.len());
-                if now_queued > self.queue_limit.get() {
-                    return Written::Slow;
-                }
-                queued.set(now_queued);
+                backlog = queued.get().saturating_add(data.len());
+                queued.set(backlog);
                 tx.unbounded_send(data.to_vec()).is_ok()
             }
             Some(Sink::Socket { ws, binary: true }) => ws.send_with_bytes(&data).is_ok(),
@@ -490,7 +448,7 @@ impl NodeHost {
             None => true, // not ours (closed already); the hub learns through handle_closed
         };
         if sent {
-            Written::Done
+            Written::Done(backlog)
         } else {
             Written::Gone
         }

@@ -1,5 +1,6 @@
 //! The client transports of a node object: streaming responses (uni HTTP stream, uni SSE,
-//! HTTP-stream and SSE emulation), `/emulation`, and WebSocket upgrades.
+//! HTTP-stream and SSE emulation), emulation requests, and WebSocket upgrades, as the
+//! endpoint layer decided them.
 
 use std::pin::Pin;
 use std::rc::Rc;
@@ -8,13 +9,14 @@ use std::task::{Context, Poll};
 use futures_channel::mpsc::{unbounded, UnboundedReceiver};
 use futures_util::Stream;
 use shared::hub::{Hub, SessionId, Transport};
-use shared::protocol::{decode_emulation, parse_connect_request, websocket_encoding, Encoding};
+use shared::http::{FirstInput, StreamInput, StreamOpen, Upgrade};
+use shared::protocol::{decode_emulation, Encoding};
 use shared::Timestamp;
-use worker::{wasm_bindgen_futures, Headers, Method, Request, Response, Result, WebSocketPair};
+use worker::{wasm_bindgen_futures, Headers, Request, Response, Result, WebSocketPair};
 
-use super::{Attachment, NodeHost, Sink, SSE_RETRY_MS};
-use crate::host::http::{self, method_not_allowed, no_cache, preflight, query_param, read_body, text};
-use crate::host::{load_config, now};
+use super::{Attachment, NodeHost, Sink};
+use crate::host::http::{self, no_cache, read_body, text};
+use crate::host::now;
 
 impl NodeHost {
 
@@ -30,7 +32,6 @@ impl NodeHost {
         let session = self.new_session();
         let (tx, rx) = unbounded::<Vec<u8>>();
         let queued = Rc::new(std::cell::Cell::new(0));
-        self.queue_limit.set(self.config_limit(|c| c.client_queue_max_size));
         self.sinks.borrow_mut().insert(session, Sink::Stream { tx, queued: queued.clone() });
         self.with_hub(|hub| {
             hub.handle_open(session, transport, now);
@@ -47,117 +48,36 @@ impl NodeHost {
         Ok(Response::from_stream(body)?.with_headers(headers))
     }
 
-    pub(super) async fn uni_http_stream(self: &Rc<Self>, mut req: Request) -> Result<Response> {
-        match req.method() {
-            Method::Post => {}
-            Method::Options => return preflight(&req),
-            _ => return method_not_allowed("POST"),
-        }
-        let limit = self.config_limit(|c| c.uni_http_stream_max_request_body_size);
-        let body = match read_body(&mut req, limit).await {
-            Ok(b) => b,
-            Err(r) => return Ok(r),
-        };
-        let request = match parse_connect_request(&body) {
-            Ok(r) => r,
-            Err(e) => return text(400, &e),
-        };
-        self.open_stream(Transport::UniHttpStream, "application/x-ndjson", None, |hub, session, now| {
-            hub.handle_connect(session, request, now)
-        })
-    }
-
-    pub(super) async fn uni_sse(self: &Rc<Self>, mut req: Request) -> Result<Response> {
-        let last_event_id = req
-            .headers()
-            .get("last-event-id")?
-            .or_else(|| query_param(&req, "last_event_id"))
-            .filter(|id| !id.is_empty());
-        let request = match req.method() {
-            Method::Get => {
-                let raw = query_param(&req, "cf_connect").unwrap_or_default();
-                match parse_connect_request(raw.as_bytes()) {
-                    Ok(r) => r,
-                    Err(e) => return text(400, &format!("cf_connect: {e}")),
-                }
-            }
-            Method::Post => {
-                let limit = self.config_limit(|c| c.uni_sse_max_request_body_size);
-                let body = match read_body(&mut req, limit).await {
+    /// Opens the stream the endpoint layer decided on, once the body that carries its first
+    /// input (if it does) is read.
+    pub(super) async fn stream(self: &Rc<Self>, mut req: Request, open: StreamOpen) -> Result<Response> {
+        let input = match open.input {
+            StreamInput::Ready(input) => input,
+            StreamInput::Body(rule) => {
+                let body = match read_body(&mut req, rule).await {
                     Ok(b) => b,
                     Err(r) => return Ok(r),
                 };
-                match parse_connect_request(&body) {
-                    Ok(r) => r,
-                    Err(e) => return text(400, &e),
+                match FirstInput::from_body(open.transport, body.into()) {
+                    Ok(input) => input,
+                    Err(a) => return http::answer(a),
                 }
             }
-            Method::Options => return preflight(&req),
-            _ => return method_not_allowed("GET, POST"),
         };
-        let prelude = format!("\r\nretry: {SSE_RETRY_MS}\n\n").into_bytes();
-        self.open_stream(Transport::UniSse, "text/event-stream; charset=utf-8", Some(prelude), |hub, session, now| {
-            if let Some(id) = last_event_id {
-                hub.handle_last_event_id(session, id);
+        let prelude = (!open.prelude.is_empty()).then(|| open.prelude.to_vec());
+        let last_event_id = open.last_event_id;
+        self.open_stream(open.transport, open.content_type, prelude, |hub, session, now| {
+            match input {
+                FirstInput::Connect(request) => hub.handle_connect(session, request, last_event_id, now),
+                FirstInput::Frame(frame) => hub.handle_frame(session, &frame, now),
             }
-            hub.handle_connect(session, request, now)
         })
     }
 
-    pub(super) async fn http_stream(self: &Rc<Self>, mut req: Request) -> Result<Response> {
-        match req.method() {
-            Method::Post => {}
-            Method::Options => return preflight(&req),
-            _ => return method_not_allowed("POST"),
-        }
-        let protobuf = is_protobuf(&req);
-        let limit = self.config_limit(|c| c.http_stream_max_request_body_size);
-        let body = match read_body(&mut req, limit).await {
-            Ok(b) => b,
-            Err(r) => return Ok(r),
-        };
-        let (encoding, content_type) =
-            if protobuf { (Encoding::Protobuf, "application/octet-stream") } else { (Encoding::Json, "application/json") };
-        self.open_stream(Transport::HttpStream(encoding), content_type, None, |hub, session, now| {
-            hub.handle_frame(session, &body, now)
-        })
-    }
-
-    pub(super) async fn sse(self: &Rc<Self>, mut req: Request) -> Result<Response> {
-        let frame = match req.method() {
-            Method::Get => match query_param(&req, "cf_connect") {
-                Some(frame) => frame.into_bytes(),
-                None => return text(400, "missing cf_connect query parameter with the connect command"),
-            },
-            Method::Post => {
-                let limit = self.config_limit(|c| c.sse_max_request_body_size);
-                match read_body(&mut req, limit).await {
-                    Ok(b) => b,
-                    Err(r) => return Ok(r),
-                }
-            }
-            Method::Options => return preflight(&req),
-            _ => return method_not_allowed("GET, POST"),
-        };
-        self.open_stream(Transport::Sse, "text/event-stream; charset=utf-8", Some(b"\r\n".to_vec()), |hub, session, now| {
-            hub.handle_frame(session, &frame, now)
-        })
-    }
-
-    /// `POST /emulation`, routed here by the Worker from its `node` field.
+    /// An emulation request the Worker checked and routed here by its `node` field.
     pub(super) async fn emulation(self: &Rc<Self>, mut req: Request) -> Result<Response> {
-        match req.method() {
-            Method::Post => {}
-            Method::Options => return preflight(&req),
-            _ => return method_not_allowed("POST"),
-        }
-        let protobuf = is_protobuf(&req);
-        let limit = self.config_limit(|c| c.emulation_max_request_body_size);
-        let body = match read_body(&mut req, limit).await {
-            Ok(b) => b,
-            Err(r) => return Ok(r),
-        };
-        let (token, data) = match decode_emulation(&body, protobuf) {
+        let body = req.bytes().await?;
+        let (token, data) = match decode_emulation(&body, true) {
             Ok(request) => (request.session, request.data),
             Err(e) => return text(400, &e),
         };
@@ -171,52 +91,28 @@ impl NodeHost {
         http::empty(204)
     }
 
-    pub(super) fn websocket(self: &Rc<Self>, req: Request, unidirectional: bool) -> Result<Response> {
-        let upgrade = req.headers().get("upgrade")?.unwrap_or_default();
-        if !upgrade.eq_ignore_ascii_case("websocket") {
-            return text(400, "expected a WebSocket upgrade request");
-        }
-        let offered = req.headers().get("sec-websocket-protocol")?.unwrap_or_default();
-        let format = query_param(&req, "format").or_else(|| query_param(&req, "cf_protocol"));
-        let (encoding, echo) = websocket_encoding([offered.as_str()], format.as_deref(), unidirectional);
-        let transport = if unidirectional { Transport::UniWebsocket } else { Transport::Websocket(encoding) };
-        // Centrifugo v6.3+: a uni WebSocket's connect request may come in the URL instead of
-        // the first message; invalid JSON there is refused before the upgrade.
-        let url_connect = match query_param(&req, "cf_connect").filter(|_| unidirectional) {
-            Some(raw) => match parse_connect_request(raw.as_bytes()) {
-                Ok(request) => Some(request),
-                Err(e) => return text(400, &format!("cf_connect: {e}")),
-            },
-            None => None,
-        };
+    /// Accepts the upgrade the endpoint layer decided on (hibernatable).
+    pub(super) fn websocket(self: &Rc<Self>, upgrade: Upgrade) -> Result<Response> {
+        let transport = upgrade.transport;
         let now = now();
         let pair = WebSocketPair::new()?;
         let server = pair.server;
         self.state.accept_web_socket(&server);
         let session = self.new_session();
         server.serialize_attachment(Attachment { session: session.0, ..Default::default() })?;
-        let binary = encoding == Encoding::Protobuf;
+        let binary = transport == Transport::Websocket(Encoding::Protobuf);
         self.sinks.borrow_mut().insert(session, Sink::Socket { ws: server, binary });
         self.with_hub(|hub| hub.handle_open(session, transport, now));
-        if let Some(request) = url_connect {
-            self.uni_connected.borrow_mut().insert(session);
-            self.with_hub(|hub| hub.handle_connect(session, request, now));
+        if let Some(request) = upgrade.connect {
+            self.with_hub(|hub| hub.handle_connect(session, request, None, now));
         }
         self.drain(now);
         let headers = Headers::new();
-        if let Some(p) = echo {
+        if let Some(p) = upgrade.protocol {
             headers.set("sec-websocket-protocol", p)?;
         }
         Ok(Response::from_websocket(pair.client)?.with_headers(headers))
     }
-
-    pub(super) fn config_limit(&self, f: impl FnOnce(&shared::config::Config) -> u64) -> usize {
-        load_config(&self.env).map(|l| f(&l.config) as usize).unwrap_or(65536)
-    }
-}
-
-fn is_protobuf(req: &Request) -> bool {
-    req.headers().get("content-type").ok().flatten().is_some_and(|v| v.starts_with("application/octet-stream"))
 }
 
 /// A streaming response body: the session's writes, in order. Dropped when the client goes

@@ -215,7 +215,7 @@ fn a_gap_in_a_server_side_subscription_disconnects_3010() {
     let s = SessionId(1);
     rig.hub.handle_open(s, Transport::UniHttpStream, T0);
     let request = crate::protocol::parse_connect_request(json!({"token": token("1"), "subs": {"news": {}}}).to_string().as_bytes()).unwrap();
-    rig.hub.handle_connect(s, request, T0);
+    rig.hub.handle_connect(s, request, None, T0);
     rig.serve_all();
     let epoch: Arc<str> = rig.broker.position("news").unwrap().epoch.into();
     let lost = Arc::new(Publication { data: "{}".into(), offset: 5, ..Default::default() });
@@ -387,7 +387,7 @@ fn websocket_sessions_can_go_without_server_pings() {
     // Streams still get pings.
     let u = SessionId(2);
     rig.hub.handle_open(u, Transport::UniHttpStream, T0);
-    rig.hub.handle_connect(u, crate::protocol::ConnectRequest { token: token("7"), ..Default::default() }, T0);
+    rig.hub.handle_connect(u, crate::protocol::ConnectRequest { token: token("7"), ..Default::default() }, None, T0);
     rig.serve_all();
     let at = rig.hub.poll_timeout().expect("a ping timer for the stream");
     rig.hub.handle_timeout(at.after_ms(30_000));

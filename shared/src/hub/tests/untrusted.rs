@@ -53,9 +53,7 @@ fn a_live_binary_publication_ends_json_clients_but_reaches_protobuf_ones() {
     prost::Message::encode_length_delimited(&connect, &mut frame).unwrap();
     rig.hub.handle_frame(proto, &frame, T0);
     rig.serve_all();
-    for s in [json_client] {
-        rig.frame(s, json!({"id": 2, "subscribe": {"channel": "news"}}));
-    }
+    rig.frame(json_client, json!({"id": 2, "subscribe": {"channel": "news"}}));
     let mut frame = Vec::new();
     let subscribe = crate::protocol::Command {
         id: 2,
@@ -262,4 +260,38 @@ fn a_client_piling_up_commands_behind_a_slow_broker_is_cut_off() {
     rig.pump();
     assert_eq!(closed_with(&rig, s), vec![3013]);
     assert!(closed_with(&rig, bystander).is_empty());
+}
+
+#[test]
+fn a_backlog_over_client_queue_max_size_is_a_slow_client() {
+    let mut rig = Rig::new(config(json!({"client_queue_max_size": 1000})));
+    let s = rig.ws(1, "1");
+    let t = rig.ws(2, "2");
+    rig.hub.handle_backlog(s, 1000, T0);
+    rig.pump();
+    assert!(closed_with(&rig, s).is_empty(), "at the limit is fine");
+    rig.hub.handle_backlog(s, 1001, T0);
+    rig.pump();
+    assert_eq!(closed_with(&rig, s), vec![3008]);
+    assert!(closed_with(&rig, t).is_empty());
+}
+
+#[test]
+fn a_uni_websocket_connects_with_its_first_message_and_ignores_the_rest() {
+    let mut rig = Rig::new(config(json!({"uni_websocket": true})));
+    let (good, bad, by_url) = (SessionId(1), SessionId(2), SessionId(3));
+    for s in [good, bad, by_url] {
+        rig.hub.handle_open(s, Transport::UniWebsocket, T0);
+    }
+    let connect = json!({"token": token("u")}).to_string();
+    rig.hub.handle_frame(good, connect.as_bytes(), T0);
+    rig.hub.handle_frame(good, b"not a connect request", T0);
+    rig.hub.handle_frame(bad, b"{", T0);
+    let request = crate::protocol::parse_connect_request(connect.as_bytes()).unwrap();
+    rig.hub.handle_connect(by_url, request, None, T0);
+    rig.hub.handle_frame(by_url, b"{", T0);
+    rig.serve_all();
+    assert!(closed_with(&rig, good).is_empty() && closed_with(&rig, by_url).is_empty());
+    assert_eq!(closed_with(&rig, bad), vec![3501]);
+    assert!(rig.sent.iter().any(|(s, v)| *s == good && v.get("connect").is_some()), "{:?}", rig.sent);
 }
