@@ -2,11 +2,31 @@
 //! a head the same however the bytes arrive, and finds it in every head httparse completes;
 //! `parse_head` gives a head, "incomplete" or an error, never a panic; a parsed head lies
 //! inside the buffer and parses the same from its own bytes; the lookups the server does on it
-//! do not panic.
+//! and the endpoint layer's decision (`shared::http::decide`, with every endpoint on) do not
+//! panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use std::sync::OnceLock;
+
 use native::uni::{parse_head, HeadEnd};
+use shared::config::Config;
+use shared::http::{content_length, decide, Endpoints, Request};
+
+fn setup() -> &'static (Config, Endpoints) {
+    static S: OnceLock<(Config, Endpoints)> = OnceLock::new();
+    S.get_or_init(|| {
+        let config = Config::from_json_str(
+            r#"{"uni_sse": true, "uni_http_stream": true, "uni_websocket": true, "http_stream": true, "sse": true,
+                "api_key": "k", "allowed_origins": ["http://*.example.com", "http://localhost:*"]}"#,
+            Vec::new(),
+        )
+        .expect("fuzz config loads")
+        .config;
+        let endpoints = Endpoints::new(&config).expect("default endpoints");
+        (config, endpoints)
+    })
+}
 
 /// The shortest prefix in which `HeadEnd` sees the end, fed one byte more at a time.
 fn end_bytewise(data: &[u8]) -> Option<usize> {
@@ -29,7 +49,11 @@ fuzz_target!(|data: &[u8]| {
     for name in ["origin", "last-event-id", "content-length", "transfer-encoding", "upgrade", "sec-websocket-key"] {
         let _ = head.header(name);
     }
-    let _ = head.content_length();
+    let _ = content_length(&head.headers);
+    let (config, endpoints) = setup();
+    let request = Request { method: &head.method, path: &head.path, query: head.query.as_deref(), headers: &head.headers };
+    let routed = decide(config, endpoints, &request);
+    let _ = routed.cors();
     for name in ["cf_connect", "last_event_id", "format"] {
         let _ = head.query_param(name);
     }
