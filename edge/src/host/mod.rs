@@ -15,6 +15,7 @@ use shared::Timestamp;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::{Env, Method, Request, RequestInit, Response};
 
+use crate::channel_store::Param;
 use crate::config::{EdgeOptions, EnvValue};
 
 pub use channel::ChannelObject;
@@ -121,8 +122,7 @@ pub fn internal_request(path: &str, body: Vec<u8>) -> worker::Result<Request> {
 }
 
 /// Runs one SQL statement on the object's storage.
-pub fn sql_exec(state: &worker::State, query: &str, params: Vec<crate::store::Param>) -> worker::Result<worker::SqlCursor> {
-    use crate::store::Param;
+pub fn sql_exec(state: &worker::State, query: &str, params: Vec<Param>) -> worker::Result<worker::SqlCursor> {
     use worker::SqlStorageValue;
     let values = params
         .into_iter()

@@ -32,6 +32,7 @@ use super::http::{self, query_param, text};
 use super::sql::{int, text as sql_text};
 use super::{internal_request, load_config, now, random_u64, response_bytes, sql_exec, API_PATH, BROKER_PATH, CHANNELS, EMULATION_PATH, EVENTS_PATH};
 use crate::batches::Batches;
+use crate::channel_store::Param;
 use crate::node_store::{self, Attachment, NodeWrite};
 use crate::wire::{self, EventAck, EventBatch, ReplyBatch, RequestBatch, WireRequest};
 
@@ -280,7 +281,7 @@ impl NodeHost {
         if self.with_hub(|hub| hub.transport(session)).flatten().is_none() {
             let mut table = HashMap::new();
             if attachment.in_table {
-                let rows = sql_exec(&self.state, node_store::READ_SESSION, vec![crate::store::Param::Int(session.0 as i64)]);
+                let rows = sql_exec(&self.state, node_store::READ_SESSION, vec![Param::Int(session.0 as i64)]);
                 for row in rows.into_iter().flat_map(|c| c.raw()).flatten() {
                     table.insert(session.0, sql_text(&row[0]));
                 }
