@@ -43,8 +43,8 @@ struct ChannelHost {
     name: RefCell<Option<String>>,
     /// What the tables hold; `None` until they were read.
     persisted: RefCell<Option<Persisted>>,
-    /// Per node: events waiting for the batch in flight.
-    outbox: RefCell<Batches<WireEvent>>,
+    /// Per node object: events waiting for the batch in flight.
+    to_nodes: RefCell<Batches<WireEvent>>,
     /// Per node: how many subscribes it sent. A "not interested" answer to a delivery only
     /// unsubscribes the node if it did not subscribe again meanwhile.
     subscribes: RefCell<HashMap<String, u64>>,
@@ -59,7 +59,7 @@ impl DurableObject for ChannelObject {
             broker: RefCell::new(Broker::new(random_u64())),
             name: RefCell::new(None),
             persisted: RefCell::new(None),
-            outbox: RefCell::new(Batches::default()),
+            to_nodes: RefCell::new(Batches::default()),
             subscribes: RefCell::new(HashMap::new()),
             alarm: Cell::new(None),
         };
@@ -205,7 +205,7 @@ impl ChannelHost {
     }
 
     fn enqueue(self: &Rc<Self>, node: String, event: WireEvent) {
-        let start = self.outbox.borrow_mut().push(&node, event);
+        let start = self.to_nodes.borrow_mut().push(&node, event);
         if start {
             let host = self.clone();
             wasm_bindgen_futures::spawn_local(async move { host.deliver(node).await });
@@ -216,7 +216,7 @@ impl ChannelHost {
     async fn deliver(self: Rc<Self>, node: String) {
         let Some(channel) = self.name.borrow().clone() else { return };
         loop {
-            let Some(events) = self.outbox.borrow_mut().take(&node) else { return };
+            let Some(events) = self.to_nodes.borrow_mut().take(&node) else { return };
             let subscribes_before = self.subscribes.borrow().get(&node).copied().unwrap_or(0);
             let body = EventBatch { channel: channel.clone(), events }.encode_to_vec();
             match call_node(&self.env, &node, body).await {

@@ -70,8 +70,8 @@ struct NodeHost {
     sinks: RefCell<HashMap<SessionId, Sink>>,
     /// Channels this node asked to hear about (a channel object is told when that ends).
     interest: RefCell<BTreeSet<String>>,
-    /// Per channel: requests waiting for the one batch in flight to come back.
-    outbox: RefCell<Batches<BrokerRequest>>,
+    /// Per channel object: broker requests waiting for the one batch in flight to come back.
+    to_channels: RefCell<Batches<BrokerRequest>>,
     next_session: Cell<u64>,
     /// The alarm as last set; unknown (false) until this life sets or clears it.
     alarm: Cell<Option<Timestamp>>,
@@ -102,7 +102,7 @@ impl DurableObject for NodeObject {
             hub: RefCell::new(None),
             sinks: RefCell::new(HashMap::new()),
             interest: RefCell::new(BTreeSet::new()),
-            outbox: RefCell::new(Batches::default()),
+            to_channels: RefCell::new(Batches::default()),
             // Ids from a random base per life: a socket of an earlier life never shares its
             // session id with one of this life (below 2^52: attachments are JS numbers).
             next_session: Cell::new((random_u64() >> 32) << 20),
@@ -490,7 +490,7 @@ impl NodeHost {
             }
             _ => {}
         }
-        let start = self.outbox.borrow_mut().push(&channel, request);
+        let start = self.to_channels.borrow_mut().push(&channel, request);
         if start {
             let host = self.clone();
             wasm_bindgen_futures::spawn_local(async move { host.pump(channel).await });
@@ -501,7 +501,7 @@ impl NodeHost {
     /// them in order, until the queue is empty.
     async fn pump(self: Rc<Self>, channel: String) {
         loop {
-            let Some(batch) = self.outbox.borrow_mut().take(&channel) else { return };
+            let Some(batch) = self.to_channels.borrow_mut().take(&channel) else { return };
             let result = call_channel(&self.env, &channel, &batch).await;
             let now = now();
             let mut answered = HashSet::new();
