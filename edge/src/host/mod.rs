@@ -4,7 +4,7 @@
 mod channel;
 mod http;
 mod node;
-mod worker_entry;
+mod http_api;
 
 use std::cell::RefCell;
 use std::sync::Arc;
