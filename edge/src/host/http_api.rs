@@ -1,9 +1,10 @@
-//! The Worker's fetch handler: routes client connections to node objects, emulation requests
-//! to the node named in them, and runs the server API itself.
+//! The server HTTP API at the edge (`POST /api/<method>` and the legacy `POST /api`), run by
+//! the Worker.
 //!
-//! The API runs a short-lived [`Hub`] per request, in the Worker: the hub checks and shapes
-//! the command exactly as natively, its broker request goes straight to the channel object,
-//! and no node object is woken for a publish.
+//! It runs a short-lived [`Hub`] per request, in the Worker: the hub checks and shapes the
+//! command exactly as natively, its broker requests go straight to the channel objects, and
+//! no node object is woken for a publish. Commands about connections go to every node object
+//! and their answers merge ([`crate::api_route`]).
 
 use std::sync::Arc;
 
@@ -13,57 +14,16 @@ use shared::api::{self, ApiCommand, ApiId};
 use shared::broker::BrokerEvent;
 use shared::hub::{Hub, NodeInfo, Output};
 use shared::protocol::Error;
-use shared::http::{Answer, ApiCall, Decision, EmulationCall};
-use worker::{event, Context, Env, Request, Response, Result};
+use shared::http::ApiCall;
+use worker::{Env, Request, Response, Result};
 
 use super::http::{self, read_body, text};
-use super::{internal_request, load_config, now, random_u64, response_bytes, Loaded, API_PATH, BROKER_PATH, CHANNELS, EMULATION_PATH, NODES};
+use super::{internal_request, now, random_u64, response_bytes, Loaded, API_PATH, BROKER_PATH, CHANNELS, NODES};
 use crate::api_route::{from_envelope, merge_results, node_route, Merge};
 use crate::wire::{self, ReplyBatch, RequestBatch, WireRequest};
 
-#[event(fetch)]
-pub async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
-    let loaded = match load_config(&env) {
-        Ok(l) => l,
-        Err(e) => return text(500, &format!("rotor: configuration error: {e}")),
-    };
-    let routed = http::decide(&req, &loaded)?;
-    let cors = routed.cors();
-    let response = match routed.decision {
-        Decision::Api(call) => api(req, &env, &loaded, call).await?,
-        Decision::Emulation(call) => emulation(req, &env, call).await?,
-        Decision::Health => text(200, "{}")?,
-        Decision::Answer(a) => http::answer(a)?,
-        // The node object takes the same decision and serves it (CORS included).
-        Decision::Stream(_) | Decision::Upgrade(_) => {
-            // Connections spread over a fixed set of node objects (see the crate docs).
-            let k = (random_u64() % u64::from(loaded.edge.node_count)) as u32;
-            let stub = env.durable_object(NODES)?.id_from_name(&format!("node-{k}"))?.get_stub()?;
-            return stub.fetch_with_request(req).await;
-        }
-    };
-    http::with_cors(response, &cors)
-}
-
-/// An emulation request: to the node object named by its `node` field (its hex id).
-async fn emulation(mut req: Request, env: &Env, call: EmulationCall) -> Result<Response> {
-    let body = match read_body(&mut req, call.body).await {
-        Ok(b) => b,
-        Err(r) => return Ok(r),
-    };
-    let request = match call.decode(&body) {
-        Ok(r) => r,
-        Err(a) => return http::answer(a),
-    };
-    let namespace = env.durable_object(NODES)?;
-    let Ok(id) = namespace.id_from_string(&request.node) else {
-        return http::answer(Answer::unknown_node());
-    };
-    let forward = internal_request(EMULATION_PATH, request.encode_to_vec())?;
-    id.get_stub()?.fetch_with_request(forward).await
-}
-
-async fn api(mut req: Request, env: &Env, loaded: &Loaded, call: ApiCall) -> Result<Response> {
+/// Runs an API call the endpoint layer authorized.
+pub async fn serve(mut req: Request, env: &Env, loaded: &Loaded, call: ApiCall) -> Result<Response> {
     let body = match read_body(&mut req, call.body).await {
         Ok(b) => b,
         Err(r) => return Ok(r),

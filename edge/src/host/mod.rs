@@ -3,8 +3,9 @@
 
 mod channel;
 mod http;
-mod node;
 mod http_api;
+mod node;
+mod worker_entry;
 
 use std::cell::RefCell;
 use std::sync::Arc;
