@@ -18,7 +18,7 @@ use shared::http::ApiCall;
 use worker::{Env, Request, Response, Result};
 
 use super::http::{self, read_body, text};
-use super::{internal_request, now, random_u64, response_bytes, Loaded, API_PATH, BROKER_PATH, CHANNELS, NODES};
+use super::{internal_request, now, random_u64, response_bytes, Loaded, BROKER_PATH, CHANNELS, CONNECTION_API_PATH, NODES};
 use crate::api_route::{from_envelope, merge_results, node_route, Merge};
 use crate::wire::{self, ReplyBatch, RequestBatch, WireRequest};
 
@@ -48,11 +48,11 @@ fn answer(method: &str, result: std::result::Result<Value, Error>, transport_err
 }
 
 /// A hub for one API request, driven to completion: its broker requests go to channel
-/// objects and their replies come back in. Commands about connections go to the nodes.
+/// objects and their replies come back in. Commands about connections go to the node objects.
 struct ApiRunner {
     hub: Hub,
-    channels: worker::ObjectNamespace,
-    nodes: worker::ObjectNamespace,
+    channel_objects: worker::ObjectNamespace,
+    node_objects: worker::ObjectNamespace,
     node_count: u32,
     next: u64,
 }
@@ -63,8 +63,8 @@ impl ApiRunner {
         let hub = Hub::new(loaded.config.clone(), info, random_u64(), now()).map_err(|e| worker::Error::RustError(e.to_string()))?;
         Ok(ApiRunner {
             hub,
-            channels: env.durable_object(CHANNELS)?,
-            nodes: env.durable_object(NODES)?,
+            channel_objects: env.durable_object(CHANNELS)?,
+            node_objects: env.durable_object(NODES)?,
             node_count: loaded.edge.node_count,
             next: 1,
         })
@@ -118,8 +118,8 @@ impl ApiRunner {
     }
 
     async fn call_node(&self, k: u32, method: &str, params: &[u8]) -> Result<std::result::Result<Value, Error>> {
-        let stub = self.nodes.id_from_name(&format!("node-{k}"))?.get_stub()?;
-        let path = format!("{API_PATH}?method={}", method.to_ascii_lowercase());
+        let stub = self.node_objects.id_from_name(&format!("node-{k}"))?.get_stub()?;
+        let path = format!("{CONNECTION_API_PATH}?method={}", method.to_ascii_lowercase());
         let response = stub.fetch_with_request(internal_request(&path, params.to_vec())?).await?;
         let bytes = response_bytes(response).await?;
         let envelope: Value = serde_json::from_slice(&bytes).map_err(|e| worker::Error::RustError(e.to_string()))?;
@@ -166,7 +166,7 @@ impl ApiRunner {
     }
 
     async fn call(&self, channel: &str, body: Vec<u8>) -> Result<ReplyBatch> {
-        let stub = self.channels.id_from_name(channel)?.get_stub()?;
+        let stub = self.channel_objects.id_from_name(channel)?.get_stub()?;
         let response = stub.fetch_with_request(internal_request(BROKER_PATH, body)?).await?;
         let bytes = response_bytes(response).await?;
         ReplyBatch::decode(bytes.as_slice()).map_err(|e| worker::Error::RustError(e.to_string()))

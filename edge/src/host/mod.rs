@@ -29,7 +29,8 @@ pub const CHANNELS: &str = "CHANNELS";
 /// Internal paths between objects; the Worker never routes outside requests to them.
 pub const BROKER_PATH: &str = "/_rotor/broker";
 pub const EVENTS_PATH: &str = "/_rotor/events";
-pub const API_PATH: &str = "/_rotor/api";
+/// Server API commands about connections, from the Worker to every node object.
+pub const CONNECTION_API_PATH: &str = "/_rotor/api";
 /// An emulation request the Worker checked, for the node holding its session (Protobuf).
 pub const EMULATION_PATH: &str = "/_rotor/emulation";
 

@@ -14,7 +14,7 @@ use crate::host::http::{self, query_param};
 use crate::host::now;
 
 impl NodeHost {
-    pub(super) async fn api(self: &Rc<Self>, mut req: Request) -> Result<Response> {
+    pub(super) async fn connection_api(self: &Rc<Self>, mut req: Request) -> Result<Response> {
         let method = query_param(&req, "method").unwrap_or_default();
         let body = req.bytes().await?;
         let result = match api::parse(&method, &body) {

@@ -34,7 +34,7 @@ use shared::Timestamp;
 use worker::{durable_object, wasm_bindgen, DurableObject, Env, Request, Response, Result, State, WebSocket, WebSocketIncomingMessage};
 
 use super::http::{self, text};
-use super::{load_config, now, random_u64, API_PATH, EMULATION_PATH, EVENTS_PATH};
+use super::{load_config, now, random_u64, CONNECTION_API_PATH, EMULATION_PATH, EVENTS_PATH};
 use crate::batches::Batches;
 use crate::node_store::Attachment;
 
@@ -119,8 +119,8 @@ impl DurableObject for NodeObject {
         if path == EVENTS_PATH {
             return host.events(req).await;
         }
-        if path == API_PATH {
-            return host.api(req).await;
+        if path == CONNECTION_API_PATH {
+            return host.connection_api(req).await;
         }
         if path == EMULATION_PATH {
             return host.emulation(req).await;
