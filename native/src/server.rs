@@ -33,7 +33,7 @@ pub async fn serve(listener: TcpListener, engine: Engine) {
             }
         };
         let _ = socket.set_nodelay(true);
-        tokio::spawn(crate::uni::serve(socket, engine.clone()));
+        tokio::spawn(crate::front_door::serve(socket, engine.clone()));
     }
 }
 

@@ -1,6 +1,6 @@
 //! WebSocket transports served through hyper: bidirectional (JSON or Protobuf) always, and
 //! unidirectional when the upgrade comes on a kept-alive connection (a connection's first
-//! request is served leanly by `uni.rs`). Both take the endpoint layer's decision.
+//! request is served leanly by `front_door.rs`). Both take the endpoint layer's decision.
 //!
 //! One task per connection reads, writes and closes; whichever way the connection ends, the
 //! task ends with it and drops the socket, and the engine hears `Closed` exactly once.
