@@ -1,4 +1,6 @@
-//! Accepts connections and routes requests to the transports and the API.
+//! Accepts connections and routes requests to the transports and the API. Every connection
+//! goes through the front door (`front_door.rs`), which serves the unidirectional endpoints
+//! itself; hyper serves what it gives back, routed here.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -18,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::engine::Engine;
+use crate::front_door::{self, ForHyper};
 use crate::http::{answer, text, Body};
 use crate::{api, emulation, stream, ws};
 
@@ -33,13 +36,18 @@ pub async fn serve(listener: TcpListener, engine: Engine) {
             }
         };
         let _ = socket.set_nodelay(true);
-        tokio::spawn(crate::front_door::serve(socket, engine.clone()));
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            if let Some(ForHyper { socket, read }) = front_door::serve(socket, &engine).await {
+                serve_hyper(socket, read, engine).await;
+            }
+        });
     }
 }
 
-/// Serves a connection with hyper; `read` is what was already read from it (a complete
-/// request head, and maybe more).
-pub async fn serve_hyper(socket: TcpStream, read: Bytes, engine: Engine) {
+/// Serves a connection with hyper; `read` is what the front door already read from it (a
+/// complete request head, and maybe more).
+async fn serve_hyper(socket: TcpStream, read: Bytes, engine: Engine) {
     let timeouts = engine.timeouts;
     let service = service_fn(move |req| {
         let engine = engine.clone();
