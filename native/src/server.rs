@@ -22,7 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::engine::Engine;
 use crate::front_door::{self, ForHyper};
 use crate::http::{answer, text, Body};
-use crate::{api, emulation, stream, ws};
+use crate::{emulation, http_api, stream, ws};
 
 pub async fn serve(listener: TcpListener, engine: Engine) {
     loop {
@@ -179,7 +179,7 @@ async fn route(req: Request<Incoming>, engine: Engine) -> Response<Body> {
     };
     let cors = routed.cors();
     let mut response = match routed.decision {
-        Decision::Api(call) => api::handle(req, engine, call).await,
+        Decision::Api(call) => http_api::handle(req, engine, call).await,
         Decision::Stream(open) => stream::serve(req, &engine, open).await,
         Decision::Upgrade(upgrade) => ws::upgrade(req, &engine, upgrade),
         Decision::Emulation(call) => emulation::emulation(req, &engine, call).await,
