@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use shared::hub::SessionSnapshot;
 use shared::protocol::StreamPosition;
 
-use crate::store::Param;
+use crate::channel_store::Param;
 
 /// Tables of a node object.
 pub const SCHEMA: &[&str] = &[

@@ -74,7 +74,7 @@ pub fn load(path: Option<&str>) -> Result<Loaded, String> {
         None => (EMBEDDED.to_owned(), true),
     };
     // The tests' timeout override is no configuration key.
-    let env = std::env::vars().filter(|(k, _)| k.starts_with("ROTOR_") && k != crate::server::TIMEOUTS_ENV);
+    let env = std::env::vars().filter(|(k, _)| k.starts_with("ROTOR_") && k != crate::timeouts::TIMEOUTS_ENV);
     let loaded = Config::from_json_str(&text, env).map_err(|e| match path {
         Some(p) => format!("config file {p}: {e}"),
         None => e.to_string(),

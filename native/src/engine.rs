@@ -29,7 +29,7 @@ use shared::Timestamp;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 pub use crate::outbox::{Out, Outbox};
-use crate::server::Timeouts;
+use crate::timeouts::Timeouts;
 
 /// A connection as the engine sees it: where its frames go.
 pub type Conn = Arc<Outbox>;

@@ -1,6 +1,6 @@
 //! `rotor`: the native server and its command-line tools.
 
-use native::{cli, engine, server};
+use native::{cli, engine, server, timeouts};
 
 use clap::Parser;
 
@@ -55,7 +55,7 @@ fn serve(args: cli::Args) -> std::process::ExitCode {
         let local = listener.local_addr().expect("bound socket has an address");
         let config = std::sync::Arc::new(config);
         let node_name = if config.name.is_empty() { format!("rotor_{}", local.port()) } else { config.name.clone() };
-        let timeouts = match server::Timeouts::from_env() {
+        let timeouts = match timeouts::Timeouts::from_env() {
             Ok(t) => t,
             Err(e) => {
                 eprintln!("rotor: {e}");

@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 use shared::http::{FirstInput, StreamInput, StreamOpen};
 
 use crate::engine::{Engine, Event};
-use crate::server::{answer, read_body, Body};
+use crate::http::{answer, read_body, Body};
 use crate::outbox::{Out, Outbox};
 
 /// Frames coalesced into one body chunk at most (fewer, larger writes under load).

@@ -1,6 +1,6 @@
 //! WebSocket transports served through hyper: bidirectional (JSON or Protobuf) always, and
 //! unidirectional when the upgrade comes on a kept-alive connection (a connection's first
-//! request is served leanly by `uni.rs`). Both take the endpoint layer's decision.
+//! request is served leanly by `front_door.rs`). Both take the endpoint layer's decision.
 //!
 //! One task per connection reads, writes and closes; whichever way the connection ends, the
 //! task ends with it and drops the socket, and the engine hears `Closed` exactly once.
@@ -28,7 +28,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::engine::{Engine, Event};
 use crate::outbox::{Out, Outbox};
-use crate::server::Body;
+use crate::http::{empty, Body};
 
 type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
@@ -45,7 +45,7 @@ pub fn upgrade(req: Request<Incoming>, engine: &Engine, upgrade: Upgrade) -> Res
         let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
         run(socket, engine, transport, url_connect).await;
     });
-    let mut r = crate::server::empty(StatusCode::SWITCHING_PROTOCOLS);
+    let mut r = empty(StatusCode::SWITCHING_PROTOCOLS);
     let h = r.headers_mut();
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
