@@ -965,7 +965,7 @@ mod stats {
 
     /// Prints the counts every 1000 cases (all properties together).
     pub fn print(test: &str) {
-        if std::env::var_os("PROPS_STATS").is_some() && COUNTS[0].load(Ordering::Relaxed).is_multiple_of(1000) {
+        if std::env::var_os("PROPS_STATS").is_some() && COUNTS[0].load(Ordering::Relaxed) % 1000 == 0 {
             let line: Vec<String> = NAMES.iter().zip(&COUNTS).map(|(n, c)| format!("{n}: {}", c.load(Ordering::Relaxed))).collect();
             eprintln!("{test}: {}", line.join(", "));
         }
