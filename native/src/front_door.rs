@@ -94,7 +94,12 @@ pub async fn serve(mut socket: TcpStream, engine: &Engine) -> Option<ForHyper> {
         return Some(ForHyper { socket, read: Bytes::from(buf) });
     };
     let routed = {
-        let view = shared::http::Request { method: &head.method, path: &head.path, query: head.query.as_deref(), headers: &head.headers };
+        let view = shared::http::Request {
+            method: &head.method,
+            path: &head.path,
+            query: head.query.as_deref(),
+            headers: &head.headers,
+        };
         shared::http::decide(&engine.config, &engine.endpoints, &view)
     };
     let chunked = head.raw_header("transfer-encoding").is_some();
@@ -247,7 +252,11 @@ async fn respond(socket: &mut TcpStream, answer: &Answer, cors: &str, write_time
     for (name, value) in answer.headers.iter().filter(|(name, _)| *name != "connection") {
         response.push_str(&format!("{name}: {value}\r\n"));
     }
-    response.push_str(&format!("{cors}Content-Length: {}\r\nConnection: close\r\n\r\n{}", answer.body.len(), answer.body));
+    response.push_str(&format!(
+        "{cors}Content-Length: {}\r\nConnection: close\r\n\r\n{}",
+        answer.body.len(),
+        answer.body
+    ));
     if write(socket, response.as_bytes(), write_timeout).await.is_ok() {
         let _ = socket.shutdown().await;
     }
@@ -454,7 +463,9 @@ async fn websocket_session(
                 }
                 ClientEvent::Close(code) => return Ok(Some(Closing::Echo(code))),
                 ClientEvent::TooBig => return Ok(Some(Closing::Server(Disconnect::new(1009, "message too big")))),
-                ClientEvent::ProtocolError => return Ok(Some(Closing::Server(Disconnect::new(1002, "protocol error")))),
+                ClientEvent::ProtocolError => {
+                    return Ok(Some(Closing::Server(Disconnect::new(1002, "protocol error"))))
+                }
             }
         }
         tokio::select! {

@@ -30,8 +30,13 @@ pub fn answer(a: Answer) -> Response<Body> {
 
 /// Reads a request body within `rule.limit` bytes and `engine.timeouts.body`: the layer's
 /// answers past either (a body too slow also ends the connection).
-pub async fn read_body(req: Request<Incoming>, rule: shared::http::Body, engine: &Engine) -> Result<Bytes, Response<Body>> {
-    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+pub async fn read_body(
+    req: Request<Incoming>,
+    rule: shared::http::Body,
+    engine: &Engine,
+) -> Result<Bytes, Response<Body>> {
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > rule.limit as u64) {
         return Err(answer(rule.too_large()));
     }

@@ -11,5 +11,5 @@ pub mod outbox;
 pub mod server;
 pub mod stream;
 pub mod timeouts;
-pub mod wsframe;
 pub mod ws;
+pub mod wsframe;

@@ -9,7 +9,9 @@ fn main() -> std::process::ExitCode {
     let args = cli::Args::parse();
     match args.command {
         Some(cli::Command::Genconfig { config }) => cli::genconfig(&config),
-        Some(cli::Command::Gentoken { config, user, ttl, quiet }) => cli::gentoken(config.as_deref(), &user, ttl, quiet),
+        Some(cli::Command::Gentoken { config, user, ttl, quiet }) => {
+            cli::gentoken(config.as_deref(), &user, ttl, quiet)
+        }
         Some(cli::Command::Checktoken { config, token }) => cli::checktoken(config.as_deref(), &token),
         Some(cli::Command::Defaultconfig) => {
             let defaults = serde_json::to_string_pretty(&shared::config::Config::default()).expect("config serializes");

@@ -86,7 +86,9 @@ impl ClientSocket {
         let timeout = self.write_timeout;
         let deadline = self.write_deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
         match deadline.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(std::io::Error::new(std::io::ErrorKind::TimedOut, "the client does not read")),
+            Poll::Ready(()) => {
+                Poll::Ready(std::io::Error::new(std::io::ErrorKind::TimedOut, "the client does not read"))
+            }
             Poll::Pending => Poll::Pending,
         }
     }

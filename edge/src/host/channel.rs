@@ -18,7 +18,9 @@ use std::sync::Arc;
 use prost::Message as _;
 use shared::broker::{Broker, BrokerEvent, BrokerOp, BrokerRequest, RequestId};
 use shared::Timestamp;
-use worker::{durable_object, wasm_bindgen, wasm_bindgen_futures, DurableObject, Env, Request, Response, Result, State};
+use worker::{
+    durable_object, wasm_bindgen, wasm_bindgen_futures, DurableObject, Env, Request, Response, Result, State,
+};
 
 use super::sql::{blob, int, opt_text, text};
 use super::{internal_request, now, random_u64, response_bytes, BROKER_PATH, EVENTS_PATH, NODES};
@@ -192,7 +194,9 @@ impl ChannelHost {
             let Some(event) = self.broker.borrow_mut().poll_output() else { break };
             match &event {
                 BrokerEvent::Reply { id, result } => replies.push(wire::reply_to(*id, result)),
-                BrokerEvent::Publication { channel, .. } | BrokerEvent::Join { channel, .. } | BrokerEvent::Leave { channel, .. } => {
+                BrokerEvent::Publication { channel, .. }
+                | BrokerEvent::Join { channel, .. }
+                | BrokerEvent::Leave { channel, .. } => {
                     let nodes: Vec<String> = self.broker.borrow().nodes(channel).map(|n| n.to_string()).collect();
                     if let Some(wire_event) = wire::event_to(&event) {
                         for node in nodes {
@@ -234,8 +238,11 @@ impl ChannelHost {
 
     /// A node that lost its hub (evicted) stops getting this channel's events.
     fn forget_node(self: &Rc<Self>, channel: &str, node: &str) {
-        let request =
-            BrokerRequest { id: RequestId(0), channel: channel.to_owned(), op: BrokerOp::Unsubscribe { node: Arc::from(node) } };
+        let request = BrokerRequest {
+            id: RequestId(0),
+            channel: channel.to_owned(),
+            op: BrokerOp::Unsubscribe { node: Arc::from(node) },
+        };
         let now = now();
         self.broker.borrow_mut().handle_request(request, now);
         self.drain(&mut Vec::new());

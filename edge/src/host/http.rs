@@ -11,7 +11,8 @@ pub fn decide(req: &Request, loaded: &Loaded) -> Result<Routed> {
     let url = req.url()?;
     let headers: Vec<(String, String)> = req.headers().entries().collect();
     let method = req.method();
-    let view = shared::http::Request { method: method.as_ref(), path: url.path(), query: url.query(), headers: &headers };
+    let view =
+        shared::http::Request { method: method.as_ref(), path: url.path(), query: url.query(), headers: &headers };
     Ok(shared::http::decide(&loaded.config, &loaded.endpoints, &view))
 }
 

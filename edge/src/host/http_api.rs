@@ -12,13 +12,15 @@ use prost::Message as _;
 use serde_json::Value;
 use shared::api::{self, ApiCommand, ApiId};
 use shared::broker::BrokerEvent;
+use shared::http::ApiCall;
 use shared::hub::{Hub, NodeInfo, Output};
 use shared::protocol::Error;
-use shared::http::ApiCall;
 use worker::{Env, Request, Response, Result};
 
 use super::http::{self, read_body, text};
-use super::{internal_request, now, random_u64, response_bytes, Loaded, BROKER_PATH, CHANNELS, CONNECTION_API_PATH, NODES};
+use super::{
+    internal_request, now, random_u64, response_bytes, Loaded, BROKER_PATH, CHANNELS, CONNECTION_API_PATH, NODES,
+};
 use crate::api_route::{from_envelope, merge_results, node_route, Merge};
 use crate::wire::{self, ReplyBatch, RequestBatch, WireRequest};
 
@@ -59,8 +61,10 @@ struct ApiRunner {
 
 impl ApiRunner {
     fn new(loaded: &Loaded, env: &Env) -> Result<Self> {
-        let info = NodeInfo { id: Arc::from("api"), name: "rotor-edge-api".into(), version: shared::VERSION.to_string() };
-        let hub = Hub::new(loaded.config.clone(), info, random_u64(), now()).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        let info =
+            NodeInfo { id: Arc::from("api"), name: "rotor-edge-api".into(), version: shared::VERSION.to_string() };
+        let hub = Hub::new(loaded.config.clone(), info, random_u64(), now())
+            .map_err(|e| worker::Error::RustError(e.to_string()))?;
         Ok(ApiRunner {
             hub,
             channel_objects: env.durable_object(CHANNELS)?,

@@ -51,7 +51,8 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = content_length(&head.headers);
     let (config, endpoints) = setup();
-    let request = Request { method: &head.method, path: &head.path, query: head.query.as_deref(), headers: &head.headers };
+    let request =
+        Request { method: &head.method, path: &head.path, query: head.query.as_deref(), headers: &head.headers };
     let routed = decide(config, endpoints, &request);
     let _ = routed.cors();
     for name in ["cf_connect", "last_event_id", "format"] {

@@ -29,7 +29,11 @@ impl NodeHost {
             return Ok(());
         }
         let loaded = load_config(&self.env)?;
-        let info = NodeInfo { id: self.id.clone(), name: format!("rotor-edge-{}", &self.id[..8.min(self.id.len())]), version: shared::VERSION.to_string() };
+        let info = NodeInfo {
+            id: self.id.clone(),
+            name: format!("rotor-edge-{}", &self.id[..8.min(self.id.len())]),
+            version: shared::VERSION.to_string(),
+        };
         let now = now();
         let hub = Hub::new(loaded.config, info, random_u64(), now).map_err(|e| e.to_string())?;
         *self.hub.borrow_mut() = Some(hub.without_websocket_pings().tracking_snapshots());

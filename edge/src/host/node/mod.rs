@@ -27,11 +27,14 @@ use futures_channel::mpsc::UnboundedSender;
 use futures_channel::oneshot;
 use shared::api::ApiId;
 use shared::broker::BrokerRequest;
-use shared::hub::{Hub, SessionId};
 use shared::http::{Answer, Decision};
+use shared::hub::{Hub, SessionId};
 use shared::protocol::{Error, StreamPosition};
 use shared::Timestamp;
-use worker::{durable_object, wasm_bindgen, DurableObject, Env, Request, Response, Result, State, WebSocket, WebSocketIncomingMessage};
+use worker::{
+    durable_object, wasm_bindgen, DurableObject, Env, Request, Response, Result, State, WebSocket,
+    WebSocketIncomingMessage,
+};
 
 use super::http::{self, text};
 use super::{load_config, now, random_u64, CONNECTION_API_PATH, EMULATION_PATH, EVENTS_PATH};
@@ -52,8 +55,14 @@ pub struct NodeObject {
 enum Sink {
     /// A streaming response body; `queued` counts the bytes sent to it and not yet taken by
     /// the runtime; the hub bounds it by `client_queue_max_size` (`Hub::handle_backlog`).
-    Stream { tx: UnboundedSender<Vec<u8>>, queued: Rc<Cell<usize>> },
-    Socket { ws: WebSocket, binary: bool },
+    Stream {
+        tx: UnboundedSender<Vec<u8>>,
+        queued: Rc<Cell<usize>>,
+    },
+    Socket {
+        ws: WebSocket,
+        binary: bool,
+    },
 }
 
 struct NodeHost {

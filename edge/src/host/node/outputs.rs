@@ -57,7 +57,8 @@ impl NodeHost {
                         // push and the end of the body together may take the end first and
                         // miss the disconnect code in the push (centrifuge-js over SSE does).
                         Some(Sink::Stream { tx, .. }) => wasm_bindgen_futures::spawn_local(async move {
-                            worker::Delay::from(std::time::Duration::from_millis(shared::http::STREAM_END_LINGER_MS)).await;
+                            worker::Delay::from(std::time::Duration::from_millis(shared::http::STREAM_END_LINGER_MS))
+                                .await;
                             drop(tx);
                         }),
                         None => {}
