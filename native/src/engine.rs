@@ -101,6 +101,25 @@ struct Queued {
     _admitted: Option<OwnedSemaphorePermit>,
 }
 
+/// Tells the engine a session ended when dropped: whatever way a connection's task or body
+/// ends (returns, fails, is cancelled), the engine hears of it once.
+pub struct SessionGuard {
+    engine: Engine,
+    session: SessionId,
+}
+
+impl SessionGuard {
+    pub fn new(engine: Engine, session: SessionId) -> Self {
+        SessionGuard { engine, session }
+    }
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        self.engine.closed(self.session);
+    }
+}
+
 /// The handle connection tasks hold.
 #[derive(Clone)]
 pub struct Engine {

@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use shared::http::{FirstInput, StreamInput, StreamOpen};
 use shared::hub::{SessionId, Transport};
 
-use crate::engine::{Engine, Event};
+use crate::engine::{Engine, Event, SessionGuard};
 use crate::http::{answer, read_body, Body};
 use crate::outbox::{Out, Outbox};
 
@@ -32,22 +32,11 @@ pub struct SessionBody {
     /// After a disconnect push the stream stays open a moment, so clients handle the push
     /// before they see the stream end (Node's `eventsource` reports the end first otherwise).
     linger: Option<Pin<Box<tokio::time::Sleep>>>,
-    guard: CloseGuard,
+    /// Tells the engine when the client goes away (the body is dropped by hyper).
+    guard: SessionGuard,
 }
 
 const LINGER: std::time::Duration = std::time::Duration::from_millis(shared::http::STREAM_END_LINGER_MS);
-
-/// Tells the engine when the client goes away (the body is dropped by hyper).
-struct CloseGuard {
-    engine: Engine,
-    session: SessionId,
-}
-
-impl Drop for CloseGuard {
-    fn drop(&mut self) {
-        self.engine.closed(self.session);
-    }
-}
 
 impl http_body::Body for SessionBody {
     type Data = Bytes;
@@ -155,7 +144,7 @@ pub async fn open(
     };
     let outbox = Arc::new(Outbox::default());
     engine.send(Event::Open { session, transport, conn: outbox.clone() }).await;
-    let guard = CloseGuard { engine: engine.clone(), session };
+    let guard = SessionGuard::new(engine.clone(), session);
     engine.send(first).await;
     let body = SessionBody { outbox, batch: VecDeque::new(), prelude, done: false, linger: None, guard };
     let mut response = Response::new(body);

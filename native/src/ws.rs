@@ -26,7 +26,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
-use crate::engine::{Engine, Event};
+use crate::engine::{Engine, Event, SessionGuard};
 use crate::http::{empty, Body};
 use crate::outbox::{Out, Outbox};
 
@@ -68,23 +68,12 @@ enum Ending {
     Gone,
 }
 
-/// Tells the engine the session ended, on every path out of [`run`].
-struct SessionGuard {
-    engine: Engine,
-    session: SessionId,
-}
-
-impl Drop for SessionGuard {
-    fn drop(&mut self) {
-        self.engine.closed(self.session);
-    }
-}
-
 async fn run(mut socket: Socket, engine: Engine, transport: Transport, url_connect: Option<ConnectRequest>) {
     let session = engine.session_id();
     let outbox = Arc::new(Outbox::default());
     engine.send(Event::Open { session, transport, conn: outbox.clone() }).await;
-    let guard = SessionGuard { engine: engine.clone(), session };
+    // Tells the engine the session ended, on every path out of here.
+    let guard = SessionGuard::new(engine.clone(), session);
     if let Some(request) = url_connect {
         engine.send(Event::Connect { session, request, last_event_id: None }).await;
     }
