@@ -44,7 +44,10 @@ pub fn from_envelope(envelope: Value) -> std::result::Result<Value, Error> {
     Ok(envelope.get("result").cloned().unwrap_or_else(|| json!({})))
 }
 
-pub fn merge_results(merge: Merge, results: Vec<std::result::Result<Value, Error>>) -> std::result::Result<Value, Error> {
+pub fn merge_results(
+    merge: Merge,
+    results: Vec<std::result::Result<Value, Error>>,
+) -> std::result::Result<Value, Error> {
     if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
         return Err(e.clone());
     }
@@ -57,14 +60,19 @@ pub fn merge_results(merge: Merge, results: Vec<std::result::Result<Value, Error
                 let Some(Value::Object(map)) = v.get("channels").cloned() else { continue };
                 for (name, info) in map {
                     let n = info.get("num_clients").and_then(Value::as_u64).unwrap_or(0);
-                    let total = channels.get(&name).and_then(|i: &Value| i.get("num_clients")).and_then(Value::as_u64).unwrap_or(0);
+                    let total = channels
+                        .get(&name)
+                        .and_then(|i: &Value| i.get("num_clients"))
+                        .and_then(Value::as_u64)
+                        .unwrap_or(0);
                     channels.insert(name, json!({"num_clients": total + n}));
                 }
             }
             Ok(json!({"channels": channels}))
         }
         Merge::Info => {
-            let nodes: Vec<Value> = values.flat_map(|v| v.get("nodes").and_then(Value::as_array).cloned().unwrap_or_default()).collect();
+            let nodes: Vec<Value> =
+                values.flat_map(|v| v.get("nodes").and_then(Value::as_array).cloned().unwrap_or_default()).collect();
             Ok(json!({"nodes": nodes}))
         }
     }
@@ -82,7 +90,10 @@ mod tests {
             merge_results(Merge::Channels, vec![a, b]).unwrap(),
             json!({"channels": {"x": {"num_clients": 4}, "y": {"num_clients": 2}}})
         );
-        let info = merge_results(Merge::Info, vec![Ok(json!({"nodes": [{"uid": "1"}]})), Ok(json!({"nodes": [{"uid": "2"}]}))]);
+        let info = merge_results(
+            Merge::Info,
+            vec![Ok(json!({"nodes": [{"uid": "1"}]})), Ok(json!({"nodes": [{"uid": "2"}]}))],
+        );
         assert_eq!(info.unwrap(), json!({"nodes": [{"uid": "1"}, {"uid": "2"}]}));
         let first = merge_results(Merge::First, vec![Ok(json!({})), Err(Error::new(107, "bad request"))]);
         assert_eq!(first.unwrap_err().code, 107);

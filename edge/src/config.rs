@@ -74,9 +74,9 @@ pub fn from_env(entries: impl IntoIterator<Item = (String, EnvValue)>) -> Result
                         EnvValue::Text(t) => t.trim().parse::<u32>().ok(),
                         EnvValue::Json(v) => v.as_u64().and_then(|n| u32::try_from(n).ok()),
                     };
-                    edge.node_count = n.filter(|n| (1..=1024).contains(n)).ok_or_else(|| {
-                        "edge_node_count must be a whole number from 1 to 1024".to_string()
-                    })?;
+                    edge.node_count = n
+                        .filter(|n| (1..=1024).contains(n))
+                        .ok_or_else(|| "edge_node_count must be a whole number from 1 to 1024".to_string())?;
                 }
                 _ => return Err(format!("unknown edge option edge_{option}: there is edge_node_count")),
             }
@@ -126,7 +126,10 @@ mod tests {
         ])
         .unwrap();
         let v: Value = serde_json::from_str(&c.json).unwrap();
-        assert_eq!(v, json!({"uni_sse": true, "history_size": 5, "api_key": "secret-key", "namespaces": [{"name":"chat","presence":true}]}));
+        assert_eq!(
+            v,
+            json!({"uni_sse": true, "history_size": 5, "api_key": "secret-key", "namespaces": [{"name":"chat","presence":true}]})
+        );
         assert_eq!(c.overrides, vec![("ROTOR_PING_INTERVAL".to_string(), "3s".to_string())]);
         assert_eq!(c.edge, EdgeOptions { node_count: 2 });
     }

@@ -2,7 +2,8 @@
 //!
 //! A Cloudflare Worker plus two Durable Object classes that run the same `shared` core as the
 //! native server. Only this crate names `worker::`; on other targets it is just its pure
-//! parts ([`wire`], [`store`], [`config`], [`api_route`]), which `cargo test` checks natively.
+//! parts ([`wire`], [`channel_store`], [`node_store`], [`batches`], [`config`],
+//! [`api_route`]), which `cargo test` checks natively.
 //!
 //! ## Topology
 //!
@@ -33,9 +34,9 @@
 //! - **Channel objects**, one per channel (`idFromName(channel)`), run a
 //!   [`shared::broker::Broker`] for that one channel and keep its stream (epoch, top
 //!   offset, history with expiry), presence, subscribed nodes and the idempotency keys of
-//!   recent publishes in the object's SQLite
-//!   ([`store`]), restored when the object wakes up. A channel is the unit of ordering, so
-//!   one object per channel gives every channel its own sequence with no coordination.
+//!   recent publishes in the object's SQLite ([`channel_store`]), restored when the object
+//!   wakes up. A channel is the unit of ordering, so one object per channel gives every
+//!   channel its own sequence with no coordination.
 //!
 //! ## Messages
 //!
@@ -98,9 +99,9 @@
 
 pub mod api_route;
 pub mod batches;
+pub mod channel_store;
 pub mod config;
 pub mod node_store;
-pub mod store;
 pub mod wire;
 
 #[cfg(target_arch = "wasm32")]

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use shared::hub::SessionSnapshot;
 use shared::protocol::StreamPosition;
 
-use crate::store::Param;
+use crate::channel_store::Param;
 
 /// Tables of a node object.
 pub const SCHEMA: &[&str] = &[
@@ -50,9 +50,16 @@ pub struct Attachment {
 /// One statement to run, with its parameters.
 #[derive(Clone, Debug, PartialEq)]
 pub enum NodeWrite {
-    UpsertSession { id: u64, snapshot: String },
+    UpsertSession {
+        id: u64,
+        snapshot: String,
+    },
     DeleteSession(u64),
-    UpsertPosition { channel: String, epoch: String, top: u64 },
+    UpsertPosition {
+        channel: String,
+        epoch: String,
+        top: u64,
+    },
     DeletePosition(String),
     /// A life that starts with no WebSockets needs none of the rows.
     DeleteAll,
@@ -88,7 +95,10 @@ pub fn place(session: u64, snapshot: Option<&SessionSnapshot>, in_table: bool) -
             Attachment { session, snapshot: None, in_table: true },
             Some(NodeWrite::UpsertSession { id: session, snapshot: json }),
         ),
-        json => (Attachment { session, snapshot: json, in_table: false }, in_table.then_some(NodeWrite::DeleteSession(session))),
+        json => (
+            Attachment { session, snapshot: json, in_table: false },
+            in_table.then_some(NodeWrite::DeleteSession(session)),
+        ),
     }
 }
 

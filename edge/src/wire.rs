@@ -258,7 +258,9 @@ impl From<&BrokerRequest> for WireRequest {
                 history: history_to(*history),
             }),
             BrokerOp::HistoryRemove => Op::HistoryRemove(Empty {}),
-            BrokerOp::PresenceAdd { info, ttl_ms } => Op::PresenceAdd(WirePresenceAdd { info: Some(info.clone()), ttl_ms: *ttl_ms }),
+            BrokerOp::PresenceAdd { info, ttl_ms } => {
+                Op::PresenceAdd(WirePresenceAdd { info: Some(info.clone()), ttl_ms: *ttl_ms })
+            }
             BrokerOp::PresenceRemove { client } => Op::PresenceRemove(client.clone()),
             BrokerOp::Presence => Op::Presence(Empty {}),
             BrokerOp::PresenceStats => Op::PresenceStats(Empty {}),
@@ -289,9 +291,12 @@ impl TryFrom<WireRequest> for BrokerRequest {
                 history: history_from(s.history),
             },
             Op::Unsubscribe(node) => BrokerOp::Unsubscribe { node: Arc::from(node) },
-            Op::History(h) => {
-                BrokerOp::History { since: h.since, limit: h.limit, reverse: h.reverse, history: history_from(h.history) }
-            }
+            Op::History(h) => BrokerOp::History {
+                since: h.since,
+                limit: h.limit,
+                reverse: h.reverse,
+                history: history_from(h.history),
+            },
             Op::HistoryRemove(_) => BrokerOp::HistoryRemove,
             Op::PresenceAdd(p) => BrokerOp::PresenceAdd { info: p.info.unwrap_or_default(), ttl_ms: p.ttl_ms },
             Op::PresenceRemove(client) => BrokerOp::PresenceRemove { client },
@@ -391,7 +396,12 @@ mod tests {
     }
 
     fn info(client: &str) -> ClientInfo {
-        ClientInfo { user: "u1".into(), client: client.into(), conn_info: Bytes::from_static(b"{\"a\":1}"), chan_info: Bytes::new() }
+        ClientInfo {
+            user: "u1".into(),
+            client: client.into(),
+            conn_info: Bytes::from_static(b"{\"a\":1}"),
+            chan_info: Bytes::new(),
+        }
     }
 
     #[test]
@@ -408,7 +418,12 @@ mod tests {
         }));
         roundtrip_request(BrokerOp::Publish(PublishOp { data: Bytes::from_static(b"{}"), ..Default::default() }));
         roundtrip_request(BrokerOp::Subscribe { node: Arc::from("n1"), since: since.clone(), limit: 300, history });
-        roundtrip_request(BrokerOp::Subscribe { node: Arc::from("n1"), since: None, limit: 0, history: HistoryOptions::default() });
+        roundtrip_request(BrokerOp::Subscribe {
+            node: Arc::from("n1"),
+            since: None,
+            limit: 0,
+            history: HistoryOptions::default(),
+        });
         roundtrip_request(BrokerOp::Unsubscribe { node: Arc::from("n1") });
         roundtrip_request(BrokerOp::History { since, limit: -1, reverse: true, history });
         roundtrip_request(BrokerOp::HistoryRemove);
@@ -422,7 +437,8 @@ mod tests {
 
     #[test]
     fn every_reply_survives_the_wire() {
-        let publication = Arc::new(Publication { data: Bytes::from_static(b"{\"x\":1}"), offset: 4, ..Default::default() });
+        let publication =
+            Arc::new(Publication { data: Bytes::from_static(b"{\"x\":1}"), offset: 4, ..Default::default() });
         let top = StreamPosition { offset: 4, epoch: "e".into() };
         let results = vec![
             Err(Error::unrecoverable_position()),

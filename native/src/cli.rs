@@ -74,7 +74,7 @@ pub fn load(path: Option<&str>) -> Result<Loaded, String> {
         None => (EMBEDDED.to_owned(), true),
     };
     // The tests' timeout override is no configuration key.
-    let env = std::env::vars().filter(|(k, _)| k.starts_with("ROTOR_") && k != crate::server::TIMEOUTS_ENV);
+    let env = std::env::vars().filter(|(k, _)| k.starts_with("ROTOR_") && k != crate::timeouts::TIMEOUTS_ENV);
     let loaded = Config::from_json_str(&text, env).map_err(|e| match path {
         Some(p) => format!("config file {p}: {e}"),
         None => e.to_string(),
@@ -138,7 +138,8 @@ pub fn gentoken(path: Option<&str>, user: &str, ttl: i64, quiet: bool) -> std::p
     if quiet {
         println!("{token}");
     } else {
-        let ttl_text = if ttl < 0 { "no expiration".to_owned() } else { format!("expiration TTL {}", go_duration(ttl as u64)) };
+        let ttl_text =
+            if ttl < 0 { "no expiration".to_owned() } else { format!("expiration TTL {}", go_duration(ttl as u64)) };
         println!("HMAC SHA-256 JWT for user \"{user}\" with {ttl_text}:\n{token}");
     }
     std::process::ExitCode::SUCCESS
@@ -146,7 +147,11 @@ pub fn gentoken(path: Option<&str>, user: &str, ttl: i64, quiet: bool) -> std::p
 
 pub fn token_for(secret: &str, user: &str, ttl: i64) -> String {
     let iat = now().as_secs();
-    let claims = if ttl < 0 { json!({"sub": user, "iat": iat}) } else { json!({"sub": user, "iat": iat, "exp": iat + ttl as u64}) };
+    let claims = if ttl < 0 {
+        json!({"sub": user, "iat": iat})
+    } else {
+        json!({"sub": user, "iat": iat, "exp": iat + ttl as u64})
+    };
     issue_hs256(secret, &claims)
 }
 
@@ -158,7 +163,11 @@ pub fn checktoken(path: Option<&str>, token: &str) -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let keys = match KeySet::new(&config.token_hmac_secret_key, &config.token_rsa_public_key, &config.token_ecdsa_public_key) {
+    let keys = match KeySet::new(
+        &config.token_hmac_secret_key,
+        &config.token_rsa_public_key,
+        &config.token_ecdsa_public_key,
+    ) {
         Ok(k) => k,
         Err(e) => {
             eprintln!("rotor: {e}");

@@ -6,7 +6,7 @@ use hyper::body::Incoming;
 use shared::http::{Answer, EmulationCall};
 
 use crate::engine::{Engine, Event};
-use crate::server::{answer, empty, read_body, Body};
+use crate::http::{answer, empty, read_body, Body};
 
 /// `{node, session, data}`; 204 once handed to the session.
 pub async fn emulation(req: Request<Incoming>, engine: &Engine, call: EmulationCall) -> Response<Body> {

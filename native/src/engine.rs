@@ -29,7 +29,7 @@ use shared::Timestamp;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 pub use crate::outbox::{Out, Outbox};
-use crate::server::Timeouts;
+use crate::timeouts::Timeouts;
 
 /// A connection as the engine sees it: where its frames go.
 pub type Conn = Arc<Outbox>;
@@ -43,18 +43,42 @@ const INBOX_BYTES: usize = 1024 * 1024;
 const MIN_EVENT_BYTES: usize = 256;
 
 pub enum Event {
-    Open { session: SessionId, transport: Transport, conn: Conn },
+    Open {
+        session: SessionId,
+        transport: Transport,
+        conn: Conn,
+    },
     /// A unidirectional connect; `last_event_id` resumes a uni SSE client.
-    Connect { session: SessionId, request: ConnectRequest, last_event_id: Option<String> },
-    Frame { session: SessionId, data: Bytes },
+    Connect {
+        session: SessionId,
+        request: ConnectRequest,
+        last_event_id: Option<String>,
+    },
+    Frame {
+        session: SessionId,
+        data: Bytes,
+    },
     /// Commands for the session holding this emulation session id.
-    Emulation { token: String, data: Bytes },
-    Closed { session: SessionId },
+    Emulation {
+        token: String,
+        data: Bytes,
+    },
+    Closed {
+        session: SessionId,
+    },
     /// `size`: the request body's, as a measure of the command's.
-    Api { command: ApiCommand, size: usize, reply: oneshot::Sender<Result<Value, Error>> },
-    Shutdown { done: oneshot::Sender<()> },
+    Api {
+        command: ApiCommand,
+        size: usize,
+        reply: oneshot::Sender<Result<Value, Error>>,
+    },
+    Shutdown {
+        done: oneshot::Sender<()>,
+    },
     /// A round trip through the engine (`/health`).
-    Health { reply: oneshot::Sender<()> },
+    Health {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 impl Event {
@@ -205,7 +229,9 @@ impl Loop {
                 self.conns.insert(session, conn);
                 self.node.handle_open(session, transport, now);
             }
-            Event::Connect { session, request, last_event_id } => self.node.handle_connect(session, request, last_event_id, now),
+            Event::Connect { session, request, last_event_id } => {
+                self.node.handle_connect(session, request, last_event_id, now)
+            }
             Event::Frame { session, data } => self.node.handle_frame(session, &data, now),
             Event::Emulation { token, data } => {
                 // An unknown session is dropped silently, as Centrifugo does (the client's

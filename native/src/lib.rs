@@ -1,13 +1,15 @@
 //! rotor's native host as a library: the binary (`src/main.rs`) and the fuzz targets
 //! (`tests/fuzz`) use these modules.
 
-pub mod api;
 pub mod cli;
 pub mod emulation;
 pub mod engine;
+pub mod front_door;
+pub mod http;
+pub mod http_api;
 pub mod outbox;
 pub mod server;
 pub mod stream;
-pub mod uni;
-pub mod wsframe;
+pub mod timeouts;
 pub mod ws;
+pub mod wsframe;

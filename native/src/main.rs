@@ -1,6 +1,6 @@
 //! `rotor`: the native server and its command-line tools.
 
-use native::{cli, engine, server};
+use native::{cli, engine, server, timeouts};
 
 use clap::Parser;
 
@@ -9,7 +9,9 @@ fn main() -> std::process::ExitCode {
     let args = cli::Args::parse();
     match args.command {
         Some(cli::Command::Genconfig { config }) => cli::genconfig(&config),
-        Some(cli::Command::Gentoken { config, user, ttl, quiet }) => cli::gentoken(config.as_deref(), &user, ttl, quiet),
+        Some(cli::Command::Gentoken { config, user, ttl, quiet }) => {
+            cli::gentoken(config.as_deref(), &user, ttl, quiet)
+        }
         Some(cli::Command::Checktoken { config, token }) => cli::checktoken(config.as_deref(), &token),
         Some(cli::Command::Defaultconfig) => {
             let defaults = serde_json::to_string_pretty(&shared::config::Config::default()).expect("config serializes");
@@ -55,7 +57,7 @@ fn serve(args: cli::Args) -> std::process::ExitCode {
         let local = listener.local_addr().expect("bound socket has an address");
         let config = std::sync::Arc::new(config);
         let node_name = if config.name.is_empty() { format!("rotor_{}", local.port()) } else { config.name.clone() };
-        let timeouts = match server::Timeouts::from_env() {
+        let timeouts = match timeouts::Timeouts::from_env() {
             Ok(t) => t,
             Err(e) => {
                 eprintln!("rotor: {e}");

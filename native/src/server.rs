@@ -1,15 +1,16 @@
-//! Accepts connections and routes requests to the transports and the API.
+//! Accepts connections and routes requests to the transports and the API. Every connection
+//! goes through the front door (`front_door.rs`), which serves the unidirectional endpoints
+//! itself; hyper serves what it gives back, routed here.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Request, Response, StatusCode};
-use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
+use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use shared::http::{Answer, Decision};
+use shared::http::Decision;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -19,67 +20,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::engine::Engine;
-use crate::{api, emulation, stream, ws};
-
-pub type Body = BoxBody<Bytes, Infallible>;
-
-/// How long a client may take at each step of a connection, in one place. Centrifugo leaves
-/// Go's `http.Server` timeouts unset (none at all); these follow common practice for servers
-/// facing the internet (Go's guidance and nginx's defaults) and Centrifugo's own write bound.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Timeouts {
-    /// From accepting a connection to a complete request head.
-    pub head: Duration,
-    /// For a whole request body, once the head is in.
-    pub body: Duration,
-    /// An idle keep-alive connection waiting for its next request (hyper's header timer
-    /// covers the wait and the head that follows, so this bounds both).
-    pub keep_alive: Duration,
-    /// For the client to take what was written to it (a batch of frames, a response
-    /// chunk): a client that stops reading loses its connection after this.
-    pub write: Duration,
-    /// For the client's answer to a WebSocket close frame before the socket is dropped.
-    pub close: Duration,
-}
-
-/// The variable that shortens the timeouts for tests (milliseconds):
-/// `head=300,body=300,keep_alive=300,write=300,close=300`, any subset.
-pub const TIMEOUTS_ENV: &str = "ROTOR_TEST_TIMEOUTS_MS";
-
-impl Timeouts {
-    pub const DEFAULT: Timeouts = Timeouts {
-        head: Duration::from_secs(15),
-        body: Duration::from_secs(30),
-        keep_alive: Duration::from_secs(75),
-        write: Duration::from_secs(10),
-        close: Duration::from_secs(5),
-    };
-
-    /// The defaults, with what [`TIMEOUTS_ENV`] overrides.
-    pub fn from_env() -> Result<Timeouts, String> {
-        match std::env::var(TIMEOUTS_ENV) {
-            Ok(spec) => Timeouts::DEFAULT.overridden(&spec),
-            Err(_) => Ok(Timeouts::DEFAULT),
-        }
-    }
-
-    fn overridden(mut self, spec: &str) -> Result<Timeouts, String> {
-        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let bad = || format!("{TIMEOUTS_ENV}: expected name=milliseconds, got {part:?}");
-            let (name, ms) = part.split_once('=').ok_or_else(bad)?;
-            let value = Duration::from_millis(ms.trim().parse::<u64>().map_err(|_| bad())?.max(1));
-            match name.trim() {
-                "head" => self.head = value,
-                "body" => self.body = value,
-                "keep_alive" => self.keep_alive = value,
-                "write" => self.write = value,
-                "close" => self.close = value,
-                _ => return Err(bad()),
-            }
-        }
-        Ok(self)
-    }
-}
+use crate::front_door::{self, ForHyper};
+use crate::http::{answer, text, Body};
+use crate::{emulation, http_api, stream, ws};
 
 pub async fn serve(listener: TcpListener, engine: Engine) {
     loop {
@@ -93,13 +36,18 @@ pub async fn serve(listener: TcpListener, engine: Engine) {
             }
         };
         let _ = socket.set_nodelay(true);
-        tokio::spawn(crate::uni::serve(socket, engine.clone()));
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            if let Some(ForHyper { socket, read }) = front_door::serve(socket, &engine).await {
+                serve_hyper(socket, read, engine).await;
+            }
+        });
     }
 }
 
-/// Serves a connection with hyper; `read` is what was already read from it (a complete
-/// request head, and maybe more).
-pub async fn serve_hyper(socket: TcpStream, read: Bytes, engine: Engine) {
+/// Serves a connection with hyper; `read` is what the front door already read from it (a
+/// complete request head, and maybe more).
+async fn serve_hyper(socket: TcpStream, read: Bytes, engine: Engine) {
     let timeouts = engine.timeouts;
     let service = service_fn(move |req| {
         let engine = engine.clone();
@@ -138,7 +86,9 @@ impl ClientSocket {
         let timeout = self.write_timeout;
         let deadline = self.write_deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
         match deadline.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(std::io::Error::new(std::io::ErrorKind::TimedOut, "the client does not read")),
+            Poll::Ready(()) => {
+                Poll::Ready(std::io::Error::new(std::io::ErrorKind::TimedOut, "the client does not read"))
+            }
             Poll::Pending => Poll::Pending,
         }
     }
@@ -231,7 +181,7 @@ async fn route(req: Request<Incoming>, engine: Engine) -> Response<Body> {
     };
     let cors = routed.cors();
     let mut response = match routed.decision {
-        Decision::Api(call) => api::handle(req, engine, call).await,
+        Decision::Api(call) => http_api::handle(req, engine, call).await,
         Decision::Stream(open) => stream::serve(req, &engine, open).await,
         Decision::Upgrade(upgrade) => ws::upgrade(req, &engine, upgrade),
         Decision::Emulation(call) => emulation::emulation(req, &engine, call).await,
@@ -247,43 +197,4 @@ async fn route(req: Request<Incoming>, engine: Engine) -> Response<Body> {
         }
     }
     response
-}
-
-/// A ready answer of the endpoint layer as a hyper response.
-pub fn answer(a: Answer) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(a.body)).boxed());
-    *r.status_mut() = StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let h = r.headers_mut();
-    for (name, value) in a.headers {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            h.append(name, value);
-        }
-    }
-    r
-}
-
-/// Reads a request body within `rule.limit` bytes and `engine.timeouts.body`: the layer's
-/// answers past either (a body too slow also ends the connection).
-pub async fn read_body(req: Request<Incoming>, rule: shared::http::Body, engine: &Engine) -> Result<Bytes, Response<Body>> {
-    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > rule.limit as u64) {
-        return Err(answer(rule.too_large()));
-    }
-    let timeout = engine.timeouts.body;
-    match tokio::time::timeout(timeout, Limited::new(req.into_body(), rule.limit).collect()).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(answer(rule.too_large())),
-        Ok(Err(e)) => Err(answer(Answer::unreadable_body(e))),
-        Err(_) => Err(answer(Answer::body_timeout(timeout.as_millis()))),
-    }
-}
-
-pub fn text(status: StatusCode, body: &str) -> Response<Body> {
-    answer(Answer::text(status.as_u16(), body))
-}
-
-pub fn empty(status: StatusCode) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::new()).boxed());
-    *r.status_mut() = status;
-    r
 }

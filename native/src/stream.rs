@@ -9,16 +9,16 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
+use http::Request;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body::Frame;
-use shared::hub::{SessionId, Transport};
-use http::Request;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use shared::http::{FirstInput, StreamInput, StreamOpen};
+use shared::hub::{SessionId, Transport};
 
 use crate::engine::{Engine, Event};
-use crate::server::{answer, read_body, Body};
+use crate::http::{answer, read_body, Body};
 use crate::outbox::{Out, Outbox};
 
 /// Frames coalesced into one body chunk at most (fewer, larger writes under load).
@@ -172,7 +172,10 @@ pub async fn open(
 }
 
 pub fn no_cache(h: &mut http::HeaderMap) {
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache, no-store, must-revalidate, max-age=0"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-cache, no-store, must-revalidate, max-age=0"),
+    );
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     h.insert(header::EXPIRES, HeaderValue::from_static("0"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));

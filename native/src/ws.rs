@@ -1,6 +1,6 @@
 //! WebSocket transports served through hyper: bidirectional (JSON or Protobuf) always, and
 //! unidirectional when the upgrade comes on a kept-alive connection (a connection's first
-//! request is served leanly by `uni.rs`). Both take the endpoint layer's decision.
+//! request is served leanly by `front_door.rs`). Both take the endpoint layer's decision.
 //!
 //! One task per connection reads, writes and closes; whichever way the connection ends, the
 //! task ends with it and drops the socket, and the engine hears `Closed` exactly once.
@@ -17,8 +17,8 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use shared::hub::{SessionId, Transport};
 use shared::http::Upgrade;
+use shared::hub::{SessionId, Transport};
 use shared::protocol::{ConnectRequest, Disconnect, Encoding};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -27,8 +27,8 @@ use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::engine::{Engine, Event};
+use crate::http::{empty, Body};
 use crate::outbox::{Out, Outbox};
-use crate::server::Body;
 
 type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
@@ -45,7 +45,7 @@ pub fn upgrade(req: Request<Incoming>, engine: &Engine, upgrade: Upgrade) -> Res
         let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
         run(socket, engine, transport, url_connect).await;
     });
-    let mut r = crate::server::empty(StatusCode::SWITCHING_PROTOCOLS);
+    let mut r = empty(StatusCode::SWITCHING_PROTOCOLS);
     let h = r.headers_mut();
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
@@ -91,7 +91,7 @@ async fn run(mut socket: Socket, engine: Engine, transport: Transport, url_conne
     let ending = serve(&mut socket, &engine, session, &outbox, transport).await;
     outbox.close();
     drop(guard); // the engine can forget the session while the handshake finishes
-    // Bounded: a client that never answers the close, or never reads it, is dropped.
+                 // Bounded: a client that never answers the close, or never reads it, is dropped.
     let _ = tokio::time::timeout(engine.timeouts.close, async {
         match ending {
             Ending::ClientClosed => {
@@ -117,7 +117,13 @@ async fn run(mut socket: Socket, engine: Engine, transport: Transport, url_conne
 /// Reads client frames and writes the session's until the connection ends. While the engine
 /// has not taken the last frame read, nothing more is read (backpressure), but writing goes on.
 /// Every message goes to the hub, which takes a uni WebSocket's first as its connect request.
-async fn serve(socket: &mut Socket, engine: &Engine, session: SessionId, outbox: &Outbox, transport: Transport) -> Ending {
+async fn serve(
+    socket: &mut Socket,
+    engine: &Engine,
+    session: SessionId,
+    outbox: &Outbox,
+    transport: Transport,
+) -> Ending {
     let unidirectional = transport.is_unidirectional();
     let binary = matches!(transport, Transport::Websocket(Encoding::Protobuf));
     let mut batch = VecDeque::new();
@@ -152,7 +158,13 @@ async fn serve(socket: &mut Socket, engine: &Engine, session: SessionId, outbox:
 
 /// Writes a batch of frames in one flush; Some when the session ends with it. The socket's
 /// write deadline bounds how long a client that does not read can hold this.
-async fn write(socket: &mut Socket, batch: &mut VecDeque<Out>, outbox: &Outbox, binary: bool, unidirectional: bool) -> Option<Ending> {
+async fn write(
+    socket: &mut Socket,
+    batch: &mut VecDeque<Out>,
+    outbox: &Outbox,
+    binary: bool,
+    unidirectional: bool,
+) -> Option<Ending> {
     let mut ending = None;
     let mut taken = 0;
     while let Some(out) = batch.pop_front() {

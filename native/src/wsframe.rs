@@ -173,7 +173,9 @@ impl ClientFrames {
             0x8 => events.push(match self.control.as_slice() {
                 [] => ClientEvent::Close(None),
                 // A code a peer may send, and a UTF-8 reason (RFC 6455 §5.5.1, §7.4).
-                [hi, lo, reason @ ..] if valid_close_code(u16::from_be_bytes([*hi, *lo])) && std::str::from_utf8(reason).is_ok() => {
+                [hi, lo, reason @ ..]
+                    if valid_close_code(u16::from_be_bytes([*hi, *lo])) && std::str::from_utf8(reason).is_ok() =>
+                {
                     ClientEvent::Close(Some(u16::from_be_bytes([*hi, *lo])))
                 }
                 _ => ClientEvent::ProtocolError,
@@ -293,7 +295,8 @@ mod tests {
         assert_eq!(close(&[0x0f, 0xa1, b'o', b'k']), vec![ClientEvent::Close(Some(4001))]);
         assert_eq!(close(&[0x03]), vec![ClientEvent::ProtocolError]); // half a code
         assert_eq!(close(&1005u16.to_be_bytes()), vec![ClientEvent::ProtocolError]);
-        assert_eq!(close(&[0x03, 0xe8, 0xff]), vec![ClientEvent::ProtocolError]); // reason not UTF-8
+        assert_eq!(close(&[0x03, 0xe8, 0xff]), vec![ClientEvent::ProtocolError]);
+        // reason not UTF-8
     }
 
     #[test]
@@ -333,7 +336,10 @@ mod tests {
         // Found by an adversarial run: these were taken as messages or ignored.
         let cases: [(&str, Vec<u8>); 4] = [
             ("continuation with no message started", client_frame(0x0, true, b"x")),
-            ("a new text frame inside a fragmented one", [client_frame(TEXT, false, b"a"), client_frame(TEXT, true, b"b")].concat()),
+            (
+                "a new text frame inside a fragmented one",
+                [client_frame(TEXT, false, b"a"), client_frame(TEXT, true, b"b")].concat(),
+            ),
             ("reserved control opcode", client_frame(0xB, true, b"")),
             ("reserved data opcode", client_frame(0x3, true, b"x")),
         ];
@@ -344,7 +350,8 @@ mod tests {
         }
         // A proper fragmented message still is one.
         let mut events = Vec::new();
-        let data = [client_frame(TEXT, false, b"a"), client_frame(0x9, true, b"p"), client_frame(0x0, true, b"b")].concat();
+        let data =
+            [client_frame(TEXT, false, b"a"), client_frame(0x9, true, b"p"), client_frame(0x0, true, b"b")].concat();
         ClientFrames::new(1024).feed(&data, &mut events);
         assert_eq!(events, vec![ClientEvent::Ping(b"p".to_vec()), ClientEvent::Message(b"ab".to_vec())]);
     }

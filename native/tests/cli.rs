@@ -15,7 +15,11 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
 
 fn run(cmd: &mut Command) -> (bool, String, String) {
     let out = cmd.output().expect("rotor runs");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -24,7 +28,8 @@ fn genconfig_gentoken_checktoken_round_trip() {
     let (ok, out, err) = run(rotor().current_dir(&dir).arg("genconfig"));
     assert!(ok, "{err}");
     assert!(out.contains("config.json"));
-    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
     let secret = config["token_hmac_secret_key"].as_str().unwrap();
     let key = config["api_key"].as_str().unwrap();
     assert!(secret.len() >= 32, "secret {secret:?}");

@@ -31,7 +31,13 @@ async fn close_frame(ws: &mut Ws) -> (u16, String) {
 async fn api_disconnect_close_frames_are_valid_on_both_websocket_paths() {
     let rotor = Rotor::start("close-frames", json!({}), None);
     let long = "r".repeat(200);
-    let cases = [(70000, long.as_str(), 1011), (1005, "reserved", 1011), (999, "below 1000", 1011), (1006, "abnormal", 1011), (4000, "fine", 4000)];
+    let cases = [
+        (70000, long.as_str(), 1011),
+        (1005, "reserved", 1011),
+        (999, "below 1000", 1011),
+        (1006, "abnormal", 1011),
+        (4000, "fine", 4000),
+    ];
     for (i, (code, reason, wire_code)) in cases.into_iter().enumerate() {
         for uni in [false, true] {
             let user = format!("user-{i}-{uni}");
@@ -49,7 +55,10 @@ async fn api_disconnect_close_frames_are_valid_on_both_websocket_paths() {
             assert!(matches!(first, Some(Ok(Message::Text(_)))), "{first:?}");
             let addr = rotor.addr;
             let body = json!({"user": user, "disconnect": {"code": code, "reason": reason}});
-            let (status, answer) = tokio::task::spawn_blocking(move || api(addr, "disconnect", &body, Duration::from_secs(5))).await.unwrap();
+            let (status, answer) =
+                tokio::task::spawn_blocking(move || api(addr, "disconnect", &body, Duration::from_secs(5)))
+                    .await
+                    .unwrap();
             assert!(status.contains(" 200 "), "{status} {answer}");
             if answer.contains("\"error\"") {
                 continue; // the API may refuse such a code outright; then there is no frame to check

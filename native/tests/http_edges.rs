@@ -28,7 +28,8 @@ fn an_origin_that_is_not_utf8_is_refused() {
         let got = answer(&rotor, &request);
         assert!(got.starts_with("HTTP/1.1 403"), "{got}");
         // An allowed origin still passes.
-        let fine = String::from_utf8_lossy(&request).replace("http://localhost:\u{fffd}\u{fffd}", "http://localhost:3000");
+        let fine =
+            String::from_utf8_lossy(&request).replace("http://localhost:\u{fffd}\u{fffd}", "http://localhost:3000");
         let got = answer(&rotor, fine.as_bytes());
         assert!(got.starts_with("HTTP/1.1 200"), "{got}");
     }

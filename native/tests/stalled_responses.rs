@@ -22,7 +22,10 @@ const LONG_KEEP_ALIVE: &str = "head=1000,body=1000,keep_alive=60000,write=1000,c
 const WITHIN: Duration = Duration::from_secs(4);
 
 fn post(path: &str, content_type: &str, body: &str) -> String {
-    format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
 }
 
 /// A chunked upload: the hand-served uni path leaves these to hyper.
@@ -115,13 +118,26 @@ fn streams_cut_off_with_3008_close_their_connection_even_if_never_read_again() {
     // The server owes these clients nothing it could not hand to the kernel: their
     // connections end with their streams, not after the keep-alive timeout.
     let freed = rotor.wait_for(WITHIN, |r| r.fds() <= baseline);
-    assert!(freed, "fds {} (baseline {baseline}) {:?} after cutting off {} clients that do not read", rotor.fds(), started.elapsed(), clients.len());
+    assert!(
+        freed,
+        "fds {} (baseline {baseline}) {:?} after cutting off {} clients that do not read",
+        rotor.fds(),
+        started.elapsed(),
+        clients.len()
+    );
     for (name, client, head) in clients.iter_mut() {
         let (text, ended) = drain(client, Duration::from_secs(5));
         assert!(ended, "{name}: the server kept the connection: {}", &text[text.len().saturating_sub(300)..]);
-        assert!(text.contains("3008"), "{name}: no 3008 disconnect in what the client got: {}", &text[text.len().saturating_sub(300)..]);
+        assert!(
+            text.contains("3008"),
+            "{name}: no 3008 disconnect in what the client got: {}",
+            &text[text.len().saturating_sub(300)..]
+        );
         // Clients learn up front that the connection ends with the stream (no reuse).
-        assert!(head.to_ascii_lowercase().contains("\r\nconnection: close\r\n"), "{name}: the stream does not say Connection: close: {head}");
+        assert!(
+            head.to_ascii_lowercase().contains("\r\nconnection: close\r\n"),
+            "{name}: the stream does not say Connection: close: {head}"
+        );
     }
 }
 
@@ -138,7 +154,10 @@ fn a_stalled_reader_of_a_hyper_response_loses_its_connection_within_the_write_ti
 
     let mut clients = vec![
         ("sse", open(&rotor, "sse", &get(&format!("/connection/sse?cf_connect={}", query(&connect))), true)),
-        ("http_stream", open(&rotor, "http_stream", &post("/connection/http_stream", "application/json", &connect), true)),
+        (
+            "http_stream",
+            open(&rotor, "http_stream", &post("/connection/http_stream", "application/json", &connect), true),
+        ),
     ];
     // An API answer on a kept-alive connection, never read.
     let body = json!({"channel": "archive", "limit": 100}).to_string();
@@ -156,7 +175,12 @@ fn a_stalled_reader_of_a_hyper_response_loses_its_connection_within_the_write_ti
     publish_bulk(rotor.addr, "news", 32, 256 * 1024);
     let started = Instant::now();
     let freed = rotor.wait_for(WITHIN, |r| r.fds() <= baseline);
-    assert!(freed, "fds {} (baseline {baseline}) {:?} after publishing to clients that do not read", rotor.fds(), started.elapsed());
+    assert!(
+        freed,
+        "fds {} (baseline {baseline}) {:?} after publishing to clients that do not read",
+        rotor.fds(),
+        started.elapsed()
+    );
     let (status, _) = api(rotor.addr, "info", &json!({}), Duration::from_secs(5));
     assert!(status.contains(" 200 "), "the server still answers: {status}");
     for (name, client) in clients.iter_mut() {

@@ -88,7 +88,8 @@ async fn release_everything(name: &str, kinds: &[Kind]) {
     cycles(&rotor, kinds, n, true).await;
     cycles(&rotor, kinds, n, false).await;
 
-    let released = rotor.wait_for(Duration::from_secs(10), |r| r.fds() <= fds_before + FD_MARGIN && r.close_wait() == 0);
+    let released =
+        rotor.wait_for(Duration::from_secs(10), |r| r.fds() <= fds_before + FD_MARGIN && r.close_wait() == 0);
     let (fds_after, rss_after, close_wait) = (rotor.fds(), rotor.rss_kib(), rotor.close_wait());
     eprintln!(
         "{name}: {} WebSocket cycles ({n} clean, {n} aborted): fds {fds_before} -> {fds_after}, \

@@ -47,7 +47,11 @@ fn node_with_subscribers(n: u64) -> Node {
 fn publish(seq: u64) -> ApiCommand {
     // ~100 bytes of payload, like the load benchmark's publications.
     let data = format!("{{\"b\":\"#{seq}@1700000000000000;{}\"}}", "x".repeat(64));
-    ApiCommand::Publish(PublishRequest { channel: CHANNEL.into(), data: Bytes::from(data), ..PublishRequest::default() })
+    ApiCommand::Publish(PublishRequest {
+        channel: CHANNEL.into(),
+        data: Bytes::from(data),
+        ..PublishRequest::default()
+    })
 }
 
 fn fanout(c: &mut Criterion) {
@@ -80,8 +84,12 @@ fn fanout(c: &mut Criterion) {
 fn decode(c: &mut Criterion) {
     let lines: Vec<String> = (1..=10)
         .map(|id| match id % 3 {
-            0 => format!(r#"{{"id":{id},"subscribe":{{"channel":"news:{id}","recover":true,"offset":12,"epoch":"abcd"}}}}"#),
-            1 => format!(r#"{{"id":{id},"publish":{{"channel":"chat:{id}","data":{{"text":"hello world","n":{id}}}}}}}"#),
+            0 => format!(
+                r#"{{"id":{id},"subscribe":{{"channel":"news:{id}","recover":true,"offset":12,"epoch":"abcd"}}}}"#
+            ),
+            1 => {
+                format!(r#"{{"id":{id},"publish":{{"channel":"chat:{id}","data":{{"text":"hello world","n":{id}}}}}}}"#)
+            }
             _ => format!(r#"{{"id":{id},"presence":{{"channel":"room:{id}"}}}}"#),
         })
         .collect();

@@ -65,7 +65,9 @@ impl ApiCommand {
             ApiCommand::Broadcast(r) => r.channels.iter().map(String::as_str).collect(),
             ApiCommand::Subscribe(r) => vec![r.channel.as_str()],
             ApiCommand::Unsubscribe(r) => vec![r.channel.as_str()],
-            ApiCommand::Presence(r) | ApiCommand::PresenceStats(r) | ApiCommand::HistoryRemove(r) => vec![r.channel.as_str()],
+            ApiCommand::Presence(r) | ApiCommand::PresenceStats(r) | ApiCommand::HistoryRemove(r) => {
+                vec![r.channel.as_str()]
+            }
             ApiCommand::History(r) => vec![r.channel.as_str()],
             _ => Vec::new(),
         }
@@ -348,8 +350,20 @@ pub fn parse(method: &str, body: &[u8]) -> Result<Option<ApiCommand>, ApiParseEr
 fn parse_method(method: &str, body: &[u8], allow_batch: bool) -> Result<Option<ApiCommand>, ApiParseError> {
     let method = method.to_ascii_lowercase();
     const METHODS: [&str; 14] = [
-        "publish", "broadcast", "subscribe", "unsubscribe", "disconnect", "refresh", "presence", "presence_stats",
-        "history", "history_remove", "channels", "info", "rpc", "batch",
+        "publish",
+        "broadcast",
+        "subscribe",
+        "unsubscribe",
+        "disconnect",
+        "refresh",
+        "presence",
+        "presence_stats",
+        "history",
+        "history_remove",
+        "channels",
+        "info",
+        "rpc",
+        "batch",
     ];
     if !METHODS.contains(&method.as_str()) || (method == "batch" && !allow_batch) {
         return Ok(None);
@@ -384,7 +398,10 @@ fn parse_method(method: &str, body: &[u8], allow_batch: bool) -> Result<Option<A
         "batch" if allow_batch => {
             let batch: BatchBody = de(body).map_err(bad)?;
             if batch.commands.len() > MAX_BATCH {
-                return Err(ApiParseError(format!("batch has {} commands, more than the limit of {MAX_BATCH}", batch.commands.len())));
+                return Err(ApiParseError(format!(
+                    "batch has {} commands, more than the limit of {MAX_BATCH}",
+                    batch.commands.len()
+                )));
             }
             let mut commands = Vec::with_capacity(batch.commands.len());
             let mut sources = Vec::with_capacity(batch.commands.len());
@@ -424,8 +441,19 @@ impl LegacyCommand {
     /// (missing = publish).
     pub fn method_name(&self) -> Option<String> {
         const BY_NUMBER: [&str; 13] = [
-            "publish", "broadcast", "unsubscribe", "disconnect", "presence", "presence_stats", "history",
-            "history_remove", "channels", "info", "rpc", "subscribe", "refresh",
+            "publish",
+            "broadcast",
+            "unsubscribe",
+            "disconnect",
+            "presence",
+            "presence_stats",
+            "history",
+            "history_remove",
+            "channels",
+            "info",
+            "rpc",
+            "subscribe",
+            "refresh",
         ];
         match &self.method {
             Value::Null => Some("publish".into()),
@@ -459,7 +487,10 @@ pub fn parse_legacy(body: &[u8]) -> Result<Vec<LegacyCommand>, ApiParseError> {
         .collect();
     let commands = commands.map_err(|e| ApiParseError(format!("invalid JSON command: {e}")))?;
     if commands.len() > MAX_BATCH {
-        return Err(ApiParseError(format!("request has {} commands, more than the limit of {MAX_BATCH}", commands.len())));
+        return Err(ApiParseError(format!(
+            "request has {} commands, more than the limit of {MAX_BATCH}",
+            commands.len()
+        )));
     }
     if commands.is_empty() {
         return Err(ApiParseError("empty request body".into()));

@@ -14,9 +14,7 @@ use std::fmt;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use jwt_compact::alg::{Es256, Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key, Rsa};
-use jwt_compact::{
-    Algorithm, AlgorithmExt, AlgorithmSignature, Empty, ParseError, UntrustedToken, ValidationError,
-};
+use jwt_compact::{Algorithm, AlgorithmExt, AlgorithmSignature, Empty, ParseError, UntrustedToken, ValidationError};
 use p256::pkcs8::DecodePublicKey as _;
 use rsa::pkcs1::DecodeRsaPublicKey as _;
 use rsa::RsaPublicKey;
@@ -43,18 +41,10 @@ impl KeySet {
     /// Builds a key set from configuration strings; `""` leaves that key unconfigured.
     /// `rsa_public_pem` may be SPKI (`PUBLIC KEY`) or PKCS#1 (`RSA PUBLIC KEY`);
     /// `ecdsa_public_pem` must be an SPKI P-256 key.
-    pub fn new(
-        hmac_secret: &str,
-        rsa_public_pem: &str,
-        ecdsa_public_pem: &str,
-    ) -> Result<KeySet, AuthConfigError> {
+    pub fn new(hmac_secret: &str, rsa_public_pem: &str, ecdsa_public_pem: &str) -> Result<KeySet, AuthConfigError> {
         let hmac = (!hmac_secret.is_empty()).then(|| {
             let secret = hmac_secret.as_bytes();
-            HmacKeys {
-                hs256: Hs256Key::new(secret),
-                hs384: Hs384Key::new(secret),
-                hs512: Hs512Key::new(secret),
-            }
+            HmacKeys { hs256: Hs256Key::new(secret), hs384: Hs384Key::new(secret), hs512: Hs512Key::new(secret) }
         });
         let rsa = match rsa_public_pem.trim() {
             "" => None,
@@ -214,9 +204,7 @@ impl TokenVerifier {
     pub fn verify_connect(&self, token: &str, now_ms: u64) -> Result<ConnectClaims, TokenError> {
         let (claims, payload) = self.verify_common(token)?;
         if claims.channel.as_deref().is_some_and(|c| !c.is_empty()) {
-            return Err(invalid(
-                "connection token must not have channel claim (only subscription tokens carry one)",
-            ));
+            return Err(invalid("connection token must not have channel claim (only subscription tokens carry one)"));
         }
         check_time(&claims, now_ms)?;
         let user = self.user(&claims, &payload);
@@ -227,28 +215,10 @@ impl TokenVerifier {
             .into_iter()
             .map(|(channel, opts)| {
                 let opts = opts.unwrap_or_default();
-                let info = pick_bytes(
-                    opts.info,
-                    opts.b64info,
-                    &format!("subs[{channel:?}].b64info"),
-                )?;
-                let data = pick_bytes(
-                    opts.data,
-                    opts.b64data,
-                    &format!("subs[{channel:?}].b64data"),
-                )?;
-                let overrides = opts
-                    .override_
-                    .map(OverrideClaim::into_overrides)
-                    .unwrap_or_default();
-                Ok((
-                    channel,
-                    SubClaimOptions {
-                        info,
-                        data,
-                        overrides,
-                    },
-                ))
+                let info = pick_bytes(opts.info, opts.b64info, &format!("subs[{channel:?}].b64info"))?;
+                let data = pick_bytes(opts.data, opts.b64data, &format!("subs[{channel:?}].b64data"))?;
+                let overrides = opts.override_.map(OverrideClaim::into_overrides).unwrap_or_default();
+                Ok((channel, SubClaimOptions { info, data, overrides }))
             })
             .collect::<Result<_, TokenError>>()?;
         Ok(ConnectClaims {
@@ -261,11 +231,7 @@ impl TokenVerifier {
         })
     }
 
-    pub fn verify_subscribe(
-        &self,
-        token: &str,
-        now_ms: u64,
-    ) -> Result<SubscribeClaims, TokenError> {
+    pub fn verify_subscribe(&self, token: &str, now_ms: u64) -> Result<SubscribeClaims, TokenError> {
         let (claims, payload) = self.verify_common(token)?;
         check_time(&claims, now_ms)?;
         let channel = match claims.channel.as_deref() {
@@ -281,10 +247,7 @@ impl TokenVerifier {
             expires_at_ms,
             info: pick_bytes(claims.info, claims.b64info, "b64info")?,
             data: pick_bytes(claims.data, claims.b64data, "b64data")?,
-            overrides: claims
-                .override_
-                .map(OverrideClaim::into_overrides)
-                .unwrap_or_default(),
+            overrides: claims.override_.map(OverrideClaim::into_overrides).unwrap_or_default(),
         })
     }
 
@@ -297,15 +260,12 @@ impl TokenVerifier {
         let payload = URL_SAFE_NO_PAD
             .decode(payload_b64)
             .map_err(|e| invalid(format!("malformed token: payload is not base64url: {e}")))?;
-        let claims: TokenClaims = serde_json::from_slice(&payload)
-            .map_err(|e| invalid(format!("malformed claims: {e}")))?;
+        let claims: TokenClaims =
+            serde_json::from_slice(&payload).map_err(|e| invalid(format!("malformed claims: {e}")))?;
         if !self.audience.is_empty() {
             let auds = audiences(claims.aud.as_ref())?;
             if !auds.iter().any(|a| *a == self.audience) {
-                return Err(invalid(format!(
-                    "audience mismatch: aud does not include {:?}",
-                    self.audience
-                )));
+                return Err(invalid(format!("audience mismatch: aud does not include {:?}", self.audience)));
             }
         }
         if !self.issuer.is_empty() && claims.iss.as_deref() != Some(self.issuer.as_str()) {
@@ -320,12 +280,7 @@ impl TokenVerifier {
 
     fn check_signature(&self, token: &UntrustedToken<'_>) -> Result<(), TokenError> {
         let alg = token.algorithm();
-        let no_key = |kind: &str| {
-            invalid(format!(
-                "{} token but no {kind} key configured",
-                shorten(alg)
-            ))
-        };
+        let no_key = |kind: &str| invalid(format!("{} token but no {kind} key configured", shorten(alg)));
         let result = match alg {
             "HS256" | "HS384" | "HS512" => {
                 let keys = self.keys.hmac.as_ref().ok_or_else(|| no_key("HMAC"))?;
@@ -373,11 +328,9 @@ impl TokenVerifier {
             return String::new();
         };
         // Like Centrifugo's gjson lookup: a dotted path descends into objects.
-        let found = root.get(&self.user_id_claim).or_else(|| {
-            self.user_id_claim
-                .split('.')
-                .try_fold(&root, |v, key| v.get(key))
-        });
+        let found = root
+            .get(&self.user_id_claim)
+            .or_else(|| self.user_id_claim.split('.').try_fold(&root, |v, key| v.get(key)));
         match found {
             None | Some(Value::Null) => String::new(),
             Some(Value::String(s)) => s.clone(),
@@ -447,26 +400,18 @@ fn audiences(aud: Option<&Value>) -> Result<Vec<&str>, TokenError> {
         Some(Value::String(s)) => Ok(vec![s.as_str()]),
         Some(Value::Array(items)) => items
             .iter()
-            .map(|v| {
-                v.as_str()
-                    .ok_or_else(|| invalid("aud must be a string or an array of strings"))
-            })
+            .map(|v| v.as_str().ok_or_else(|| invalid("aud must be a string or an array of strings")))
             .collect(),
         Some(_) => Err(invalid("aud must be a string or an array of strings")),
     }
 }
 
 /// `b64*` (standard base64 of raw bytes) wins when non-empty, else the raw JSON value.
-fn pick_bytes(
-    json: Option<Box<RawValue>>,
-    b64: Option<String>,
-    field: &str,
-) -> Result<Option<Vec<u8>>, TokenError> {
+fn pick_bytes(json: Option<Box<RawValue>>, b64: Option<String>, field: &str) -> Result<Option<Vec<u8>>, TokenError> {
     match b64.filter(|s| !s.is_empty()) {
-        Some(s) => STANDARD
-            .decode(s)
-            .map(Some)
-            .map_err(|e| invalid(format!("{field} is not valid standard base64: {e}"))),
+        Some(s) => {
+            STANDARD.decode(s).map(Some).map_err(|e| invalid(format!("{field} is not valid standard base64: {e}")))
+        }
         None => Ok(json.map(|raw| raw.get().as_bytes().to_vec())),
     }
 }
@@ -551,24 +496,12 @@ pub fn issue_hmac(alg: HmacAlgorithm, secret: &str, claims_json: &Value) -> Stri
         HmacAlgorithm::Hs384 => "HS384",
         HmacAlgorithm::Hs512 => "HS512",
     };
-    let input = signing_input(
-        &serde_json::json!({ "alg": name, "typ": "JWT" }),
-        claims_json,
-    );
+    let input = signing_input(&serde_json::json!({ "alg": name, "typ": "JWT" }), claims_json);
     let message = input.as_bytes();
     let signature = match alg {
-        HmacAlgorithm::Hs256 => Hs256
-            .sign(&Hs256Key::new(key), message)
-            .as_bytes()
-            .into_owned(),
-        HmacAlgorithm::Hs384 => Hs384
-            .sign(&Hs384Key::new(key), message)
-            .as_bytes()
-            .into_owned(),
-        HmacAlgorithm::Hs512 => Hs512
-            .sign(&Hs512Key::new(key), message)
-            .as_bytes()
-            .into_owned(),
+        HmacAlgorithm::Hs256 => Hs256.sign(&Hs256Key::new(key), message).as_bytes().into_owned(),
+        HmacAlgorithm::Hs384 => Hs384.sign(&Hs384Key::new(key), message).as_bytes().into_owned(),
+        HmacAlgorithm::Hs512 => Hs512.sign(&Hs512Key::new(key), message).as_bytes().into_owned(),
     };
     assemble_token(&input, &signature)
 }
@@ -576,11 +509,7 @@ pub fn issue_hmac(alg: HmacAlgorithm, secret: &str, claims_json: &Value) -> Stri
 /// `base64url(header).base64url(claims)`: the part of a JWT that is signed. With
 /// [`assemble_token`], lets tests and tools build tokens with arbitrary (even forged) headers.
 pub fn signing_input(header_json: &Value, claims_json: &Value) -> String {
-    format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(header_json.to_string()),
-        URL_SAFE_NO_PAD.encode(claims_json.to_string())
-    )
+    format!("{}.{}", URL_SAFE_NO_PAD.encode(header_json.to_string()), URL_SAFE_NO_PAD.encode(claims_json.to_string()))
 }
 
 /// Appends a base64url signature to a signing input.
@@ -642,10 +571,7 @@ IeAF0qRs5pA+0UnkScB8cTlRBRZV8DJK
     }
 
     fn rsa_public_pem() -> String {
-        rsa_private()
-            .to_public_key()
-            .to_public_key_pem(rsa::pkcs8::LineEnding::LF)
-            .unwrap()
+        rsa_private().to_public_key().to_public_key_pem(rsa::pkcs8::LineEnding::LF).unwrap()
     }
 
     fn ec_private() -> p256::ecdsa::SigningKey {
@@ -653,10 +579,7 @@ IeAF0qRs5pA+0UnkScB8cTlRBRZV8DJK
     }
 
     fn ec_public_pem() -> String {
-        ec_private()
-            .verifying_key()
-            .to_public_key_pem(p256::pkcs8::LineEnding::LF)
-            .unwrap()
+        ec_private().verifying_key().to_public_key_pem(p256::pkcs8::LineEnding::LF).unwrap()
     }
 
     /// Signs `claims` under a header naming `alg`, with algorithm `a` (may differ: forgeries).
@@ -671,12 +594,7 @@ IeAF0qRs5pA+0UnkScB8cTlRBRZV8DJK
     }
 
     fn all_keys_verifier() -> TokenVerifier {
-        TokenVerifier::new(
-            KeySet::new(SECRET, &rsa_public_pem(), &ec_public_pem()).unwrap(),
-            "",
-            "",
-            "",
-        )
+        TokenVerifier::new(KeySet::new(SECRET, &rsa_public_pem(), &ec_public_pem()).unwrap(), "", "", "")
     }
 
     fn invalid_reason(r: Result<impl fmt::Debug, TokenError>) -> String {
@@ -689,11 +607,7 @@ IeAF0qRs5pA+0UnkScB8cTlRBRZV8DJK
     #[test]
     fn hmac_algorithms_verify() {
         let v = hmac_verifier();
-        for alg in [
-            HmacAlgorithm::Hs256,
-            HmacAlgorithm::Hs384,
-            HmacAlgorithm::Hs512,
-        ] {
+        for alg in [HmacAlgorithm::Hs256, HmacAlgorithm::Hs384, HmacAlgorithm::Hs512] {
             let token = issue_hmac(alg, SECRET, &json!({ "sub": "42", "exp": NOW_S + 60 }));
             let claims = v.verify_connect(&token, NOW_MS).unwrap();
             assert_eq!(claims.user, "42");
@@ -703,10 +617,7 @@ IeAF0qRs5pA+0UnkScB8cTlRBRZV8DJK
 
     #[test]
     fn issue_hs256_round_trips() {
-        let token = issue_hs256(
-            SECRET,
-            &json!({ "sub": "alice", "info": { "name": "Alice" } }),
-        );
+        let token = issue_hs256(SECRET, &json!({ "sub": "alice", "info": { "name": "Alice" } }));
         let claims = hmac_verifier().verify_connect(&token, NOW_MS).unwrap();
         assert_eq!(claims.user, "alice");
         assert_eq!(claims.expires_at_ms, None);
@@ -717,24 +628,13 @@ IeAF0qRs5pA+0UnkScB8cTlRBRZV8DJK
     #[test]
     fn rsa_algorithms_verify_with_spki_and_pkcs1_keys() {
         let private = rsa_private();
-        let pkcs1 = private
-            .to_public_key()
-            .to_pkcs1_pem(rsa::pkcs8::LineEnding::LF)
-            .unwrap();
+        let pkcs1 = private.to_public_key().to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).unwrap();
         assert!(pkcs1.contains("BEGIN RSA PUBLIC KEY"));
         for pem in [rsa_public_pem(), pkcs1] {
             let v = TokenVerifier::new(KeySet::new("", &pem, "").unwrap(), "", "", "");
-            for (alg, name) in [
-                (Rsa::rs256(), "RS256"),
-                (Rsa::rs384(), "RS384"),
-                (Rsa::rs512(), "RS512"),
-            ] {
+            for (alg, name) in [(Rsa::rs256(), "RS256"), (Rsa::rs384(), "RS384"), (Rsa::rs512(), "RS512")] {
                 let token = sign(&alg, &private, name, json!({ "sub": "r" }));
-                assert_eq!(
-                    v.verify_connect(&token, NOW_MS).unwrap().user,
-                    "r",
-                    "{name}"
-                );
+                assert_eq!(v.verify_connect(&token, NOW_MS).unwrap().user, "r", "{name}");
             }
         }
     }
@@ -742,19 +642,11 @@ IeAF0qRs5pA+0UnkScB8cTlRBRZV8DJK
     #[test]
     fn es256_verifies() {
         let v = TokenVerifier::new(KeySet::new("", "", &ec_public_pem()).unwrap(), "", "", "");
-        let token = sign(
-            &Es256,
-            &ec_private(),
-            "ES256",
-            json!({ "sub": "e", "exp": NOW_S + 1 }),
-        );
+        let token = sign(&Es256, &ec_private(), "ES256", json!({ "sub": "e", "exp": NOW_S + 1 }));
         assert_eq!(v.verify_connect(&token, NOW_MS).unwrap().user, "e");
         let other = p256::ecdsa::SigningKey::from_slice(&[9u8; 32]).unwrap();
         let forged = sign(&Es256, &other, "ES256", json!({ "sub": "e" }));
-        assert_eq!(
-            invalid_reason(v.verify_connect(&forged, NOW_MS)),
-            "bad signature"
-        );
+        assert_eq!(invalid_reason(v.verify_connect(&forged, NOW_MS)), "bad signature");
     }
 
     #[test]
@@ -764,22 +656,11 @@ IeAF0qRs5pA+0UnkScB8cTlRBRZV8DJK
         let e = KeySet::new("", "not a pem", "").unwrap_err();
         assert!(matches!(e, AuthConfigError::RsaPublicKey(_)));
         assert!(e.to_string().starts_with("rsa_public_key:"), "{e}");
-        let e = KeySet::new(
-            "",
-            "",
-            "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----",
-        )
-        .unwrap_err();
+        let e = KeySet::new("", "", "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----").unwrap_err();
         assert!(e.to_string().starts_with("ecdsa_public_key:"), "{e}");
         // A P-384 key is refused for ES256, and an EC key is not an RSA key.
-        assert!(matches!(
-            KeySet::new("", "", P384_PUBLIC_PEM),
-            Err(AuthConfigError::EcdsaPublicKey(_))
-        ));
-        assert!(matches!(
-            KeySet::new("", &ec_public_pem(), ""),
-            Err(AuthConfigError::RsaPublicKey(_))
-        ));
+        assert!(matches!(KeySet::new("", "", P384_PUBLIC_PEM), Err(AuthConfigError::EcdsaPublicKey(_))));
+        assert!(matches!(KeySet::new("", &ec_public_pem(), ""), Err(AuthConfigError::RsaPublicKey(_))));
         assert!(!format!("{:?}", KeySet::new("topsecret", "", "").unwrap()).contains("topsecret"));
     }
 
@@ -788,10 +669,7 @@ IeAF0qRs5pA+0UnkScB8cTlRBRZV8DJK
         let v = hmac_verifier();
         let token = issue_hs256(SECRET, &json!({ "sub": "1", "exp": NOW_S }));
         assert_eq!(v.verify_connect(&token, NOW_MS), Err(TokenError::Expired));
-        assert_eq!(
-            v.verify_connect(&token, NOW_MS - 1).unwrap().expires_at_ms,
-            Some(NOW_MS)
-        );
+        assert_eq!(v.verify_connect(&token, NOW_MS - 1).unwrap().expires_at_ms, Some(NOW_MS));
         assert_eq!(TokenError::Expired.to_string(), "token expired");
         let sub = issue_hs256(SECRET, &json!({ "channel": "c", "exp": NOW_S - 10 }));
         assert_eq!(v.verify_subscribe(&sub, NOW_MS), Err(TokenError::Expired));
@@ -810,33 +688,16 @@ IeAF0qRs5pA+0UnkScB8cTlRBRZV8DJK
     fn bad_signature_is_invalid() {
         let v = hmac_verifier();
         let token = issue_hs256("other-secret", &json!({ "sub": "1" }));
-        assert_eq!(
-            v.verify_connect(&token, NOW_MS).unwrap_err().to_string(),
-            "invalid token: bad signature"
-        );
+        assert_eq!(v.verify_connect(&token, NOW_MS).unwrap_err().to_string(), "invalid token: bad signature");
         // Payload swapped under a valid signature.
         let good = issue_hs256(SECRET, &json!({ "sub": "1" }));
         let parts: Vec<&str> = good.split('.').collect();
-        let tampered = format!(
-            "{}.{}.{}",
-            parts[0],
-            URL_SAFE_NO_PAD.encode(r#"{"sub":"admin"}"#),
-            parts[2]
-        );
-        assert_eq!(
-            invalid_reason(v.verify_connect(&tampered, NOW_MS)),
-            "bad signature"
-        );
+        let tampered = format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(r#"{"sub":"admin"}"#), parts[2]);
+        assert_eq!(invalid_reason(v.verify_connect(&tampered, NOW_MS)), "bad signature");
         // Truncated and empty signatures.
-        assert_eq!(
-            invalid_reason(v.verify_connect(&good[..good.len() - 3], NOW_MS)),
-            "bad signature"
-        );
+        assert_eq!(invalid_reason(v.verify_connect(&good[..good.len() - 3], NOW_MS)), "bad signature");
         let unsigned = format!("{}.{}.", parts[0], parts[1]);
-        assert_eq!(
-            invalid_reason(v.verify_connect(&unsigned, NOW_MS)),
-            "bad signature"
-        );
+        assert_eq!(invalid_reason(v.verify_connect(&unsigned, NOW_MS)), "bad signature");
     }
 
     #[test]
@@ -846,10 +707,7 @@ IeAF0qRs5pA+0UnkScB8cTlRBRZV8DJK
             let input = signing_input(&json!({ "alg": alg }), &json!({ "sub": "admin" }));
             for token in [format!("{input}."), assemble_token(&input, b"x")] {
                 let err = v.verify_connect(&token, NOW_MS).unwrap_err();
-                assert_eq!(
-                    err.to_string(),
-                    "invalid token: algorithm none is not allowed"
-                );
+                assert_eq!(err.to_string(), "invalid token: algorithm none is not allowed");
             }
         }
     }
@@ -861,49 +719,21 @@ IeAF0qRs5pA+0UnkScB8cTlRBRZV8DJK
         // Classic confusion: HS256 signed with the RSA public key PEM text as the secret.
         let forged = issue_hs256(&rsa_pem, &json!({ "sub": "admin" }));
         assert_eq!(
-            rsa_only
-                .verify_connect(&forged, NOW_MS)
-                .unwrap_err()
-                .to_string(),
+            rsa_only.verify_connect(&forged, NOW_MS).unwrap_err().to_string(),
             "invalid token: HS256 token but no HMAC key configured"
         );
         let both = TokenVerifier::new(KeySet::new(SECRET, &rsa_pem, "").unwrap(), "", "", "");
-        assert_eq!(
-            invalid_reason(both.verify_connect(&forged, NOW_MS)),
-            "bad signature"
-        );
+        assert_eq!(invalid_reason(both.verify_connect(&forged, NOW_MS)), "bad signature");
 
         let hmac_only = hmac_verifier();
-        let rs = sign(
-            &Rsa::rs256(),
-            &rsa_private(),
-            "RS256",
-            json!({ "sub": "x" }),
-        );
-        assert_eq!(
-            invalid_reason(hmac_only.verify_connect(&rs, NOW_MS)),
-            "RS256 token but no RSA key configured"
-        );
+        let rs = sign(&Rsa::rs256(), &rsa_private(), "RS256", json!({ "sub": "x" }));
+        assert_eq!(invalid_reason(hmac_only.verify_connect(&rs, NOW_MS)), "RS256 token but no RSA key configured");
         // RS256 header over an HMAC signature made with the configured secret: never accepted.
-        let rs_header_hmac_sig = sign(
-            &Hs256,
-            &Hs256Key::new(SECRET),
-            "RS256",
-            json!({ "sub": "x" }),
-        );
-        assert!(matches!(
-            hmac_only.verify_connect(&rs_header_hmac_sig, NOW_MS),
-            Err(TokenError::Invalid(_))
-        ));
-        assert!(matches!(
-            both.verify_connect(&rs_header_hmac_sig, NOW_MS),
-            Err(TokenError::Invalid(_))
-        ));
+        let rs_header_hmac_sig = sign(&Hs256, &Hs256Key::new(SECRET), "RS256", json!({ "sub": "x" }));
+        assert!(matches!(hmac_only.verify_connect(&rs_header_hmac_sig, NOW_MS), Err(TokenError::Invalid(_))));
+        assert!(matches!(both.verify_connect(&rs_header_hmac_sig, NOW_MS), Err(TokenError::Invalid(_))));
         let es = sign(&Es256, &ec_private(), "ES256", json!({}));
-        assert_eq!(
-            invalid_reason(hmac_only.verify_connect(&es, NOW_MS)),
-            "ES256 token but no ECDSA key configured"
-        );
+        assert_eq!(invalid_reason(hmac_only.verify_connect(&es, NOW_MS)), "ES256 token but no ECDSA key configured");
     }
 
     #[test]
@@ -911,17 +741,10 @@ IeAF0qRs5pA+0UnkScB8cTlRBRZV8DJK
         let v = all_keys_verifier();
         for alg in ["ES384", "ES512", "PS256", "EdDSA"] {
             let token = sign(&Hs256, &Hs256Key::new(SECRET), alg, json!({}));
-            assert!(
-                invalid_reason(v.verify_connect(&token, NOW_MS))
-                    .starts_with("unsupported algorithm"),
-                "{alg}"
-            );
+            assert!(invalid_reason(v.verify_connect(&token, NOW_MS)).starts_with("unsupported algorithm"), "{alg}");
         }
         let token = sign(&Hs256, &Hs256Key::new(SECRET), "hs256", json!({}));
-        assert_eq!(
-            invalid_reason(v.verify_connect(&token, NOW_MS)),
-            "unknown algorithm hs256"
-        );
+        assert_eq!(invalid_reason(v.verify_connect(&token, NOW_MS)), "unknown algorithm hs256");
         let long = "X".repeat(10_000);
         let token = sign(&Hs256, &Hs256Key::new(SECRET), &long, json!({}));
         assert!(invalid_reason(v.verify_connect(&token, NOW_MS)).len() < 100);
@@ -931,32 +754,19 @@ IeAF0qRs5pA+0UnkScB8cTlRBRZV8DJK
     fn audience_and_issuer_are_checked_only_when_configured() {
         let keys = KeySet::new(SECRET, "", "").unwrap();
         let v = TokenVerifier::new(keys.clone(), "rotor", "https://auth", "");
-        let ok = [
-            json!({ "aud": "rotor", "iss": "https://auth" }),
-            json!({ "aud": ["x", "rotor"], "iss": "https://auth" }),
-        ];
+        let ok =
+            [json!({ "aud": "rotor", "iss": "https://auth" }), json!({ "aud": ["x", "rotor"], "iss": "https://auth" })];
         for claims in ok {
-            assert!(
-                v.verify_connect(&issue_hs256(SECRET, &claims), NOW_MS)
-                    .is_ok(),
-                "{claims}"
-            );
+            assert!(v.verify_connect(&issue_hs256(SECRET, &claims), NOW_MS).is_ok(), "{claims}");
         }
-        let bad_aud = [
-            json!({ "aud": "other", "iss": "https://auth" }),
-            json!({ "iss": "https://auth" }),
-        ];
+        let bad_aud = [json!({ "aud": "other", "iss": "https://auth" }), json!({ "iss": "https://auth" })];
         for claims in bad_aud {
             let reason = invalid_reason(v.verify_connect(&issue_hs256(SECRET, &claims), NOW_MS));
             assert!(reason.starts_with("audience mismatch"), "{reason}");
         }
-        let reason =
-            invalid_reason(v.verify_connect(&issue_hs256(SECRET, &json!({ "aud": 5 })), NOW_MS));
+        let reason = invalid_reason(v.verify_connect(&issue_hs256(SECRET, &json!({ "aud": 5 })), NOW_MS));
         assert!(reason.contains("aud must be"), "{reason}");
-        for claims in [
-            json!({ "aud": "rotor", "iss": "evil" }),
-            json!({ "aud": "rotor" }),
-        ] {
+        for claims in [json!({ "aud": "rotor", "iss": "evil" }), json!({ "aud": "rotor" })] {
             let reason = invalid_reason(v.verify_subscribe(&issue_hs256(SECRET, &claims), NOW_MS));
             assert!(reason.starts_with("issuer mismatch"), "{reason}");
         }
@@ -974,63 +784,34 @@ IeAF0qRs5pA+0UnkScB8cTlRBRZV8DJK
             (json!({ "sub": "s" }), ""),
         ];
         for (claims, user) in cases {
-            assert_eq!(
-                v.verify_connect(&issue_hs256(SECRET, &claims), NOW_MS)
-                    .unwrap()
-                    .user,
-                user
-            );
+            assert_eq!(v.verify_connect(&issue_hs256(SECRET, &claims), NOW_MS).unwrap().user, user);
         }
         let nested = TokenVerifier::new(KeySet::new(SECRET, "", "").unwrap(), "", "", "ext.uid");
         let token = issue_hs256(SECRET, &json!({ "ext": { "uid": "deep" }, "channel": "c" }));
-        assert_eq!(
-            nested.verify_subscribe(&token, NOW_MS).unwrap().user,
-            "deep"
-        );
+        assert_eq!(nested.verify_subscribe(&token, NOW_MS).unwrap().user, "deep");
         // Missing sub is anonymous.
-        assert_eq!(
-            hmac_verifier()
-                .verify_connect(&issue_hs256(SECRET, &json!({})), NOW_MS)
-                .unwrap()
-                .user,
-            ""
-        );
+        assert_eq!(hmac_verifier().verify_connect(&issue_hs256(SECRET, &json!({})), NOW_MS).unwrap().user, "");
     }
 
     #[test]
     fn expire_at_overrides_exp() {
         let v = hmac_verifier();
         let never = issue_hs256(SECRET, &json!({ "exp": NOW_S + 10, "expire_at": 0 }));
-        assert_eq!(
-            v.verify_connect(&never, NOW_MS).unwrap().expires_at_ms,
-            None
-        );
-        let later = issue_hs256(
-            SECRET,
-            &json!({ "exp": NOW_S + 10, "expire_at": NOW_S + 3600 }),
-        );
-        assert_eq!(
-            v.verify_connect(&later, NOW_MS).unwrap().expires_at_ms,
-            Some((NOW_S + 3600) * 1000)
-        );
+        assert_eq!(v.verify_connect(&never, NOW_MS).unwrap().expires_at_ms, None);
+        let later = issue_hs256(SECRET, &json!({ "exp": NOW_S + 10, "expire_at": NOW_S + 3600 }));
+        assert_eq!(v.verify_connect(&later, NOW_MS).unwrap().expires_at_ms, Some((NOW_S + 3600) * 1000));
         // exp is still validated.
         let expired = issue_hs256(SECRET, &json!({ "exp": NOW_S - 1, "expire_at": 0 }));
         assert_eq!(v.verify_connect(&expired, NOW_MS), Err(TokenError::Expired));
         let sub = issue_hs256(SECRET, &json!({ "channel": "c", "expire_at": NOW_S + 7 }));
-        assert_eq!(
-            v.verify_subscribe(&sub, NOW_MS).unwrap().expires_at_ms,
-            Some((NOW_S + 7) * 1000)
-        );
+        assert_eq!(v.verify_subscribe(&sub, NOW_MS).unwrap().expires_at_ms, Some((NOW_S + 7) * 1000));
     }
 
     #[test]
     fn connection_token_with_channel_claim_is_invalid() {
         let token = issue_hs256(SECRET, &json!({ "sub": "1", "channel": "news" }));
         let reason = invalid_reason(hmac_verifier().verify_connect(&token, NOW_MS));
-        assert!(
-            reason.starts_with("connection token must not have channel claim"),
-            "{reason}"
-        );
+        assert!(reason.starts_with("connection token must not have channel claim"), "{reason}");
         let empty = issue_hs256(SECRET, &json!({ "sub": "1", "channel": "" }));
         assert!(hmac_verifier().verify_connect(&empty, NOW_MS).is_ok());
     }
@@ -1059,11 +840,7 @@ IeAF0qRs5pA+0UnkScB8cTlRBRZV8DJK
         assert_eq!(claims.data.as_deref(), Some(&[0u8, 255][..]));
         assert_eq!(
             claims.overrides,
-            SubscribeOverrides {
-                presence: Some(true),
-                force_recovery: Some(false),
-                ..Default::default()
-            }
+            SubscribeOverrides { presence: Some(true), force_recovery: Some(false), ..Default::default() }
         );
     }
 
@@ -1105,10 +882,7 @@ IeAF0qRs5pA+0UnkScB8cTlRBRZV8DJK
         let input = format!("{header}.{payload}");
         let sig = Hs256.sign(&Hs256Key::new(SECRET), input.as_bytes());
         let token = assemble_token(&input, &sig.as_bytes());
-        assert_eq!(
-            v.verify_connect(&token, NOW_MS).unwrap().info.as_deref(),
-            Some(&br#"{ "a" : 1 }"#[..])
-        );
+        assert_eq!(v.verify_connect(&token, NOW_MS).unwrap().info.as_deref(), Some(&br#"{ "a" : 1 }"#[..]));
 
         let bad = issue_hs256(SECRET, &json!({ "b64info": "%%%" }));
         assert!(invalid_reason(v.verify_connect(&bad, NOW_MS)).starts_with("b64info is not valid"));
@@ -1134,10 +908,7 @@ IeAF0qRs5pA+0UnkScB8cTlRBRZV8DJK
         }
         // Fractional NumericDate and a negative exp.
         let t = issue_hs256(SECRET, &json!({ "exp": NOW_S as f64 + 0.5 }));
-        assert_eq!(
-            v.verify_connect(&t, NOW_MS).unwrap().expires_at_ms,
-            Some(NOW_MS + 500)
-        );
+        assert_eq!(v.verify_connect(&t, NOW_MS).unwrap().expires_at_ms, Some(NOW_MS + 500));
         let t = issue_hs256(SECRET, &json!({ "exp": -1 }));
         assert_eq!(v.verify_connect(&t, NOW_MS), Err(TokenError::Expired));
     }
@@ -1185,52 +956,30 @@ IeAF0qRs5pA+0UnkScB8cTlRBRZV8DJK
             inputs.push(String::from_utf8(bytes).unwrap());
         }
         // Headers that are valid base64url but odd JSON.
-        for header in [
-            json!({}),
-            json!({ "alg": 1 }),
-            json!({ "alg": "HS256", "cty": "CBOR" }),
-            json!([]),
-            json!(null),
-        ] {
+        for header in [json!({}), json!({ "alg": 1 }), json!({ "alg": "HS256", "cty": "CBOR" }), json!([]), json!(null)]
+        {
             inputs.push(assemble_token(&signing_input(&header, &json!({})), b"sig"));
         }
         for input in &inputs {
             let connect = v.verify_connect(input, NOW_MS);
             let subscribe = v.verify_subscribe(input, NOW_MS);
             if input != &valid {
-                assert!(
-                    matches!(connect, Err(TokenError::Invalid(_))),
-                    "{:.80}: {connect:?}",
-                    input
-                );
-                assert!(
-                    matches!(subscribe, Err(TokenError::Invalid(_))),
-                    "{:.80}",
-                    input
-                );
+                assert!(matches!(connect, Err(TokenError::Invalid(_))), "{:.80}: {connect:?}", input);
+                assert!(matches!(subscribe, Err(TokenError::Invalid(_))), "{:.80}", input);
             }
         }
         let reason = invalid_reason(v.verify_connect("a.b", NOW_MS));
-        assert!(
-            reason.starts_with("malformed token: expected 3"),
-            "{reason}"
-        );
-        assert!(invalid_reason(v.verify_connect("e30.e30.", NOW_MS))
-            .starts_with("malformed token header"));
+        assert!(reason.starts_with("malformed token: expected 3"), "{reason}");
+        assert!(invalid_reason(v.verify_connect("e30.e30.", NOW_MS)).starts_with("malformed token header"));
     }
 
     #[test]
     fn empty_key_set_refuses_everything() {
         let v = TokenVerifier::new(KeySet::default(), "", "", "");
         let token = issue_hs256(SECRET, &json!({}));
-        assert_eq!(
-            invalid_reason(v.verify_connect(&token, NOW_MS)),
-            "HS256 token but no HMAC key configured"
-        );
+        assert_eq!(invalid_reason(v.verify_connect(&token, NOW_MS)), "HS256 token but no HMAC key configured");
         let v = TokenVerifier::new(KeySet::new("", "", "").unwrap(), "", "", "");
         assert!(v.keys().is_empty());
-        assert!(v
-            .verify_connect(&issue_hs256("", &json!({})), NOW_MS)
-            .is_err());
+        assert!(v.verify_connect(&issue_hs256("", &json!({})), NOW_MS).is_err());
     }
 }

@@ -47,7 +47,9 @@ impl std::fmt::Display for GlobError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             GlobError::TooLong => write!(f, "pattern is longer than {MAX_PATTERN} bytes"),
-            GlobError::TooManyAlternatives => write!(f, "pattern's braces expand to more than {MAX_ALTERNATIVES} alternatives"),
+            GlobError::TooManyAlternatives => {
+                write!(f, "pattern's braces expand to more than {MAX_ALTERNATIVES} alternatives")
+            }
         }
     }
 }
@@ -159,7 +161,7 @@ fn tokens(p: &[char]) -> Vec<Token> {
 /// Greedy wildcard matching: on a mismatch, the last star takes one more character.
 fn matches(tokens: &[Token], name: &str) -> bool {
     let (mut t, mut n) = (0usize, 0usize); // token index, byte offset (a char boundary)
-    // (token after the last star, byte offset where that star's match ends)
+                                           // (token after the last star, byte offset where that star's match ends)
     let mut star: Option<(usize, usize)> = None;
     while let Some(c) = name[n..].chars().next() {
         match tokens.get(t) {

@@ -42,7 +42,11 @@ pub struct Node {
 
 impl Node {
     pub fn new(config: Arc<Config>, info: NodeInfo, seed: u64, now: Timestamp) -> Result<Self, HubConfigError> {
-        Ok(Node { hub: Hub::new(config, info, seed, now)?, broker: Broker::new(seed.rotate_left(17) ^ 0x9e37_79b9), now })
+        Ok(Node {
+            hub: Hub::new(config, info, seed, now)?,
+            broker: Broker::new(seed.rotate_left(17) ^ 0x9e37_79b9),
+            now,
+        })
     }
 
     // ---- getters
@@ -62,7 +66,13 @@ impl Node {
         self.hub.handle_open(session, transport, now);
     }
 
-    pub fn handle_connect(&mut self, session: SessionId, request: ConnectRequest, last_event_id: Option<String>, now: Timestamp) {
+    pub fn handle_connect(
+        &mut self,
+        session: SessionId,
+        request: ConnectRequest,
+        last_event_id: Option<String>,
+        now: Timestamp,
+    ) {
         self.now = now;
         self.hub.handle_connect(session, request, last_event_id, now);
     }

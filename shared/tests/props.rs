@@ -47,8 +47,8 @@ use prost::Message as _;
 use serde_json::{json, Value};
 
 use shared::api::{self, ApiCommand, ApiId};
-use shared::config::Config;
 use shared::broker::{Broker, BrokerEvent, BrokerRequest};
+use shared::config::Config;
 use shared::hub::{Hub, NodeInfo, Output, SessionId, SessionSnapshot, Transport};
 use shared::node::Node;
 use shared::protocol::{self as proto, Encoding, Framing};
@@ -121,8 +121,14 @@ struct Knobs {
 }
 
 fn knobs() -> impl Strategy<Value = Knobs> {
-    (any::<bool>(), prop::bool::weighted(0.15), prop::bool::weighted(0.25), any::<bool>())
-        .prop_map(|(fast_pings, single_connection, small_limits, anonymous)| Knobs { fast_pings, single_connection, small_limits, anonymous })
+    (any::<bool>(), prop::bool::weighted(0.15), prop::bool::weighted(0.25), any::<bool>()).prop_map(
+        |(fast_pings, single_connection, small_limits, anonymous)| Knobs {
+            fast_pings,
+            single_connection,
+            small_limits,
+            anonymous,
+        },
+    )
 }
 
 fn config(k: &Knobs) -> Config {
@@ -250,7 +256,12 @@ enum Info {
 #[derive(Clone, Debug)]
 enum Auth {
     /// A valid token (`None`: anonymous token, `sub` empty).
-    Token { user: Option<U>, exp: Exp, info: Info, channels: Vec<Ch> },
+    Token {
+        user: Option<U>,
+        exp: Exp,
+        info: Info,
+        channels: Vec<Ch>,
+    },
     Expired(U),
     BadSignature(U),
     NoToken,
@@ -276,7 +287,10 @@ enum Rec {
     /// The last position another session saw on the channel.
     Of(Sel),
     /// An offset in the channel's last known epoch (or in a made-up one).
-    Random { offset: u8, known_epoch: bool },
+    Random {
+        offset: u8,
+        known_epoch: bool,
+    },
 }
 
 /// A publication payload; each carries a unique marker the checks read back.
@@ -293,16 +307,32 @@ enum Data {
 
 #[derive(Clone, Debug)]
 enum Cmd {
-    Subscribe { ch: Ch, rec: Rec, positioned: bool, recoverable: bool, join_leave: bool, reject: bool, tok: SubTok },
+    Subscribe {
+        ch: Ch,
+        rec: Rec,
+        positioned: bool,
+        recoverable: bool,
+        join_leave: bool,
+        reject: bool,
+        tok: SubTok,
+    },
     Unsubscribe(Ch),
     Publish(Ch, Data),
-    History { ch: Ch, limit: i32, since: Rec, reverse: bool },
+    History {
+        ch: Ch,
+        limit: i32,
+        since: Rec,
+        reverse: bool,
+    },
     Presence(Ch),
     PresenceStats(Ch),
     Rpc,
     Send(Data),
     /// Refresh with this token; `own`: for the session's own user.
-    Refresh { auth: Auth, own: bool },
+    Refresh {
+        auth: Auth,
+        own: bool,
+    },
     SubRefresh(Ch, SubTok),
     /// `{"id":N,"ping":{}}`: not protocol v2.
     Ping,
@@ -332,20 +362,62 @@ enum ExpireAt {
 
 #[derive(Clone, Debug)]
 enum ApiOp {
-    Publish { ch: Ch, data: Data, b64: bool, skip_history: bool, key: Option<u8> },
-    Broadcast { chs: Vec<Ch>, data: Data, b64: bool },
-    History { ch: Ch, limit: i64, since: Rec, reverse: bool },
+    Publish {
+        ch: Ch,
+        data: Data,
+        b64: bool,
+        skip_history: bool,
+        key: Option<u8>,
+    },
+    Broadcast {
+        chs: Vec<Ch>,
+        data: Data,
+        b64: bool,
+    },
+    History {
+        ch: Ch,
+        limit: i64,
+        since: Rec,
+        reverse: bool,
+    },
     Presence(Ch),
     PresenceStats(Ch),
     HistoryRemove(Ch),
-    Subscribe { user: U, ch: Ch, expire: ExpireAt, since: Rec, info: Info, data: Info, client: Option<Sel>, force_recovery: Option<bool> },
-    Unsubscribe { user: U, ch: Option<Ch>, client: Option<Sel> },
-    Disconnect { user: U, code: u32, reason: u8, whitelist: Option<Sel> },
-    Refresh { user: U, expire: ExpireAt, expired: bool, info: Info, client: Option<Sel> },
+    Subscribe {
+        user: U,
+        ch: Ch,
+        expire: ExpireAt,
+        since: Rec,
+        info: Info,
+        data: Info,
+        client: Option<Sel>,
+        force_recovery: Option<bool>,
+    },
+    Unsubscribe {
+        user: U,
+        ch: Option<Ch>,
+        client: Option<Sel>,
+    },
+    Disconnect {
+        user: U,
+        code: u32,
+        reason: u8,
+        whitelist: Option<Sel>,
+    },
+    Refresh {
+        user: U,
+        expire: ExpireAt,
+        expired: bool,
+        info: Info,
+        client: Option<Sel>,
+    },
     Channels(String),
     Info,
     Rpc,
-    Batch { commands: Vec<ApiOp>, parallel: bool },
+    Batch {
+        commands: Vec<ApiOp>,
+        parallel: bool,
+    },
     /// A body the parser refuses (the host answers 400; nothing reaches the hub).
     Garbage(String),
 }
@@ -354,25 +426,55 @@ enum ApiOp {
 enum Op {
     /// Opens a session and connects (bidirectional WebSocket: a connect frame right away;
     /// emulation: the connect frame of the opening request; uni: the connect request).
-    Open { tr: Tr, auth: Auth, subs: Vec<(Ch, Rec)>, last_event_id: Option<Option<Sel>> },
+    Open {
+        tr: Tr,
+        auth: Auth,
+        subs: Vec<(Ch, Rec)>,
+        last_event_id: Option<Option<Sel>>,
+    },
     /// Opens a session whose first message is these bytes (uni: the connect body).
-    OpenRaw { tr: Tr, body: Vec<u8> },
+    OpenRaw {
+        tr: Tr,
+        body: Vec<u8>,
+    },
     /// Opens a WebSocket that never says anything (stale).
-    OpenIdle { tr: Tr },
-    Connect { s: Sel, auth: Auth },
-    Frame { s: Sel, cmds: Vec<Cmd>, tail: Tail },
-    Garbage { s: Sel, bytes: Vec<u8> },
+    OpenIdle {
+        tr: Tr,
+    },
+    Connect {
+        s: Sel,
+        auth: Auth,
+    },
+    Frame {
+        s: Sel,
+        cmds: Vec<Cmd>,
+        tail: Tail,
+    },
+    Garbage {
+        s: Sel,
+        bytes: Vec<u8>,
+    },
     Pong(Sel),
     Api(ApiOp),
     /// Moves the clock; `jump`: one late timer call at the end, as a host that slept.
-    Advance { ms: u64, jump: bool, pongs: bool },
+    Advance {
+        ms: u64,
+        jump: bool,
+        pongs: bool,
+    },
     Close(Sel),
     /// The host ends a session (slow client, write error).
-    Kick { s: Sel, code: u32 },
+    Kick {
+        s: Sel,
+        code: u32,
+    },
     Shutdown,
     /// With a broker at a distance: carry this many queued requests to it, and this many of
     /// its answers and events back (a node in-process has no queue: nothing happens).
-    Deliver { requests: u8, events: u8 },
+    Deliver {
+        requests: u8,
+        events: u8,
+    },
     /// Carry everything queued both ways until nothing is.
     Flush,
     /// The host loses its memory (a hibernating node object evicted): once idle and holding
@@ -384,7 +486,9 @@ enum Op {
 /// Channels, the busy ones more often (so that publications meet subscribers).
 fn ch() -> impl Strategy<Value = Ch> {
     let weights = [4u32, 2, 1, 1, 3, 1, 4, 1, 4, 1, 1, 1];
-    prop::strategy::Union::new_weighted(weights.iter().enumerate().map(|(i, w)| (*w, Just(Ch(i as u8)).boxed())).collect())
+    prop::strategy::Union::new_weighted(
+        weights.iter().enumerate().map(|(i, w)| (*w, Just(Ch(i as u8)).boxed())).collect(),
+    )
 }
 
 fn user() -> impl Strategy<Value = U> {
@@ -416,12 +520,19 @@ fn exp(a: Avoid) -> impl Strategy<Value = Exp> {
         1 => Just(Exp::Absurd),
         1 => Just(Exp::ExpireAtMax),
     ]
-    .prop_map(move |e| if a.ttl && matches!(e, Exp::Far | Exp::Absurd | Exp::ExpireAtMax) { Exp::InSecs(3600) } else { e })
+    .prop_map(
+        move |e| if a.ttl && matches!(e, Exp::Far | Exp::Absurd | Exp::ExpireAtMax) { Exp::InSecs(3600) } else { e },
+    )
 }
 
 fn info(a: Avoid) -> impl Strategy<Value = Info> {
-    prop_oneof![4 => Just(Info::None), 2 => Just(Info::Json), 1 => Just(Info::Binary)]
-        .prop_map(move |i| if a.binary && matches!(i, Info::Binary) { Info::Json } else { i })
+    prop_oneof![4 => Just(Info::None), 2 => Just(Info::Json), 1 => Just(Info::Binary)].prop_map(move |i| {
+        if a.binary && matches!(i, Info::Binary) {
+            Info::Json
+        } else {
+            i
+        }
+    })
 }
 
 fn data(a: Avoid) -> impl Strategy<Value = Data> {
@@ -486,10 +597,7 @@ fn cmd(a: Avoid) -> impl Strategy<Value = Cmd> {
 }
 
 fn garbage() -> impl Strategy<Value = Vec<u8>> {
-    prop_oneof![
-        prop::collection::vec(any::<u8>(), 0..24),
-        "[{}\\[\\]\":, a-z0-9]{0,24}".prop_map(String::into_bytes),
-    ]
+    prop_oneof![prop::collection::vec(any::<u8>(), 0..24), "[{}\\[\\]\":, a-z0-9]{0,24}".prop_map(String::into_bytes),]
 }
 
 fn tail() -> impl Strategy<Value = Tail> {
@@ -631,7 +739,10 @@ enum RBody {
     Subscribe(NSub),
     Unsubscribe,
     Publish,
-    History { epoch: String, pubs: Vec<NPub> },
+    History {
+        epoch: String,
+        pubs: Vec<NPub>,
+    },
     Presence,
     PresenceStats,
     /// Refresh: Some(ttl) when the connection expires.
@@ -654,8 +765,14 @@ enum PBody {
 #[derive(Clone, Debug)]
 enum Ev {
     Ping,
-    Reply { id: u32, body: RBody },
-    Push { channel: String, body: PBody },
+    Reply {
+        id: u32,
+        body: RBody,
+    },
+    Push {
+        channel: String,
+        body: PBody,
+    },
     /// An SSE event that is not a message (`event: resume_error`).
     Event,
 }
@@ -683,12 +800,17 @@ fn json_sub(v: &Value) -> NSub {
         recoverable: j_bool(v, "recoverable"),
         recovered: j_bool(v, "recovered"),
         was_recovering: j_bool(v, "was_recovering"),
-        pubs: v.get("publications").and_then(Value::as_array).map(|a| a.iter().map(json_pub).collect()).unwrap_or_default(),
+        pubs: v
+            .get("publications")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().map(json_pub).collect())
+            .unwrap_or_default(),
     }
 }
 
 fn json_connect(v: &Value) -> NConnect {
-    let subs = v.get("subs").and_then(Value::as_object).map(|m| m.iter().map(|(k, s)| (k.clone(), json_sub(s))).collect());
+    let subs =
+        v.get("subs").and_then(Value::as_object).map(|m| m.iter().map(|(k, s)| (k.clone(), json_sub(s))).collect());
     let ttl = j_bool(v, "expires").then(|| j_u64(v, "ttl") as u32);
     NConnect { client: j_str(v, "client"), subs: subs.unwrap_or_default(), ttl }
 }
@@ -742,7 +864,11 @@ fn json_message(v: &Value, unidirectional: bool) -> Result<Ev, String> {
     } else if v.get("publish").is_some() {
         RBody::Publish
     } else if let Some(x) = v.get("history") {
-        let pubs = x.get("publications").and_then(Value::as_array).map(|a| a.iter().map(json_pub).collect()).unwrap_or_default();
+        let pubs = x
+            .get("publications")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().map(json_pub).collect())
+            .unwrap_or_default();
         RBody::History { epoch: j_str(x, "epoch"), pubs }
     } else if v.get("presence").is_some() {
         RBody::Presence
@@ -803,7 +929,11 @@ fn pb_reply(r: &proto::Reply) -> Result<Ev, String> {
         return Ok(pb_push(p));
     }
     if r.id == 0 {
-        return if *r == proto::Reply::default() { Ok(Ev::Ping) } else { Err(format!("a reply without id or push: {r:?}")) };
+        return if *r == proto::Reply::default() {
+            Ok(Ev::Ping)
+        } else {
+            Err(format!("a reply without id or push: {r:?}"))
+        };
     }
     let body = if let Some(e) = &r.error {
         RBody::Error(e.code)
@@ -847,7 +977,8 @@ fn decode(transport: Transport, data: &[u8]) -> Result<(Vec<Ev>, Option<String>)
                 return Err("an empty write".into());
             }
             while !buf.is_empty() {
-                let reply = proto::Reply::decode_length_delimited(&mut buf).map_err(|e| format!("bad Protobuf: {e}"))?;
+                let reply =
+                    proto::Reply::decode_length_delimited(&mut buf).map_err(|e| format!("bad Protobuf: {e}"))?;
                 out.push(pb_reply(&reply)?);
             }
         }
@@ -862,11 +993,13 @@ fn decode(transport: Transport, data: &[u8]) -> Result<(Vec<Ev>, Option<String>)
                     bodies.extend(text.split('\n'));
                 }
                 Framing::Stream => {
-                    let body = text.strip_suffix('\n').ok_or_else(|| format!("stream message without newline: {text:?}"))?;
+                    let body =
+                        text.strip_suffix('\n').ok_or_else(|| format!("stream message without newline: {text:?}"))?;
                     bodies.extend(body.split('\n'));
                 }
                 Framing::Sse => {
-                    let events = text.strip_suffix("\n\n").ok_or_else(|| format!("SSE write not ending an event: {text:?}"))?;
+                    let events =
+                        text.strip_suffix("\n\n").ok_or_else(|| format!("SSE write not ending an event: {text:?}"))?;
                     for event in events.split("\n\n") {
                         let mut data_lines = Vec::new();
                         let mut named = false;
@@ -888,7 +1021,8 @@ fn decode(transport: Transport, data: &[u8]) -> Result<(Vec<Ev>, Option<String>)
                             return Err(format!("SSE event with {} data lines: {text:?}", data_lines.len()));
                         }
                         if named {
-                            serde_json::from_str::<Value>(data_lines[0]).map_err(|e| format!("bad JSON in event: {e}"))?;
+                            serde_json::from_str::<Value>(data_lines[0])
+                                .map_err(|e| format!("bad JSON in event: {e}"))?;
                             out.push(Ev::Event);
                         } else {
                             bodies.push(data_lines[0]);
@@ -965,8 +1099,9 @@ mod stats {
 
     /// Prints the counts every 1000 cases (all properties together).
     pub fn print(test: &str) {
-        if std::env::var_os("PROPS_STATS").is_some() && COUNTS[0].load(Ordering::Relaxed).is_multiple_of(1000) {
-            let line: Vec<String> = NAMES.iter().zip(&COUNTS).map(|(n, c)| format!("{n}: {}", c.load(Ordering::Relaxed))).collect();
+        if std::env::var_os("PROPS_STATS").is_some() && COUNTS[0].load(Ordering::Relaxed) % 1000 == 0 {
+            let line: Vec<String> =
+                NAMES.iter().zip(&COUNTS).map(|(n, c)| format!("{n}: {}", c.load(Ordering::Relaxed))).collect();
             eprintln!("{test}: {}", line.join(", "));
         }
     }
@@ -1224,10 +1359,22 @@ struct Track {
 #[derive(Clone, Debug)]
 enum Pend {
     /// `exp_ms`: when the token says the connection expires.
-    Connect { user: String, hints: BTreeMap<String, Position>, granted: BTreeSet<String>, exp_ms: Option<u64> },
-    Subscribe { ch: String, since: Option<Position>, tokened: bool },
+    Connect {
+        user: String,
+        hints: BTreeMap<String, Position>,
+        granted: BTreeSet<String>,
+        exp_ms: Option<u64>,
+    },
+    Subscribe {
+        ch: String,
+        since: Option<Position>,
+        tokened: bool,
+    },
     Unsubscribe(String),
-    Publish { ch: String, serial: u64 },
+    Publish {
+        ch: String,
+        serial: u64,
+    },
     History(String),
     Presence(String),
     Other,
@@ -1394,7 +1541,12 @@ impl Harness {
                 if tr.transport().is_unidirectional() {
                     match proto::parse_connect_request(body) {
                         Ok(request) => {
-                            let pend = Pend::Connect { user: String::new(), hints: BTreeMap::new(), granted: BTreeSet::new(), exp_ms: None };
+                            let pend = Pend::Connect {
+                                user: String::new(),
+                                hints: BTreeMap::new(),
+                                granted: BTreeSet::new(),
+                                exp_ms: None,
+                            };
                             self.sessions[i].pending.insert(0, pend);
                             self.node.handle_connect(id, request, None, self.now);
                         }
@@ -1593,7 +1745,9 @@ impl Harness {
                 let claims = json!({"sub": u.name(), "exp": now_s.saturating_sub(10)});
                 (shared::auth::issue_hs256(SECRET, &claims), None, BTreeSet::new())
             }
-            Auth::BadSignature(u) => (shared::auth::issue_hs256("not-the-secret", &json!({"sub": u.name()})), None, BTreeSet::new()),
+            Auth::BadSignature(u) => {
+                (shared::auth::issue_hs256("not-the-secret", &json!({"sub": u.name()})), None, BTreeSet::new())
+            }
             Auth::NoToken => (String::new(), Some(String::new()), BTreeSet::new()),
             Auth::Garbage(g) => (g.clone(), g.is_empty().then(String::new), BTreeSet::new()),
         }
@@ -1624,7 +1778,8 @@ impl Harness {
                 .cloned(),
             Rec::Of(s) => self.pick_any(s).and_then(|j| self.sessions[j].positions.get(channel).cloned()),
             Rec::Random { offset, known_epoch } => {
-                let epoch = if known_epoch { self.epochs.get(channel).cloned().unwrap_or_default() } else { "AbCdEfGh".into() };
+                let epoch =
+                    if known_epoch { self.epochs.get(channel).cloned().unwrap_or_default() } else { "AbCdEfGh".into() };
                 Some((epoch, u64::from(offset)))
             }
         }
@@ -1657,7 +1812,8 @@ impl Harness {
             Encoding::Json => json!({"id": cid, "connect": body}).to_string().into_bytes(),
             Encoding::Protobuf => {
                 let request = proto::parse_connect_request(body.to_string().as_bytes()).expect("a connect request");
-                proto::Command { id: cid, connect: Some(request), ..Default::default() }.encode_length_delimited_to_vec()
+                proto::Command { id: cid, connect: Some(request), ..Default::default() }
+                    .encode_length_delimited_to_vec()
             }
         }
     }
@@ -1805,9 +1961,19 @@ impl Harness {
                 // JSON clients cannot send bytes: theirs go as a string (cut-off JSON stays a bad frame).
                 let kind = if json_client && *kind == Data::Binary { &Data::JsonString } else { kind };
                 let data = payload(*kind, serial);
-                self.pubs.insert(serial, PubMeta { channels: vec![ch.name().into()], ok: false, must_deliver: true, at: self.now, step: self.step });
+                self.pubs.insert(
+                    serial,
+                    PubMeta {
+                        channels: vec![ch.name().into()],
+                        ok: false,
+                        must_deliver: true,
+                        at: self.now,
+                        step: self.step,
+                    },
+                );
                 pb.publish = Some(proto::PublishRequest { channel: ch.name().into(), data: Bytes::from(data.clone()) });
-                let mut j = format!("{{\"id\":{id},\"publish\":{{\"channel\":{},\"data\":", channel_json(ch.name())).into_bytes();
+                let mut j = format!("{{\"id\":{id},\"publish\":{{\"channel\":{},\"data\":", channel_json(ch.name()))
+                    .into_bytes();
                 j.extend_from_slice(&data);
                 j.extend_from_slice(b"}}");
                 (j, pb, Pend::Publish { ch: ch.name().into(), serial }, true)
@@ -1815,7 +1981,12 @@ impl Harness {
             Cmd::History { ch, limit, since, reverse } => {
                 let pos = self.position(i, ch.name(), *since);
                 let mut body = json!({"channel": ch.name(), "limit": limit, "reverse": reverse});
-                let mut r = proto::HistoryRequest { channel: ch.name().into(), limit: *limit, reverse: *reverse, ..Default::default() };
+                let mut r = proto::HistoryRequest {
+                    channel: ch.name().into(),
+                    limit: *limit,
+                    reverse: *reverse,
+                    ..Default::default()
+                };
                 if let Some((epoch, offset)) = pos {
                     body["since"] = json!({"epoch": epoch, "offset": offset});
                     r.since = Some(proto::StreamPosition { epoch, offset });
@@ -1860,7 +2031,8 @@ impl Harness {
             Cmd::SubRefresh(ch, tok) => {
                 let token = self.sub_token(i, ch.name(), tok);
                 pb.sub_refresh = Some(proto::SubRefreshRequest { channel: ch.name().into(), token: token.clone() });
-                let j = json!({"id": id, "sub_refresh": {"channel": ch.name(), "token": token}}).to_string().into_bytes();
+                let j =
+                    json!({"id": id, "sub_refresh": {"channel": ch.name(), "token": token}}).to_string().into_bytes();
                 (j, pb, Pend::Other, true)
             }
             Cmd::Ping => {
@@ -1973,7 +2145,16 @@ impl Harness {
                     body["idempotency_key"] = json!(format!("key{k}"));
                 }
                 let must = key.is_none();
-                self.pubs.insert(serial, PubMeta { channels: vec![ch.name().into()], ok: false, must_deliver: must, at: self.now, step: self.step });
+                self.pubs.insert(
+                    serial,
+                    PubMeta {
+                        channels: vec![ch.name().into()],
+                        ok: false,
+                        must_deliver: must,
+                        at: self.now,
+                        step: self.step,
+                    },
+                );
                 serials.push((serial, vec![ch.name().into()]));
                 ("publish".into(), body)
             }
@@ -1989,7 +2170,10 @@ impl Harness {
                 }
                 let mut body = json!({"channels": names});
                 self.put_data(&mut body, "data", *data, *b64, serial);
-                self.pubs.insert(serial, PubMeta { channels: names.clone(), ok: false, must_deliver: true, at: self.now, step: self.step });
+                self.pubs.insert(
+                    serial,
+                    PubMeta { channels: names.clone(), ok: false, must_deliver: true, at: self.now, step: self.step },
+                );
                 serials.push((serial, names));
                 ("broadcast".into(), body)
             }
@@ -2139,7 +2323,8 @@ impl Harness {
                         }
                         Some(ApiCommand::Broadcast(b)) => {
                             let next = serials.next();
-                            if let (Some((serial, _)), Some(responses)) = (next, r["broadcast"]["responses"].as_array()) {
+                            if let (Some((serial, _)), Some(responses)) = (next, r["broadcast"]["responses"].as_array())
+                            {
                                 for (channel, r) in b.channels.iter().zip(responses) {
                                     if let Some(res) = r.get("result") {
                                         self.published(*serial, channel, res);
@@ -2171,7 +2356,8 @@ impl Harness {
             }
             ApiCommand::Presence(p) if settled => {
                 // Everyone subscribed where presence is on, and no one else.
-                let got: BTreeSet<String> = v["presence"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+                let got: BTreeSet<String> =
+                    v["presence"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
                 let expected: BTreeSet<String> = self
                     .sessions
                     .iter()
@@ -2238,7 +2424,9 @@ impl Harness {
     /// A publication from history: it must be one published to this channel, and its offset
     /// must name it alone.
     fn history_pub(&mut self, channel: &str, epoch: &str, p: &NPub) {
-        let Some(serial) = marker(&p.data) else { violation!(self, "history of {channel} has a publication we never made: {p:?}") };
+        let Some(serial) = marker(&p.data) else {
+            violation!(self, "history of {channel} has a publication we never made: {p:?}")
+        };
         match self.pubs.get(&serial) {
             Some(m) if m.channels.iter().any(|c| c == channel) => {}
             _ => violation!(self, "history of {channel} has #{serial}, not published there"),
@@ -2251,7 +2439,9 @@ impl Harness {
     fn learn_offset(&mut self, channel: &str, epoch: &str, offset: u64, serial: u64) {
         let key = (channel.to_owned(), epoch.to_owned(), offset);
         match self.offsets.get(&key) {
-            Some(&other) if other != serial => violation!(self, "{channel} offset {offset} in {epoch} is #{other} and #{serial}"),
+            Some(&other) if other != serial => {
+                violation!(self, "{channel} offset {offset} in {epoch} is #{other} and #{serial}")
+            }
             Some(_) => {}
             None => {
                 self.offsets.insert(key, serial);
@@ -2265,7 +2455,9 @@ impl Harness {
         while let Some(output) = self.node.poll_output() {
             if self.trace {
                 match &output {
-                    Output::Send { session, data } | Output::Ping { session, data } => eprintln!("    {session} <- {:?}", String::from_utf8_lossy(data)),
+                    Output::Send { session, data } | Output::Ping { session, data } => {
+                        eprintln!("    {session} <- {:?}", String::from_utf8_lossy(data))
+                    }
                     other => eprintln!("    {other:?}"),
                 }
             }
@@ -2373,7 +2565,9 @@ impl Harness {
                     if !uni {
                         violation!(self, "{session} got a connect push");
                     }
-                    let Some(pend) = self.sessions[i].pending.remove(&0) else { violation!(self, "{session}: connect push unasked") };
+                    let Some(pend) = self.sessions[i].pending.remove(&0) else {
+                        violation!(self, "{session}: connect push unasked")
+                    };
                     self.connected(i, pend, c);
                 }
                 PBody::Disconnect(code) => {
@@ -2443,10 +2637,17 @@ impl Harness {
     }
 
     fn connected(&mut self, i: usize, pend: Pend, c: NConnect) {
-        let Pend::Connect { user, hints, granted, exp_ms } = pend else { violation!(self, "a connect answers {pend:?}") };
+        let Pend::Connect { user, hints, granted, exp_ms } = pend else {
+            violation!(self, "a connect answers {pend:?}")
+        };
         let expected = exp_ms.map(|at| u32::try_from(self.now.until(Timestamp(at)).div_ceil(1000)).unwrap_or(u32::MAX));
         if c.ttl != expected {
-            violation!(self, "{} connected with a token expiring in {expected:?} s but was told ttl {:?}", self.sessions[i].id, c.ttl);
+            violation!(
+                self,
+                "{} connected with a token expiring in {expected:?} s but was told ttl {:?}",
+                self.sessions[i].id,
+                c.ttl
+            );
         }
         self.told_expiry(i, c.ttl);
         let r = &mut self.sessions[i];
@@ -2516,11 +2717,20 @@ impl Harness {
         };
         if r.recovered {
             if r.epoch != since_epoch || r.offset != since_offset {
-                violation!(self, "{session} {channel}: recovered from ({since_epoch}, {since_offset}) but the result says ({}, {})", r.epoch, r.offset);
+                violation!(
+                    self,
+                    "{session} {channel}: recovered from ({since_epoch}, {since_offset}) but the result says ({}, {})",
+                    r.epoch,
+                    r.offset
+                );
             }
             for (k, p) in r.pubs.iter().enumerate() {
                 if p.offset != since_offset + 1 + k as u64 {
-                    violation!(self, "{session} {channel}: recovered offsets {:?} after {since_offset}", r.pubs.iter().map(|p| p.offset).collect::<Vec<_>>());
+                    violation!(
+                        self,
+                        "{session} {channel}: recovered offsets {:?} after {since_offset}",
+                        r.pubs.iter().map(|p| p.offset).collect::<Vec<_>>()
+                    );
                 }
             }
             for p in &r.pubs {
@@ -2540,7 +2750,11 @@ impl Harness {
             if r.epoch == since_epoch && since_offset <= r.offset {
                 stats::bump(COVERED);
                 if let Some(why) = self.covered(channel, &since_epoch, since_offset, r.offset) {
-                    violation!(self, "{session} {channel}: recovery from {since_offset} to {} in {since_epoch} failed though {why}", r.offset);
+                    violation!(
+                        self,
+                        "{session} {channel}: recovery from {since_offset} to {} in {since_epoch} failed though {why}",
+                        r.offset
+                    );
                 }
             }
         }
@@ -2577,7 +2791,9 @@ impl Harness {
     /// A publication arrived on `channel`.
     fn publication(&mut self, i: usize, channel: &str, p: &NPub) {
         let session = self.sessions[i].id;
-        let Some(serial) = marker(&p.data) else { violation!(self, "{session} got a publication we never made on {channel}: {p:?}") };
+        let Some(serial) = marker(&p.data) else {
+            violation!(self, "{session} got a publication we never made on {channel}: {p:?}")
+        };
         match self.pubs.get(&serial) {
             Some(m) if m.channels.iter().any(|c| c == channel) => {}
             _ => violation!(self, "{session} got #{serial} on {channel}, where it was not published"),
@@ -2599,7 +2815,12 @@ impl Harness {
         let mut track = track;
         if p.offset > 0 {
             if track.positioned && p.offset != track.offset + 1 {
-                violation!(self, "{session} positioned on {channel} at {} got offset {} (#{serial})", track.offset, p.offset);
+                violation!(
+                    self,
+                    "{session} positioned on {channel} at {} got offset {} (#{serial})",
+                    track.offset,
+                    p.offset
+                );
             }
             if let Some(epoch) = track.epoch.clone() {
                 if track.positioned {
@@ -2652,7 +2873,12 @@ impl Harness {
             let r = &self.sessions[i];
             let Some(t) = r.tracks.get(&channel) else { continue };
             if r.live && t.epoch.as_deref() == Some(epoch.as_str()) && t.offset < top {
-                violation!(self, "{} recovered {channel} only to {} but {top} was published in {epoch}", r.id, t.offset);
+                violation!(
+                    self,
+                    "{} recovered {channel} only to {} but {top} was published in {epoch}",
+                    r.id,
+                    t.offset
+                );
             }
         }
     }
@@ -2771,18 +2997,38 @@ impl Harness {
         for r in self.sessions.iter().filter(|r| r.live) {
             if let Some(at) = r.expires_told.filter(|_| r.connected) {
                 if at.after_ms(ms(c.client_expired_close_delay)) <= self.now {
-                    violation!(self, "{} was told it expires at +{} ms; still open at +{} ms", r.id, Timestamp(T0).until(at), Timestamp(T0).until(self.now));
+                    violation!(
+                        self,
+                        "{} was told it expires at +{} ms; still open at +{} ms",
+                        r.id,
+                        Timestamp(T0).until(at),
+                        Timestamp(T0).until(self.now)
+                    );
                 }
             }
             let websocket = matches!(r.transport, Transport::Websocket(_) | Transport::UniWebsocket);
             // A connect waiting for the broker is no stale session.
             let connecting = r.pending.values().any(|p| matches!(p, Pend::Connect { .. }));
-            if websocket && !r.connected && !connecting && r.opened_at.after_ms(ms(c.client_stale_close_delay)) <= self.now {
-                violation!(self, "{} opened at +{} ms never connected, still open", r.id, Timestamp(T0).until(r.opened_at));
+            if websocket
+                && !r.connected
+                && !connecting
+                && r.opened_at.after_ms(ms(c.client_stale_close_delay)) <= self.now
+            {
+                violation!(
+                    self,
+                    "{} opened at +{} ms never connected, still open",
+                    r.id,
+                    Timestamp(T0).until(r.opened_at)
+                );
             }
             if let Some(since) = r.ping_since.filter(|_| !r.transport.is_unidirectional()) {
                 if since.after_ms(ms(c.pong_timeout)) <= self.now {
-                    violation!(self, "{} left a ping of +{} ms unanswered, still open", r.id, Timestamp(T0).until(since));
+                    violation!(
+                        self,
+                        "{} left a ping of +{} ms unanswered, still open",
+                        r.id,
+                        Timestamp(T0).until(since)
+                    );
                 }
             }
         }
@@ -2807,11 +3053,21 @@ impl Harness {
         self.flush();
         let hub = self.node.hub();
         if hub.num_sessions() != 0 || hub.num_users() != 0 || hub.num_channels() != 0 {
-            violation!(self, "all closed, yet the hub holds {} sessions, {} users, {} channels", hub.num_sessions(), hub.num_users(), hub.num_channels());
+            violation!(
+                self,
+                "all closed, yet the hub holds {} sessions, {} users, {} channels",
+                hub.num_sessions(),
+                hub.num_users(),
+                hub.num_channels()
+            );
         }
         if !self.avoid.timers {
             if let Some(at) = hub.poll_timeout() {
-                violation!(self, "all sessions closed, yet the hub keeps a timer for {} ms from now", self.now.until(at));
+                violation!(
+                    self,
+                    "all sessions closed, yet the hub keeps a timer for {} ms from now",
+                    self.now.until(at)
+                );
             }
         }
         self.context = "running the clock out".into();
@@ -2857,7 +3113,11 @@ fn cases() -> ProptestConfig {
     // `PROPTEST_CASES` (read by proptest) sets the number of cases; 256 by default.
     // Failures are saved in shared/proptest-regressions/props.txt and replayed first.
     let persistence = proptest::test_runner::FileFailurePersistence::Direct("proptest-regressions/props.txt");
-    ProptestConfig { max_shrink_iters: 20_000, failure_persistence: Some(Box::new(persistence)), ..ProptestConfig::default() }
+    ProptestConfig {
+        max_shrink_iters: 20_000,
+        failure_persistence: Some(Box::new(persistence)),
+        ..ProptestConfig::default()
+    }
 }
 
 proptest! {
@@ -3045,7 +3305,13 @@ mod found {
     /// API refresh with `expire_at` = i64::MAX: `attempt to multiply with overflow`.
     #[test]
     fn api_refresh_expire_at_overflows() {
-        let refresh = ApiOp::Refresh { user: U(0), expire: ExpireAt::Huge(i64::MAX), expired: false, info: Info::None, client: None };
+        let refresh = ApiOp::Refresh {
+            user: U(0),
+            expire: ExpireAt::Huge(i64::MAX),
+            expired: false,
+            info: Info::None,
+            client: None,
+        };
         run(vec![Op::Api(refresh)]);
     }
 
@@ -3075,8 +3341,18 @@ mod found {
     /// API refresh 2^40 s ahead: the refresh push's ttl wraps; the client hears ~82 years.
     #[test]
     fn api_refresh_far_expiry_is_told_as_a_wrapped_ttl() {
-        let refresh = ApiOp::Refresh { user: U(1), expire: ExpireAt::Huge(1 << 40), expired: false, info: Info::None, client: None };
-        run(vec![open(Tr::Ws, token("u2"), &[]), Op::Api(refresh), Op::Advance { ms: 100 * 365 * 86_400_000, jump: true, pongs: false }]);
+        let refresh = ApiOp::Refresh {
+            user: U(1),
+            expire: ExpireAt::Huge(1 << 40),
+            expired: false,
+            info: Info::None,
+            client: None,
+        };
+        run(vec![
+            open(Tr::Ws, token("u2"), &[]),
+            Op::Api(refresh),
+            Op::Advance { ms: 100 * 365 * 86_400_000, jump: true, pongs: false },
+        ]);
     }
 
     /// A WebSocket session that connected and closed leaves its stale and ping timers behind.
@@ -3144,7 +3420,13 @@ mod found {
             Op::Flush,
             // Two publications travel, the first without history; then the second client
             // subscribes from the first one's position.
-            Op::Api(ApiOp::Publish { ch: ch("chat:b"), data: Data::JsonObject, b64: false, skip_history: true, key: None }),
+            Op::Api(ApiOp::Publish {
+                ch: ch("chat:b"),
+                data: Data::JsonObject,
+                b64: false,
+                skip_history: true,
+                key: None,
+            }),
             publish("chat:b", Data::JsonObject),
             Op::Frame {
                 s: Sel(1),
@@ -3248,6 +3530,9 @@ mod found {
             force_recovery: None,
         };
         let unsubscribe = ApiOp::Unsubscribe { user: U(0), ch: None, client: None };
-        run(vec![open(Tr::Ws, token("u1"), &[]), Op::Api(ApiOp::Batch { commands: vec![subscribe, unsubscribe], parallel: false })]);
+        run(vec![
+            open(Tr::Ws, token("u1"), &[]),
+            Op::Api(ApiOp::Batch { commands: vec![subscribe, unsubscribe], parallel: false }),
+        ]);
     }
 }

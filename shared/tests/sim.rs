@@ -3,13 +3,13 @@
 
 mod common;
 
-#[path = "sim/fanout.rs"]
-mod fanout;
-#[path = "sim/timers.rs"]
-mod timers;
 #[path = "sim/expiry.rs"]
 mod expiry;
-#[path = "sim/recovery.rs"]
-mod recovery;
+#[path = "sim/fanout.rs"]
+mod fanout;
 #[path = "sim/protocol.rs"]
 mod protocol;
+#[path = "sim/recovery.rs"]
+mod recovery;
+#[path = "sim/timers.rs"]
+mod timers;

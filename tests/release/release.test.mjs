@@ -315,18 +315,22 @@ describe('resource release', { concurrency: 1 }, () => {
       }, 50);
       const wsWriters = clients.map(async ({ kind, c }) => {
         // Never more than 256 KiB waiting in this process: the flood is the server's problem.
-        while (!stop && !c.closed) {
+        // It yields to the event loop every few frames and checks the clock itself: a socket
+        // that keeps taking data synchronously must not starve the timer that ends the flood.
+        let written = 0;
+        while (!stop && !c.closed && Date.now() < deadline) {
           if (c.s.writableLength > 256 * 1024) { await sleep(2); continue; }
           c.s.write(frames[kind]);
           sent.frames += 1;
           sent.commands += perFrame[kind];
+          if (++written % 8 === 0) await new Promise((r) => setImmediate(r));
         }
       });
       const posters = [0, 1].map(async () => {
         const post = new HttpConn();
         try {
           await post.open();
-          while (!stop) {
+          while (!stop && Date.now() < deadline) {
             const r = await post.call('POST', '/emulation', { headers: { 'Content-Type': 'application/json' }, body: emulationBody }, 10_000);
             if (r.status !== 204) throw new Error(`/emulation: HTTP ${r.status} ${r.body}`);
             sent.posts += 1;

@@ -3,8 +3,8 @@
 //!
 //! On the first request after waking up, the object reads its tables back and restores the
 //! broker ([`Broker::restore`]). After each batch of requests it writes only what changed
-//! ([`crate::store::diff`]); the runtime's output gate holds the replies and outgoing event
-//! deliveries until those writes are durable, so no node ever sees a publication that a
+//! ([`crate::channel_store::diff`]); the runtime's output gate holds the replies and outgoing
+//! event deliveries until those writes are durable, so no node ever sees a publication that a
 //! restart could take back.
 //!
 //! Events (publications, join/leave) go to every subscribed node object, through one queue
@@ -18,12 +18,14 @@ use std::sync::Arc;
 use prost::Message as _;
 use shared::broker::{Broker, BrokerEvent, BrokerOp, BrokerRequest, RequestId};
 use shared::Timestamp;
-use worker::{durable_object, wasm_bindgen, wasm_bindgen_futures, DurableObject, Env, Request, Response, Result, State};
+use worker::{
+    durable_object, wasm_bindgen, wasm_bindgen_futures, DurableObject, Env, Request, Response, Result, State,
+};
 
 use super::sql::{blob, int, opt_text, text};
 use super::{internal_request, now, random_u64, response_bytes, BROKER_PATH, EVENTS_PATH, NODES};
 use crate::batches::Batches;
-use crate::store::{self, Param, Persisted, Rows, Write};
+use crate::channel_store::{self, Param, Persisted, Rows, Write};
 use crate::wire::{self, EventAck, EventBatch, ReplyBatch, RequestBatch, WireEvent};
 
 /// Expired history is trimmed on every access anyway; the alarm only collects garbage in
@@ -43,8 +45,8 @@ struct ChannelHost {
     name: RefCell<Option<String>>,
     /// What the tables hold; `None` until they were read.
     persisted: RefCell<Option<Persisted>>,
-    /// Per node: events waiting for the batch in flight.
-    outbox: RefCell<Batches<WireEvent>>,
+    /// Per node object: events waiting for the batch in flight.
+    to_nodes: RefCell<Batches<WireEvent>>,
     /// Per node: how many subscribes it sent. A "not interested" answer to a delivery only
     /// unsubscribes the node if it did not subscribe again meanwhile.
     subscribes: RefCell<HashMap<String, u64>>,
@@ -59,7 +61,7 @@ impl DurableObject for ChannelObject {
             broker: RefCell::new(Broker::new(random_u64())),
             name: RefCell::new(None),
             persisted: RefCell::new(None),
-            outbox: RefCell::new(Batches::default()),
+            to_nodes: RefCell::new(Batches::default()),
             subscribes: RefCell::new(HashMap::new()),
             alarm: Cell::new(None),
         };
@@ -122,31 +124,31 @@ impl ChannelHost {
         if self.persisted.borrow().is_some() {
             return Ok(self.name.borrow().is_some());
         }
-        for statement in store::SCHEMA {
+        for statement in channel_store::SCHEMA {
             self.sql_exec(statement, vec![])?;
         }
         let mut rows = Rows::default();
-        for row in self.sql_exec(store::READ_CHANNEL, vec![])?.raw() {
+        for row in self.sql_exec(channel_store::READ_CHANNEL, vec![])?.raw() {
             let row = row?;
             rows.channel = Some((text(&row[0]), opt_text(&row[1]), int(&row[2]), int(&row[3])));
         }
-        for row in self.sql_exec(store::READ_PUBLICATIONS, vec![])?.raw() {
+        for row in self.sql_exec(channel_store::READ_PUBLICATIONS, vec![])?.raw() {
             let row = row?;
             rows.publications.push((int(&row[0]), blob(&row[1]), int(&row[2])));
         }
-        for row in self.sql_exec(store::READ_PRESENCE, vec![])?.raw() {
+        for row in self.sql_exec(channel_store::READ_PRESENCE, vec![])?.raw() {
             let row = row?;
             rows.presence.push((text(&row[0]), blob(&row[1]), int(&row[2])));
         }
-        for row in self.sql_exec(store::READ_NODES, vec![])?.raw() {
+        for row in self.sql_exec(channel_store::READ_NODES, vec![])?.raw() {
             let row = row?;
             rows.nodes.push(text(&row[0]));
         }
-        for row in self.sql_exec(store::READ_IDEMPOTENCY, vec![])?.raw() {
+        for row in self.sql_exec(channel_store::READ_IDEMPOTENCY, vec![])?.raw() {
             let row = row?;
             rows.idempotency.push((text(&row[0]), text(&row[1]), int(&row[2]), int(&row[3])));
         }
-        let (snapshot, persisted) = store::load(rows);
+        let (snapshot, persisted) = channel_store::load(rows);
         if let Some(name) = persisted.name() {
             self.broker.borrow_mut().restore(name, snapshot);
             *self.name.borrow_mut() = Some(name.to_owned());
@@ -177,7 +179,7 @@ impl ChannelHost {
         let writes: Vec<Write> = {
             let mut persisted = self.persisted.borrow_mut();
             let persisted = persisted.get_or_insert_with(Persisted::default);
-            store::diff(persisted, &name, &snapshot)
+            channel_store::diff(persisted, &name, &snapshot)
         };
         for w in writes {
             let (query, params) = w.statement();
@@ -192,7 +194,9 @@ impl ChannelHost {
             let Some(event) = self.broker.borrow_mut().poll_output() else { break };
             match &event {
                 BrokerEvent::Reply { id, result } => replies.push(wire::reply_to(*id, result)),
-                BrokerEvent::Publication { channel, .. } | BrokerEvent::Join { channel, .. } | BrokerEvent::Leave { channel, .. } => {
+                BrokerEvent::Publication { channel, .. }
+                | BrokerEvent::Join { channel, .. }
+                | BrokerEvent::Leave { channel, .. } => {
                     let nodes: Vec<String> = self.broker.borrow().nodes(channel).map(|n| n.to_string()).collect();
                     if let Some(wire_event) = wire::event_to(&event) {
                         for node in nodes {
@@ -205,7 +209,7 @@ impl ChannelHost {
     }
 
     fn enqueue(self: &Rc<Self>, node: String, event: WireEvent) {
-        let start = self.outbox.borrow_mut().push(&node, event);
+        let start = self.to_nodes.borrow_mut().push(&node, event);
         if start {
             let host = self.clone();
             wasm_bindgen_futures::spawn_local(async move { host.deliver(node).await });
@@ -216,7 +220,7 @@ impl ChannelHost {
     async fn deliver(self: Rc<Self>, node: String) {
         let Some(channel) = self.name.borrow().clone() else { return };
         loop {
-            let Some(events) = self.outbox.borrow_mut().take(&node) else { return };
+            let Some(events) = self.to_nodes.borrow_mut().take(&node) else { return };
             let subscribes_before = self.subscribes.borrow().get(&node).copied().unwrap_or(0);
             let body = EventBatch { channel: channel.clone(), events }.encode_to_vec();
             match call_node(&self.env, &node, body).await {
@@ -234,8 +238,11 @@ impl ChannelHost {
 
     /// A node that lost its hub (evicted) stops getting this channel's events.
     fn forget_node(self: &Rc<Self>, channel: &str, node: &str) {
-        let request =
-            BrokerRequest { id: RequestId(0), channel: channel.to_owned(), op: BrokerOp::Unsubscribe { node: Arc::from(node) } };
+        let request = BrokerRequest {
+            id: RequestId(0),
+            channel: channel.to_owned(),
+            op: BrokerOp::Unsubscribe { node: Arc::from(node) },
+        };
         let now = now();
         self.broker.borrow_mut().handle_request(request, now);
         self.drain(&mut Vec::new());

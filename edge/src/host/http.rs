@@ -11,7 +11,8 @@ pub fn decide(req: &Request, loaded: &Loaded) -> Result<Routed> {
     let url = req.url()?;
     let headers: Vec<(String, String)> = req.headers().entries().collect();
     let method = req.method();
-    let view = shared::http::Request { method: method.as_ref(), path: url.path(), query: url.query(), headers: &headers };
+    let view =
+        shared::http::Request { method: method.as_ref(), path: url.path(), query: url.query(), headers: &headers };
     Ok(shared::http::decide(&loaded.config, &loaded.endpoints, &view))
 }
 
@@ -56,17 +57,17 @@ pub fn with_cors(response: Response, cors: &[(&'static str, String)]) -> Result<
     Ok(response)
 }
 
-/// The request body, within `rule`: the layer's answer past it.
-pub async fn read_body(req: &mut Request, rule: shared::http::Body) -> std::result::Result<Vec<u8>, Response> {
-    let refuse = |a: Answer| answer(a).unwrap_or_else(|_| Response::error("rotor: could not build a response", 500).unwrap_or_else(|_| Response::empty().expect("an empty response")));
+/// The request body, within `rule`: the layer's answer past it (make it a response with
+/// [`answer`]).
+pub async fn read_body(req: &mut Request, rule: shared::http::Body) -> std::result::Result<Vec<u8>, Answer> {
     let declared = req.headers().get("content-length").ok().flatten().and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > rule.limit as u64) {
-        return Err(refuse(rule.too_large()));
+        return Err(rule.too_large());
     }
     match req.bytes().await {
-        Ok(b) if b.len() > rule.limit => Err(refuse(rule.too_large())),
+        Ok(b) if b.len() > rule.limit => Err(rule.too_large()),
         Ok(b) => Ok(b),
-        Err(e) => Err(refuse(Answer::unreadable_body(e))),
+        Err(e) => Err(Answer::unreadable_body(e)),
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod channel;
 mod http;
+mod http_api;
 mod node;
 mod worker_entry;
 
@@ -15,6 +16,7 @@ use shared::Timestamp;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::{Env, Method, Request, RequestInit, Response};
 
+use crate::channel_store::Param;
 use crate::config::{EdgeOptions, EnvValue};
 
 pub use channel::ChannelObject;
@@ -27,7 +29,8 @@ pub const CHANNELS: &str = "CHANNELS";
 /// Internal paths between objects; the Worker never routes outside requests to them.
 pub const BROKER_PATH: &str = "/_rotor/broker";
 pub const EVENTS_PATH: &str = "/_rotor/events";
-pub const API_PATH: &str = "/_rotor/api";
+/// Server API commands about connections, from the Worker to every node object.
+pub const CONNECTION_API_PATH: &str = "/_rotor/api";
 /// An emulation request the Worker checked, for the node holding its session (Protobuf).
 pub const EMULATION_PATH: &str = "/_rotor/emulation";
 
@@ -121,8 +124,7 @@ pub fn internal_request(path: &str, body: Vec<u8>) -> worker::Result<Request> {
 }
 
 /// Runs one SQL statement on the object's storage.
-pub fn sql_exec(state: &worker::State, query: &str, params: Vec<crate::store::Param>) -> worker::Result<worker::SqlCursor> {
-    use crate::store::Param;
+pub fn sql_exec(state: &worker::State, query: &str, params: Vec<Param>) -> worker::Result<worker::SqlCursor> {
     use worker::SqlStorageValue;
     let values = params
         .into_iter()

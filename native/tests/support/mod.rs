@@ -309,7 +309,8 @@ pub fn small_window_socket(addr: SocketAddr) -> TcpStream {
 pub fn publish_bulk(addr: SocketAddr, channel: &str, count: usize, size: usize) {
     let data = "x".repeat(size);
     for i in 0..count {
-        let (status, body) = api(addr, "publish", &json!({"channel": channel, "data": {"i": i, "pad": data}}), Duration::from_secs(10));
+        let (status, body) =
+            api(addr, "publish", &json!({"channel": channel, "data": {"i": i, "pad": data}}), Duration::from_secs(10));
         assert!(status.contains(" 200 "), "publish {i}: {status} {body}");
     }
 }

@@ -54,16 +54,37 @@ pub enum BrokerOp {
     Publish(PublishOp),
     /// Registers `node`'s interest in the channel's events and answers with the stream top,
     /// plus the publications after `since` (at most `limit`) when recovering.
-    Subscribe { node: NodeId, since: Option<StreamPosition>, limit: usize, history: HistoryOptions },
-    Unsubscribe { node: NodeId },
-    History { since: Option<StreamPosition>, limit: i64, reverse: bool, history: HistoryOptions },
+    Subscribe {
+        node: NodeId,
+        since: Option<StreamPosition>,
+        limit: usize,
+        history: HistoryOptions,
+    },
+    Unsubscribe {
+        node: NodeId,
+    },
+    History {
+        since: Option<StreamPosition>,
+        limit: i64,
+        reverse: bool,
+        history: HistoryOptions,
+    },
     HistoryRemove,
-    PresenceAdd { info: ClientInfo, ttl_ms: u64 },
-    PresenceRemove { client: String },
+    PresenceAdd {
+        info: ClientInfo,
+        ttl_ms: u64,
+    },
+    PresenceRemove {
+        client: String,
+    },
     Presence,
     PresenceStats,
-    Join { info: ClientInfo },
-    Leave { info: ClientInfo },
+    Join {
+        info: ClientInfo,
+    },
+    Leave {
+        info: ClientInfo,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -169,7 +190,8 @@ impl Broker {
                 if !history.enabled() {
                     // No stream to position in: creating one would keep it (and its epoch)
                     // in memory for good, one per channel ever subscribed.
-                    let result = Ok(BrokerReply::Subscribed { top: StreamPosition::default(), publications: Vec::new() });
+                    let result =
+                        Ok(BrokerReply::Subscribed { top: StreamPosition::default(), publications: Vec::new() });
                     return self.outputs.push_back(BrokerEvent::Reply { id, result });
                 }
                 let stream = self.stream(&channel, history, now);
@@ -189,7 +211,9 @@ impl Broker {
                 }
                 Ok(BrokerReply::Done)
             }
-            BrokerOp::History { since, limit, reverse, history } => self.history(&channel, since, limit, reverse, history, now),
+            BrokerOp::History { since, limit, reverse, history } => {
+                self.history(&channel, since, limit, reverse, history, now)
+            }
             BrokerOp::HistoryRemove => {
                 if let Some(stream) = self.streams.get_mut(channel.as_str()) {
                     stream.entries.clear();
@@ -198,7 +222,8 @@ impl Broker {
             }
             BrokerOp::PresenceAdd { info, ttl_ms } => {
                 let expires = now.after_ms(ttl_ms);
-                let presence = self.presence.entry(channel.clone()).or_insert_with(|| Presence { entries: BTreeMap::new() });
+                let presence =
+                    self.presence.entry(channel.clone()).or_insert_with(|| Presence { entries: BTreeMap::new() });
                 presence.entries.insert(info.client.clone(), (info, expires));
                 self.deadlines.insert((expires, channel));
                 Ok(BrokerReply::Done)
@@ -394,7 +419,8 @@ impl Broker {
 
     fn new_epoch(&mut self) -> Arc<str> {
         const LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
-        let epoch: String = (0..8).map(|_| LETTERS[(self.rng.next_u32() % LETTERS.len() as u32) as usize] as char).collect();
+        let epoch: String =
+            (0..8).map(|_| LETTERS[(self.rng.next_u32() % LETTERS.len() as u32) as usize] as char).collect();
         Arc::from(epoch)
     }
 

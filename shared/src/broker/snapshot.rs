@@ -75,7 +75,8 @@ impl Broker {
             for (_, expires) in &s.entries {
                 self.deadlines.insert((*expires, channel.to_owned()));
             }
-            let stream = Stream { epoch: s.epoch, top: s.top, entries: s.entries.into(), meta_expires_at: s.meta_expires_at };
+            let stream =
+                Stream { epoch: s.epoch, top: s.top, entries: s.entries.into(), meta_expires_at: s.meta_expires_at };
             self.streams.insert(key.clone(), stream);
         }
         if !snapshot.presence.is_empty() {
@@ -115,7 +116,11 @@ mod tests {
     fn a_restored_channel_goes_on_where_it_was() {
         let mut b = Broker::new(1);
         run(&mut b, BrokerOp::Subscribe { node: Arc::from("n"), since: None, limit: 0, history: H }, 0);
-        run(&mut b, BrokerOp::PresenceAdd { info: ClientInfo { client: "x".into(), ..Default::default() }, ttl_ms: 500 }, 0);
+        run(
+            &mut b,
+            BrokerOp::PresenceAdd { info: ClientInfo { client: "x".into(), ..Default::default() }, ttl_ms: 500 },
+            0,
+        );
         publish(&mut b, 0);
         publish(&mut b, 100);
         let snapshot = b.snapshot("c");
@@ -127,7 +132,8 @@ mod tests {
         assert_eq!(restored.snapshot("c"), snapshot);
         let epoch = snapshot.stream.as_ref().unwrap().epoch.to_string();
         let since = Some(StreamPosition { offset: 1, epoch: epoch.clone() });
-        let events = run(&mut restored, BrokerOp::Subscribe { node: Arc::from("n"), since, limit: 10, history: H }, 200);
+        let events =
+            run(&mut restored, BrokerOp::Subscribe { node: Arc::from("n"), since, limit: 10, history: H }, 200);
         match &events[0] {
             BrokerEvent::Reply { result: Ok(BrokerReply::Subscribed { top, publications }), .. } => {
                 assert_eq!(top, &StreamPosition { offset: 2, epoch });

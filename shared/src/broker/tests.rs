@@ -49,15 +49,31 @@ impl Driver {
         self.publish_with(channel, op, now)
     }
 
-    fn history(&mut self, channel: &str, since: Option<StreamPosition>, limit: i64, reverse: bool, now: u64) -> Result<(StreamPosition, Vec<u64>), Error> {
+    fn history(
+        &mut self,
+        channel: &str,
+        since: Option<StreamPosition>,
+        limit: i64,
+        reverse: bool,
+        now: u64,
+    ) -> Result<(StreamPosition, Vec<u64>), Error> {
         match self.request(channel, BrokerOp::History { since, limit, reverse, history: H }, now) {
-            Ok(BrokerReply::History { top, publications }) => Ok((top, publications.iter().map(|p| p.offset).collect())),
+            Ok(BrokerReply::History { top, publications }) => {
+                Ok((top, publications.iter().map(|p| p.offset).collect()))
+            }
             Ok(other) => panic!("{other:?}"),
             Err(e) => Err(e),
         }
     }
 
-    fn subscribe(&mut self, channel: &str, node: &str, since: Option<StreamPosition>, limit: usize, now: u64) -> (StreamPosition, Vec<u64>) {
+    fn subscribe(
+        &mut self,
+        channel: &str,
+        node: &str,
+        since: Option<StreamPosition>,
+        limit: usize,
+        now: u64,
+    ) -> (StreamPosition, Vec<u64>) {
         let op = BrokerOp::Subscribe { node: Arc::from(node), since, limit, history: H };
         match self.request(channel, op, now) {
             Ok(BrokerReply::Subscribed { top, publications }) => (top, publications.iter().map(|p| p.offset).collect()),
@@ -95,7 +111,9 @@ impl Driver {
         std::mem::take(&mut self.events)
             .into_iter()
             .filter_map(|e| match e {
-                BrokerEvent::Publication { channel, publication, .. } => Some((channel.to_string(), publication.offset)),
+                BrokerEvent::Publication { channel, publication, .. } => {
+                    Some((channel.to_string(), publication.offset))
+                }
                 _ => None,
             })
             .collect()
@@ -189,7 +207,12 @@ fn stream_meta_expires_after_meta_ttl_and_gets_a_new_epoch() {
 fn idempotency_key_returns_the_original_position_without_publishing_again() {
     let mut d = Driver::new();
     d.subscribe("a", "n1", None, 0, 0);
-    let op = |key: &str| PublishOp { data: "{}".into(), history: H, idempotency_key: Some(key.into()), ..Default::default() };
+    let op = |key: &str| PublishOp {
+        data: "{}".into(),
+        history: H,
+        idempotency_key: Some(key.into()),
+        ..Default::default()
+    };
     let first = d.publish_with("a", op("k"), 0);
     let again = d.publish_with("a", op("k"), 1_000);
     assert_eq!(first, again);
@@ -203,7 +226,8 @@ fn idempotency_key_returns_the_original_position_without_publishing_again() {
 #[test]
 fn idempotency_without_history_returns_empty_position() {
     let mut d = Driver::new();
-    let op = PublishOp { data: "{}".into(), history: NO_HISTORY, idempotency_key: Some("k".into()), ..Default::default() };
+    let op =
+        PublishOp { data: "{}".into(), history: NO_HISTORY, idempotency_key: Some("k".into()), ..Default::default() };
     assert_eq!(d.publish_with("a", op.clone(), 0), StreamPosition::default());
     assert_eq!(d.publish_with("a", op, 0), StreamPosition::default());
 }
@@ -254,7 +278,8 @@ fn skip_history_and_history_less_publications_have_no_offset() {
     let mut d = Driver::new();
     d.subscribe("a", "n1", None, 0, 0);
     d.publish("a", H, 0);
-    let skipped = d.publish_with("a", PublishOp { data: "{}".into(), history: H, skip_history: true, ..Default::default() }, 0);
+    let skipped =
+        d.publish_with("a", PublishOp { data: "{}".into(), history: H, skip_history: true, ..Default::default() }, 0);
     assert_eq!(skipped.offset, 0);
     assert_eq!(d.publish("a", H, 0).offset, 2, "skipped publications take no offset");
     assert_eq!(d.history("a", None, -1, false, 0).unwrap().1, vec![1, 2]);
@@ -321,7 +346,13 @@ fn publication_event_carries_data_info_tags_and_epoch() {
     d.subscribe("a", "n1", None, 0, 0);
     let mut tags = BTreeMap::new();
     tags.insert("k".to_string(), "v".to_string());
-    let op = PublishOp { data: "{\"x\":1}".into(), info: Some(info("42", "c1")), tags: tags.clone(), history: H, ..Default::default() };
+    let op = PublishOp {
+        data: "{\"x\":1}".into(),
+        info: Some(info("42", "c1")),
+        tags: tags.clone(),
+        history: H,
+        ..Default::default()
+    };
     let position = d.publish_with("a", op, 0);
     match &d.events[..] {
         [BrokerEvent::Publication { channel, epoch, publication }] => {
@@ -442,7 +473,10 @@ fn never_published_streams_nobody_listens_to_are_bounded() {
         broker.handle_request(BrokerRequest { id: RequestId(1), channel: channel.into(), op }, now);
     };
     let leave = |broker: &mut Broker, channel: &str| {
-        broker.handle_request(BrokerRequest { id: RequestId(2), channel: channel.into(), op: BrokerOp::Unsubscribe { node: "n".into() } }, now);
+        broker.handle_request(
+            BrokerRequest { id: RequestId(2), channel: channel.into(), op: BrokerOp::Unsubscribe { node: "n".into() } },
+            now,
+        );
     };
     subscribe(&mut broker, "kept");
     let epoch = broker.position("kept").unwrap().epoch;

@@ -39,12 +39,36 @@ fn keyed(c: &Config) -> [(&'static str, &str, &'static str, bool, Endpoint); 9] 
     let emulation = c.http_stream || c.sse;
     [
         ("api_handler_prefix", c.api_handler_prefix.as_str(), "/api", !c.api_disable, Endpoint::Api),
-        ("websocket_handler_prefix", &c.websocket_handler_prefix, "/connection/websocket", !c.websocket_disable, Endpoint::Websocket),
-        ("http_stream_handler_prefix", &c.http_stream_handler_prefix, "/connection/http_stream", c.http_stream, Endpoint::HttpStream),
+        (
+            "websocket_handler_prefix",
+            &c.websocket_handler_prefix,
+            "/connection/websocket",
+            !c.websocket_disable,
+            Endpoint::Websocket,
+        ),
+        (
+            "http_stream_handler_prefix",
+            &c.http_stream_handler_prefix,
+            "/connection/http_stream",
+            c.http_stream,
+            Endpoint::HttpStream,
+        ),
         ("sse_handler_prefix", &c.sse_handler_prefix, "/connection/sse", c.sse, Endpoint::Sse),
-        ("uni_http_stream_handler_prefix", &c.uni_http_stream_handler_prefix, "/connection/uni_http_stream", c.uni_http_stream, Endpoint::UniHttpStream),
+        (
+            "uni_http_stream_handler_prefix",
+            &c.uni_http_stream_handler_prefix,
+            "/connection/uni_http_stream",
+            c.uni_http_stream,
+            Endpoint::UniHttpStream,
+        ),
         ("uni_sse_handler_prefix", &c.uni_sse_handler_prefix, "/connection/uni_sse", c.uni_sse, Endpoint::UniSse),
-        ("uni_websocket_handler_prefix", &c.uni_websocket_handler_prefix, "/connection/uni_websocket", c.uni_websocket, Endpoint::UniWebsocket),
+        (
+            "uni_websocket_handler_prefix",
+            &c.uni_websocket_handler_prefix,
+            "/connection/uni_websocket",
+            c.uni_websocket,
+            Endpoint::UniWebsocket,
+        ),
         ("emulation_handler_prefix", &c.emulation_handler_prefix, "/emulation", emulation, Endpoint::Emulation),
         ("health_handler_prefix", &c.health_handler_prefix, "/health", true, Endpoint::Health),
     ]
@@ -77,13 +101,13 @@ impl Endpoints {
         }
         if let Some((prefix, key)) = &api {
             if let Some((path, _, other)) = exact.iter().find(|(p, _, _)| under(prefix, p).is_some()) {
-                return Err(invalid(key, format!("\"{prefix}\" would take {other} \"{path}\": each endpoint needs its own path")));
+                return Err(invalid(
+                    key,
+                    format!("\"{prefix}\" would take {other} \"{path}\": each endpoint needs its own path"),
+                ));
             }
         }
-        Ok(Endpoints {
-            exact: exact.into_iter().map(|(p, e, _)| (p, e)).collect(),
-            api: api.map(|(p, _)| p),
-        })
+        Ok(Endpoints { exact: exact.into_iter().map(|(p, e, _)| (p, e)).collect(), api: api.map(|(p, _)| p) })
     }
 
     /// The endpoint at `path`, and for the API the method named after the prefix (`""` for

@@ -13,7 +13,9 @@ use subtle::ConstantTimeEq;
 
 use crate::config::Config;
 use crate::hub::Transport;
-use crate::protocol::{decode_emulation, parse_connect_request, websocket_encoding, ConnectRequest, EmulationRequest, Encoding};
+use crate::protocol::{
+    decode_emulation, parse_connect_request, websocket_encoding, ConnectRequest, EmulationRequest, Encoding,
+};
 
 pub use endpoints::{Endpoint, Endpoints};
 
@@ -127,7 +129,9 @@ impl Answer {
     }
 
     fn preflight(req: &Request<'_>) -> Answer {
-        let answer = Answer::empty(204).with("access-control-allow-methods", "POST, OPTIONS").with("access-control-max-age", "300");
+        let answer = Answer::empty(204)
+            .with("access-control-allow-methods", "POST, OPTIONS")
+            .with("access-control-max-age", "300");
         match req.header("access-control-request-headers") {
             Some(asked) => answer.with("access-control-allow-headers", asked),
             None => answer,
@@ -293,7 +297,9 @@ pub fn decide(config: &Config, endpoints: &Endpoints, req: &Request<'_>) -> Rout
     let origin = origin.filter(|o| o.bytes().all(|b| (b' '..0x7f).contains(&b))).map(str::to_owned);
     let Some((endpoint, _)) = found else { return Routed::answer(None, Answer::not_found(), origin) };
     let decision = match endpoint {
-        Endpoint::UniHttpStream | Endpoint::UniSse | Endpoint::HttpStream | Endpoint::Sse => stream(config, endpoint, req),
+        Endpoint::UniHttpStream | Endpoint::UniSse | Endpoint::HttpStream | Endpoint::Sse => {
+            stream(config, endpoint, req)
+        }
         Endpoint::Websocket | Endpoint::UniWebsocket => upgrade(config, endpoint, req),
         Endpoint::Emulation => match req.method {
             "POST" => Decision::Emulation(EmulationCall {
@@ -353,7 +359,12 @@ fn stream(config: &Config, endpoint: Endpoint, req: &Request<'_>) -> Decision {
             if endpoint == Endpoint::Sse {
                 match raw {
                     Some(frame) => StreamInput::Ready(FirstInput::Frame(Bytes::from(frame))),
-                    None => return Decision::Answer(Answer::text(400, "missing cf_connect query parameter with the connect command")),
+                    None => {
+                        return Decision::Answer(Answer::text(
+                            400,
+                            "missing cf_connect query parameter with the connect command",
+                        ))
+                    }
                 }
             } else {
                 match parse_connect_request(raw.unwrap_or_default().as_bytes()) {
@@ -372,7 +383,9 @@ fn stream(config: &Config, endpoint: Endpoint, req: &Request<'_>) -> Decision {
             let prelude = Bytes::from(format!("\r\nretry: {SSE_RETRY_MS}\n\n"));
             (Transport::UniSse, "text/event-stream; charset=utf-8", prelude)
         }
-        Endpoint::HttpStream if protobuf => (Transport::HttpStream(Encoding::Protobuf), "application/octet-stream", Bytes::new()),
+        Endpoint::HttpStream if protobuf => {
+            (Transport::HttpStream(Encoding::Protobuf), "application/octet-stream", Bytes::new())
+        }
         Endpoint::HttpStream => (Transport::HttpStream(Encoding::Json), "application/json", Bytes::new()),
         _ => (Transport::Sse, "text/event-stream; charset=utf-8", Bytes::from_static(b"\r\n")),
     };
@@ -403,11 +416,13 @@ fn upgrade(config: &Config, endpoint: Endpoint, req: &Request<'_>) -> Decision {
     let offered = offered.iter().filter_map(|v| std::str::from_utf8(v).ok());
     let format = req.query_param("format").or_else(|| req.query_param("cf_protocol"));
     let (encoding, protocol) = websocket_encoding(offered, format.as_deref(), unidirectional);
-    let connect = match req.query_param("cf_connect").filter(|_| unidirectional).map(|raw| parse_connect_request(raw.as_bytes())) {
-        Some(Ok(request)) => Some(request),
-        Some(Err(e)) => return Decision::Answer(Answer::text(400, format!("cf_connect: {e}"))),
-        None => None,
-    };
+    let connect =
+        match req.query_param("cf_connect").filter(|_| unidirectional).map(|raw| parse_connect_request(raw.as_bytes()))
+        {
+            Some(Ok(request)) => Some(request),
+            Some(Err(e)) => return Decision::Answer(Answer::text(400, format!("cf_connect: {e}"))),
+            None => None,
+        };
     let transport = if unidirectional { Transport::UniWebsocket } else { Transport::Websocket(encoding) };
     let message_limit = message_limit(config, transport);
     Decision::Upgrade(Upgrade { transport, key: key.trim().to_owned(), protocol, message_limit, connect })
@@ -416,7 +431,11 @@ fn upgrade(config: &Config, endpoint: Endpoint, req: &Request<'_>) -> Decision {
 /// The largest message a WebSocket session takes (then close 1009), for hosts that check it
 /// per message after the upgrade (the edge's hibernated sockets).
 pub fn message_limit(config: &Config, transport: Transport) -> usize {
-    let limit = if transport.is_unidirectional() { config.uni_websocket_message_size_limit } else { config.websocket_message_size_limit };
+    let limit = if transport.is_unidirectional() {
+        config.uni_websocket_message_size_limit
+    } else {
+        config.websocket_message_size_limit
+    };
     usize::try_from(limit).unwrap_or(usize::MAX)
 }
 

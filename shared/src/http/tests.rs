@@ -92,7 +92,8 @@ fn api_key_checks() {
     assert_eq!(answer(run(&c, "POST", "/api/info", &[])).status, 401);
     let a = answer(run(&c, "GET", "/api/info", &[]));
     assert_eq!((a.status, a.headers[1].clone()), (405, ("allow", "POST".to_owned())));
-    let Decision::Api(call) = run(&c, "POST", "/api", &[("x-api-key", "secret"), ("X-Centrifugo-Error-Mode", "transport")]).decision
+    let Decision::Api(call) =
+        run(&c, "POST", "/api", &[("x-api-key", "secret"), ("X-Centrifugo-Error-Mode", "transport")]).decision
     else {
         panic!()
     };
@@ -106,7 +107,12 @@ fn origins_and_cors() {
     let r = run(&c, "GET", "/nowhere", &[("origin", "https://ok.example")]);
     assert_eq!(r.cors()[0], ("access-control-allow-origin", "https://ok.example".to_owned()));
     assert_eq!(answer(r).status, 404);
-    let r = run(&c, "OPTIONS", "/connection/uni_http_stream", &[("origin", "https://ok.example"), ("access-control-request-headers", "x-a")]);
+    let r = run(
+        &c,
+        "OPTIONS",
+        "/connection/uni_http_stream",
+        &[("origin", "https://ok.example"), ("access-control-request-headers", "x-a")],
+    );
     assert_eq!(r.cors().len(), 3);
     let a = answer(r);
     assert_eq!(a.status, 204);
@@ -117,7 +123,10 @@ fn origins_and_cors() {
 #[test]
 fn streams() {
     let c = config(ALL);
-    let Decision::Stream(s) = run(&c, "GET", "/connection/uni_sse?cf_connect=%7B%7D&last_event_id=x", &[]).decision else { panic!() };
+    let Decision::Stream(s) = run(&c, "GET", "/connection/uni_sse?cf_connect=%7B%7D&last_event_id=x", &[]).decision
+    else {
+        panic!()
+    };
     assert_eq!((s.transport, s.last_event_id.as_deref()), (Transport::UniSse, Some("x")));
     assert_eq!(&s.prelude[..], format!("\r\nretry: {SSE_RETRY_MS}\n\n").as_bytes());
     assert!(matches!(s.input, StreamInput::Ready(FirstInput::Connect(_))));
@@ -129,7 +138,8 @@ fn streams() {
     assert_eq!(FirstInput::from_body(s.transport, Bytes::from_static(b"{")).unwrap_err().status, 400);
     assert_eq!(answer(run(&c, "GET", "/connection/uni_http_stream", &[])).status, 405);
     assert_eq!(answer(run(&c, "GET", "/connection/sse", &[])).status, 400);
-    let Decision::Stream(s) = run(&c, "POST", "/connection/http_stream", &[("content-type", "application/octet-stream")]).decision
+    let Decision::Stream(s) =
+        run(&c, "POST", "/connection/http_stream", &[("content-type", "application/octet-stream")]).decision
     else {
         panic!()
     };
@@ -140,7 +150,9 @@ fn streams() {
 fn upgrades() {
     let c = config(ALL);
     let ws = [("upgrade", "websocket"), ("sec-websocket-key", "k"), ("sec-websocket-version", "13")];
-    let Decision::Upgrade(u) = run(&c, "GET", "/connection/uni_websocket?cf_connect=%7B%7D", &ws).decision else { panic!() };
+    let Decision::Upgrade(u) = run(&c, "GET", "/connection/uni_websocket?cf_connect=%7B%7D", &ws).decision else {
+        panic!()
+    };
     assert!(u.connect.is_some() && u.transport == Transport::UniWebsocket);
     let mut proto = ws.to_vec();
     proto.push(("sec-websocket-protocol", "centrifuge-protobuf"));

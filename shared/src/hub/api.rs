@@ -142,7 +142,10 @@ impl Hub {
     fn api_channel_names<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> Result<(), Error> {
         let max = self.config.channel_max_length as usize;
         match names.into_iter().find(|name| name.len() > max) {
-            Some(name) => Err(Error::new(107, &format!("bad request: channel name of {} bytes is longer than channel_max_length ({max})", name.len()))),
+            Some(name) => Err(Error::new(
+                107,
+                &format!("bad request: channel name of {} bytes is longer than channel_max_length ({max})", name.len()),
+            )),
             None => Ok(()),
         }
     }
@@ -315,7 +318,8 @@ impl Hub {
     }
 
     fn api_channels(&self, req: &ChannelsRequest) -> Result<Value, Error> {
-        let pattern = crate::glob::Glob::new(&req.pattern).map_err(|e| Error::new(107, &format!("bad request: {e}")))?;
+        let pattern =
+            crate::glob::Glob::new(&req.pattern).map_err(|e| Error::new(107, &format!("bad request: {e}")))?;
         let channels: Map<String, Value> = self
             .channels
             .iter()
@@ -398,7 +402,9 @@ impl Hub {
                 positioned,
                 presence: opts.presence,
                 emit_join_leave,
-                push_join_leave: overrides.force_push_join_leave.unwrap_or(namespace_push_join_leave && emit_join_leave),
+                push_join_leave: overrides
+                    .force_push_join_leave
+                    .unwrap_or(namespace_push_join_leave && emit_join_leave),
                 history,
                 data: data.clone(),
             };
@@ -426,7 +432,11 @@ impl Hub {
                 // A subscription still waiting for the broker was never announced to the
                 // client: it goes quietly, with no `unsubscribe` push for it (one being re-made
                 // after a wake-up was announced in an earlier life, so it is told).
-                let announced = self.sessions.get(&session).and_then(|s| s.subs.get(&channel)).is_some_and(|sub| sub.state == SubState::Active || sub.restoring);
+                let announced = self
+                    .sessions
+                    .get(&session)
+                    .and_then(|s| s.subs.get(&channel))
+                    .is_some_and(|sub| sub.state == SubState::Active || sub.restoring);
                 if self.remove_subscription(session, &channel) && announced {
                     self.push_unsubscribe(session, &channel, (code, reason));
                 }
@@ -481,7 +491,6 @@ impl Hub {
     }
 }
 
-
 fn group_value(group: &Group) -> Value {
     let answer = |i: usize| group.slots[i].clone().unwrap_or_else(|| Err(Error::internal()));
     match &group.shape {
@@ -517,7 +526,8 @@ mod tests {
         fn new() -> Rig {
             let json = json!({"token_hmac_secret_key": SECRET, "presence": true, "history_size": 10, "history_ttl": "60s",
                 "force_recovery": true, "namespaces": [{"name": "plain"}]});
-            let config = std::sync::Arc::new(Config::from_json_str(&json.to_string(), std::iter::empty()).unwrap().config);
+            let config =
+                std::sync::Arc::new(Config::from_json_str(&json.to_string(), std::iter::empty()).unwrap().config);
             let info = NodeInfo { id: "n1".into(), name: "n1".into(), version: "t".into() };
             Rig { node: Node::new(config, info, 7, T0).unwrap(), sent: Vec::new(), answers: Vec::new() }
         }
@@ -574,7 +584,13 @@ mod tests {
         assert_eq!(rig.sent[0].1["push"]["pub"]["data"], json!({"x": 1}));
         rig.sent.clear();
         rig.api("unsubscribe", json!({"user": "42", "channel": "news"})).unwrap();
-        assert_eq!(rig.sent, vec![(a, json!({"push": {"channel": "news", "unsubscribe": {"code": 2000, "reason": "server unsubscribe"}}}))]);
+        assert_eq!(
+            rig.sent,
+            vec![(
+                a,
+                json!({"push": {"channel": "news", "unsubscribe": {"code": 2000, "reason": "server unsubscribe"}}})
+            )]
+        );
         assert!(rig.sent.iter().all(|(s, _)| *s != b));
     }
 

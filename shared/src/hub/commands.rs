@@ -78,7 +78,8 @@ impl Hub {
     // ---- permissions
 
     pub(crate) fn history_options(&self, opts: &ChannelOptions) -> HistoryOptions {
-        let meta = if ms(opts.history_meta_ttl) > 0 { opts.history_meta_ttl } else { self.config.global_history_meta_ttl };
+        let meta =
+            if ms(opts.history_meta_ttl) > 0 { opts.history_meta_ttl } else { self.config.global_history_meta_ttl };
         HistoryOptions { size: opts.history_size, ttl_ms: ms(opts.history_ttl), meta_ttl_ms: ms(meta) }
     }
 
@@ -100,7 +101,8 @@ impl Hub {
             // everyone else out even where the namespace lets clients subscribe freely.
             return (opts.allow_user_limited_channels && users.contains(&user)) || c.client_insecure;
         }
-        (opts.allow_subscribe_for_client && (!user.is_empty() || opts.allow_subscribe_for_anonymous)) || c.client_insecure
+        (opts.allow_subscribe_for_client && (!user.is_empty() || opts.allow_subscribe_for_anonymous))
+            || c.client_insecure
     }
 
     /// Whether a client command (publish, presence, history) on `channel` is allowed. A
@@ -156,7 +158,10 @@ impl Hub {
         if !req.token.is_empty() {
             match self.sub_verifier.verify_subscribe(&req.token, now.as_millis()) {
                 Ok(claims) => {
-                    if claims.channel != channel || claims.user != *user || (!claims.client.is_empty() && claims.client != *client) {
+                    if claims.channel != channel
+                        || claims.user != *user
+                        || (!claims.client.is_empty() && claims.client != *client)
+                    {
                         return self.disconnect(session, Disconnect::invalid_token(), now);
                     }
                     plan.chan_info = claims.info.map(Into::into).unwrap_or_default();
@@ -172,13 +177,27 @@ impl Hub {
         } else if !self.may_subscribe_without_token(&user, &channel, &opts) {
             return self.error_reply(session, id, Error::permission_denied());
         }
-        let history_access = self.allowed(&channel, &user, true, (opts.allow_history_for_subscriber, opts.allow_history_for_client, opts.allow_history_for_anonymous));
-        let presence_access = self.allowed(&channel, &user, true, (opts.allow_presence_for_subscriber, opts.allow_presence_for_client, opts.allow_presence_for_anonymous));
-        plan.recoverable = history.enabled() && (opts.force_recovery || (req.recoverable && (opts.allow_recovery || history_access)));
+        let history_access = self.allowed(
+            &channel,
+            &user,
+            true,
+            (opts.allow_history_for_subscriber, opts.allow_history_for_client, opts.allow_history_for_anonymous),
+        );
+        let presence_access = self.allowed(
+            &channel,
+            &user,
+            true,
+            (opts.allow_presence_for_subscriber, opts.allow_presence_for_client, opts.allow_presence_for_anonymous),
+        );
+        plan.recoverable =
+            history.enabled() && (opts.force_recovery || (req.recoverable && (opts.allow_recovery || history_access)));
         plan.positioned = history.enabled()
-            && (opts.force_positioning || plan.recoverable || (req.positioned && (opts.allow_positioning || history_access)));
+            && (opts.force_positioning
+                || plan.recoverable
+                || (req.positioned && (opts.allow_positioning || history_access)));
         plan.push_join_leave = opts.join_leave && (opts.force_push_join_leave || (req.join_leave && presence_access));
-        let since = (req.recover && plan.recoverable).then(|| StreamPosition { offset: req.offset, epoch: req.epoch.clone() });
+        let since =
+            (req.recover && plan.recoverable).then(|| StreamPosition { offset: req.offset, epoch: req.epoch.clone() });
         let reject = req.flag & FLAG_REJECT_UNRECOVERED != 0;
         let expires_at = plan.expires_at;
         if let Some(s) = self.sessions.get_mut(&session) {
@@ -237,7 +256,9 @@ impl Hub {
                         r.was_recovering = true;
                         let recovered = since.epoch == top.epoch
                             && match (publications.first(), publications.last()) {
-                                (Some(first), Some(last)) => since.offset.checked_add(1) == Some(first.offset) && last.offset == top.offset,
+                                (Some(first), Some(last)) => {
+                                    since.offset.checked_add(1) == Some(first.offset) && last.offset == top.offset
+                                }
                                 _ => top.offset == since.offset,
                             };
                         if recovered {
@@ -385,7 +406,12 @@ impl Hub {
             return self.error_reply(session, id, Error::unknown_channel());
         };
         let sub = s.subs.get(channel.as_str()).filter(|sub| sub.state == SubState::Active);
-        if !self.allowed(&channel, &s.user, sub.is_some(), (opts.allow_publish_for_subscriber, opts.allow_publish_for_client, opts.allow_publish_for_anonymous)) {
+        if !self.allowed(
+            &channel,
+            &s.user,
+            sub.is_some(),
+            (opts.allow_publish_for_subscriber, opts.allow_publish_for_client, opts.allow_publish_for_anonymous),
+        ) {
             return self.error_reply(session, id, Error::permission_denied());
         }
         if data.is_empty() {
@@ -408,7 +434,12 @@ impl Hub {
             return self.error_reply(session, id, Error::not_available());
         }
         let subscribed = s.subs.contains_key(channel);
-        if !self.allowed(channel, &s.user, subscribed, (opts.allow_presence_for_subscriber, opts.allow_presence_for_client, opts.allow_presence_for_anonymous)) {
+        if !self.allowed(
+            channel,
+            &s.user,
+            subscribed,
+            (opts.allow_presence_for_subscriber, opts.allow_presence_for_client, opts.allow_presence_for_anonymous),
+        ) {
             return self.error_reply(session, id, Error::permission_denied());
         }
         let op = match kind {
@@ -431,7 +462,12 @@ impl Hub {
             return self.error_reply(session, id, Error::not_available());
         }
         let subscribed = s.subs.contains_key(req.channel.as_str());
-        if !self.allowed(&req.channel, &s.user, subscribed, (opts.allow_history_for_subscriber, opts.allow_history_for_client, opts.allow_history_for_anonymous)) {
+        if !self.allowed(
+            &req.channel,
+            &s.user,
+            subscribed,
+            (opts.allow_history_for_subscriber, opts.allow_history_for_client, opts.allow_history_for_anonymous),
+        ) {
             return self.error_reply(session, id, Error::permission_denied());
         }
         let max = self.config.client_history_max_publication_limit as i64;
@@ -520,7 +556,10 @@ impl Hub {
             Err(TokenError::Expired) => return self.error_reply(session, id, Error::token_expired()),
             Err(TokenError::Invalid(_)) => return self.disconnect(session, Disconnect::invalid_token(), now),
         };
-        if claims.channel != channel || claims.user != *s.user || (!claims.client.is_empty() && claims.client != *s.client) {
+        if claims.channel != channel
+            || claims.user != *s.user
+            || (!claims.client.is_empty() && claims.client != *s.client)
+        {
             return self.disconnect(session, Disconnect::invalid_token(), now);
         }
         let Some(s) = self.sessions.get_mut(&session) else { return };

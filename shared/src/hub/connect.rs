@@ -112,7 +112,12 @@ impl Hub {
         s.conn_info = credentials.info;
         s.expires_at = if self.config.client_insecure { None } else { credentials.expires_at };
         s.busy = true;
-        s.connect = Some(Box::new(PendingConnect { command_id: command, waiting: plans.len(), results: BTreeMap::new(), failed: None }));
+        s.connect = Some(Box::new(PendingConnect {
+            command_id: command,
+            waiting: plans.len(),
+            results: BTreeMap::new(),
+            failed: None,
+        }));
         // Anonymous connections are nobody in particular: indexing them under "" would make
         // every anonymous disconnect scan all the others.
         if !user.is_empty() {
@@ -143,7 +148,12 @@ impl Hub {
         let c = &self.config;
         if request.token.is_empty() {
             if c.client_insecure || c.allow_anonymous_connect_without_token {
-                return Ok(Credentials { user: String::new(), info: Bytes::new(), expires_at: None, channels: BTreeMap::new() });
+                return Ok(Credentials {
+                    user: String::new(),
+                    info: Bytes::new(),
+                    expires_at: None,
+                    channels: BTreeMap::new(),
+                });
             }
             return Err(Refusal::Disconnect(Disconnect::bad_request()));
         }
@@ -162,7 +172,10 @@ impl Hub {
             }
         } else {
             for (ch, opts) in &claims.subs {
-                channels.insert(ch.clone(), (opts.info.clone().map(Bytes::from).unwrap_or_default(), opts.overrides.clone()));
+                channels.insert(
+                    ch.clone(),
+                    (opts.info.clone().map(Bytes::from).unwrap_or_default(), opts.overrides.clone()),
+                );
             }
         }
         Ok(Credentials {
@@ -185,12 +198,17 @@ impl Hub {
         for (channel, (info, overrides)) in &credentials.channels {
             let opts = c.namespace_for(channel).map_err(|_| Refusal::Error(Error::unknown_channel()))?;
             let opts = overrides.apply(opts);
-            plans.insert(channel.clone(), SubscriptionPlan::server_side(&opts, self.history_options(&opts), info.clone()));
+            plans.insert(
+                channel.clone(),
+                SubscriptionPlan::server_side(&opts, self.history_options(&opts), info.clone()),
+            );
         }
         if c.user_subscribe_to_personal && !credentials.user.is_empty() {
             let channel = c.personal_channel(&credentials.user);
             let opts = c.namespace_for(&channel).map_err(|_| Refusal::Error(Error::unknown_channel()))?;
-            plans.entry(channel).or_insert_with(|| SubscriptionPlan::server_side(opts, self.history_options(opts), Bytes::new()));
+            plans
+                .entry(channel)
+                .or_insert_with(|| SubscriptionPlan::server_side(opts, self.history_options(opts), Bytes::new()));
         }
         for channel in request.subs.keys() {
             if plans.contains_key(channel) {
@@ -199,8 +217,13 @@ impl Hub {
             // A channel the client could not subscribe to (unknown namespace included) is
             // left out of the result, as Centrifugo does; the connection goes on.
             let Ok(opts) = c.namespace_for(channel) else { continue };
-            if self.valid_channel_name(channel, opts) && self.may_subscribe_without_token(&credentials.user, channel, opts) {
-                plans.insert(channel.clone(), SubscriptionPlan::server_side(opts, self.history_options(opts), Bytes::new()));
+            if self.valid_channel_name(channel, opts)
+                && self.may_subscribe_without_token(&credentials.user, channel, opts)
+            {
+                plans.insert(
+                    channel.clone(),
+                    SubscriptionPlan::server_side(opts, self.history_options(opts), Bytes::new()),
+                );
             }
         }
         Ok(plans)
@@ -260,7 +283,11 @@ impl Hub {
         let limit = self.config.client_recovery_max_publication_limit as usize;
         let op = BrokerOp::Subscribe { node: self.node.id.clone(), since: since.clone(), limit, history: plan.history };
         let (recover, data) = (since, plan.data);
-        let request = self.request(&channel.clone(), op, Pending::Subscribe { session, channel: channel.clone(), command, recover, reject_unrecovered, data });
+        let request = self.request(
+            &channel.clone(),
+            op,
+            Pending::Subscribe { session, channel: channel.clone(), command, recover, reject_unrecovered, data },
+        );
         if let Some(sub) = self.sessions.get_mut(&session).and_then(|s| s.subs.get_mut(&channel)) {
             sub.request = request;
         }

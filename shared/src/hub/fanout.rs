@@ -43,7 +43,8 @@ impl Hub {
         }
         let Some((name, subscribers)) = self.channels.get_key_value(channel) else { return };
         let shared_name = name.clone();
-        let push = Push { channel: channel.to_string(), r#pub: Some(Publication::clone(publication)), ..Default::default() };
+        let push =
+            Push { channel: channel.to_string(), r#pub: Some(Publication::clone(publication)), ..Default::default() };
         let mut encoded = Encoded::new(push);
         let mut lost = Vec::new();
         let mut ids = Vec::new();
@@ -92,7 +93,13 @@ impl Hub {
     }
 
     /// Sends one publication to one session (buffered publications after a subscribe).
-    pub(crate) fn deliver_to(&mut self, session: SessionId, channel: &Arc<str>, epoch: &Arc<str>, publication: &Arc<Publication>) {
+    pub(crate) fn deliver_to(
+        &mut self,
+        session: SessionId,
+        channel: &Arc<str>,
+        epoch: &Arc<str>,
+        publication: &Arc<Publication>,
+    ) {
         let Some(s) = self.sessions.get_mut(&session) else { return };
         let Some(sub) = s.subs.get_mut(channel) else { return };
         if publication.offset > 0 && *sub.epoch == **epoch && publication.offset <= sub.offset {
@@ -107,7 +114,8 @@ impl Hub {
             sub.offset = publication.offset;
             sub.epoch = epoch.clone();
         }
-        let push = Push { channel: channel.to_string(), r#pub: Some(Publication::clone(publication)), ..Default::default() };
+        let push =
+            Push { channel: channel.to_string(), r#pub: Some(Publication::clone(publication)), ..Default::default() };
         let encoded = s.wire.push(&push);
         self.send_encoded(session, encoded, true);
     }

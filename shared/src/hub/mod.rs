@@ -17,8 +17,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use rand_chacha::ChaCha8Rng;
-use rustc_hash::FxHashMap;
 use rand_core::{RngCore, SeedableRng};
+use rustc_hash::FxHashMap;
 
 pub use restore::{Changes, SessionSnapshot, SubscriptionSnapshot};
 pub use session::{SessionId, Transport};
@@ -268,7 +268,13 @@ impl Hub {
     /// The connect request of a unidirectional transport. `last_event_id`: the
     /// `Last-Event-ID` a reconnecting uni SSE client sent; its connect resumes every channel
     /// from the positions in it.
-    pub fn handle_connect(&mut self, session: SessionId, request: ConnectRequest, last_event_id: Option<String>, now: Timestamp) {
+    pub fn handle_connect(
+        &mut self,
+        session: SessionId,
+        request: ConnectRequest,
+        last_event_id: Option<String>,
+        now: Timestamp,
+    ) {
         let Some(s) = self.sessions.get_mut(&session) else { return };
         if s.state != State::Opened {
             return self.disconnect(session, Disconnect::bad_request(), now);

@@ -240,8 +240,9 @@ impl Hub {
             // Recover from the last position the node received. Without one (its row was
             // lost) a positioned subscription cannot know what it missed: an impossible
             // position makes it end the way a gap does, rather than go on with a silent hole.
-            let since = (plan.recoverable || plan.positioned)
-                .then(|| positions.get(&sub.ch).cloned().unwrap_or_else(|| StreamPosition { offset: 0, epoch: "-".into() }));
+            let since = (plan.recoverable || plan.positioned).then(|| {
+                positions.get(&sub.ch).cloned().unwrap_or_else(|| StreamPosition { offset: 0, epoch: "-".into() })
+            });
             let channel: Arc<str> = Arc::from(sub.ch.as_str());
             if let Some(at) = plan.expires_at {
                 let grace = super::ms(self.config.client_expired_sub_close_delay);
@@ -303,7 +304,10 @@ impl Hub {
                 }
             }
         }
-        debug_assert!(self.sessions.get(&session).is_none_or(|s| s.subs.get(&channel).is_none_or(|sub| sub.state != SubState::Pending)));
+        debug_assert!(self
+            .sessions
+            .get(&session)
+            .is_none_or(|s| s.subs.get(&channel).is_none_or(|sub| sub.state != SubState::Pending)));
         self.settle_restore(session, now);
     }
 

@@ -1,7 +1,7 @@
 //! Per-connection state kept by the hub.
 
-use std::collections::{BTreeMap, VecDeque};
 use std::borrow::Borrow;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;

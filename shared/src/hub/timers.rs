@@ -115,7 +115,8 @@ impl Hub {
             }
             Timer::SubExpire(channel) => {
                 let grace = ms(self.config.client_expired_sub_close_delay);
-                let expired = s.subs.get(&channel).and_then(|sub| sub.expires_at).is_some_and(|at| at.after_ms(grace) <= now);
+                let expired =
+                    s.subs.get(&channel).and_then(|sub| sub.expires_at).is_some_and(|at| at.after_ms(grace) <= now);
                 if expired {
                     self.disconnect(session, Disconnect::subscription_expired(), now);
                 }

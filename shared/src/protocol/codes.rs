@@ -123,7 +123,10 @@ impl Disconnect {
     /// character boundary, so code and reason fit a control frame's 125 bytes.
     pub fn websocket_close(&self) -> (u16, &str) {
         const MAX_REASON: usize = 123;
-        let code = u16::try_from(self.code).ok().filter(|c| matches!(c, 1000..=1003 | 1007..=1013 | 3000..=4999)).unwrap_or(1011);
+        let code = u16::try_from(self.code)
+            .ok()
+            .filter(|c| matches!(c, 1000..=1003 | 1007..=1013 | 3000..=4999))
+            .unwrap_or(1011);
         let mut end = self.reason.len().min(MAX_REASON);
         while !self.reason.is_char_boundary(end) {
             end -= 1; // at most three steps back: a UTF-8 character has at most four bytes

@@ -41,7 +41,9 @@ impl std::fmt::Display for EventIdError {
         f.write_str(match self {
             EventIdError::UnknownVersion => "unknown event id version (expected an id starting with \"1.\")",
             EventIdError::Malformed => "malformed event id",
-            EventIdError::BadTag => "event id failed its integrity check (tampered, or issued by a server with another secret)",
+            EventIdError::BadTag => {
+                "event id failed its integrity check (tampered, or issued by a server with another secret)"
+            }
             EventIdError::OtherChannels => "event id was issued for a different set of channels",
         })
     }

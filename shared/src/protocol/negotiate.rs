@@ -47,7 +47,8 @@ pub fn decode_emulation(body: &[u8], protobuf: bool) -> Result<EmulationRequest,
     if protobuf {
         return EmulationRequest::decode(body).map_err(|e| format!("invalid protobuf emulation request: {e}"));
     }
-    let r: JsonEmulationRequest = serde_json::from_slice(body).map_err(|e| format!("invalid emulation request JSON: {e}"))?;
+    let r: JsonEmulationRequest =
+        serde_json::from_slice(body).map_err(|e| format!("invalid emulation request JSON: {e}"))?;
     let serde_json::Value::String(data) = r.data else {
         return Err("emulation request field data must be a JSON string of commands".into());
     };
@@ -60,7 +61,10 @@ mod tests {
 
     #[test]
     fn websocket_formats() {
-        assert_eq!(websocket_encoding(["centrifuge-protobuf"], None, false), (Encoding::Protobuf, Some("centrifuge-protobuf")));
+        assert_eq!(
+            websocket_encoding(["centrifuge-protobuf"], None, false),
+            (Encoding::Protobuf, Some("centrifuge-protobuf"))
+        );
         assert_eq!(websocket_encoding(["a, centrifuge-json"], None, false), (Encoding::Json, Some("centrifuge-json")));
         assert_eq!(websocket_encoding([], Some("protobuf"), false), (Encoding::Protobuf, None));
         assert_eq!(websocket_encoding(["centrifuge-protobuf"], None, true), (Encoding::Json, None));
@@ -73,7 +77,8 @@ mod tests {
         assert_eq!((r.node.as_str(), r.session.as_str(), &r.data[..]), ("n", "s", &b"{}\n{\"id\":2}"[..]));
         assert!(decode_emulation(br#"{"node":"n","data":{"id":2}}"#, false).unwrap_err().contains("JSON string"));
         assert!(decode_emulation(b"{oops", false).is_err());
-        let proto = EmulationRequest { node: "n".into(), session: "s".into(), data: Bytes::from_static(b"\x00") }.encode_to_vec();
+        let proto = EmulationRequest { node: "n".into(), session: "s".into(), data: Bytes::from_static(b"\x00") }
+            .encode_to_vec();
         assert_eq!(decode_emulation(&proto, true).unwrap().session, "s");
     }
 }

@@ -43,4 +43,3 @@ pub fn from_base64<E: serde::de::Error>(text: &str) -> Result<Bytes, E> {
         .map(Bytes::from)
         .map_err(|e| E::custom(format!("invalid base64: {e}")))
 }
-

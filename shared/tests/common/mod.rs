@@ -206,7 +206,8 @@ impl Sim {
     }
 
     pub fn publish(&mut self, channel: &str, data: Value) -> Result<Value, Error> {
-        let request = PublishRequest { channel: channel.into(), data: Bytes::from(data.to_string()), ..Default::default() };
+        let request =
+            PublishRequest { channel: channel.into(), data: Bytes::from(data.to_string()), ..Default::default() };
         self.api(ApiCommand::Publish(request))
     }
 
@@ -241,10 +242,9 @@ impl Sim {
     /// The reply with this id among what the session received; the rest stays unread.
     pub fn take_reply(&mut self, session: SessionId, id: u64) -> Value {
         let frames = self.received.get_mut(&session).expect("known session");
-        let at = frames
-            .iter()
-            .position(|f| f.value["id"].as_u64() == Some(id))
-            .unwrap_or_else(|| panic!("no reply {id} for {session}; got {frames:?}; closed: {:?}", self.closed.get(&session)));
+        let at = frames.iter().position(|f| f.value["id"].as_u64() == Some(id)).unwrap_or_else(|| {
+            panic!("no reply {id} for {session}; got {frames:?}; closed: {:?}", self.closed.get(&session))
+        });
         frames.remove(at).value
     }
 
@@ -279,7 +279,8 @@ impl Sim {
         }
         let frames = self.received.get_mut(&session).expect("known session");
         for part in parts {
-            let value: Value = serde_json::from_str(part).unwrap_or_else(|e| panic!("{session} got invalid JSON {part:?}: {e}"));
+            let value: Value =
+                serde_json::from_str(part).unwrap_or_else(|e| panic!("{session} got invalid JSON {part:?}: {e}"));
             frames.push(Frame { value, ping, raw: data.clone(), at: self.now });
         }
     }

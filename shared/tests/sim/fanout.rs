@@ -120,7 +120,10 @@ fn uni_transports_frame_their_pushes() {
     assert_eq!(raw(&mut sim, stream), "{\"channel\":\"#42\",\"pub\":{\"data\":{\"x\":1},\"offset\":1}}\n");
     assert_eq!(raw(&mut sim, ws), "{\"channel\":\"#42\",\"pub\":{\"data\":{\"x\":1},\"offset\":1}}");
     let sse_text = raw(&mut sim, sse);
-    assert!(sse_text.ends_with("data: {\"channel\":\"#42\",\"pub\":{\"data\":{\"x\":1},\"offset\":1}}\n\n"), "{sse_text:?}");
+    assert!(
+        sse_text.ends_with("data: {\"channel\":\"#42\",\"pub\":{\"data\":{\"x\":1},\"offset\":1}}\n\n"),
+        "{sse_text:?}"
+    );
 }
 
 #[test]
@@ -130,7 +133,12 @@ fn publications_without_history_have_no_offset_and_reach_everyone() {
             .to_string(),
     );
     let clients: Vec<_> = (0..50)
-        .map(|i| sim.connect_uni(Transport::UniHttpStream, json!({"token": token(&format!("{i}"), sim.now, None), "subs": {"live:x": {}}})))
+        .map(|i| {
+            sim.connect_uni(
+                Transport::UniHttpStream,
+                json!({"token": token(&format!("{i}"), sim.now, None), "subs": {"live:x": {}}}),
+            )
+        })
         .collect();
     let result = sim.publish_ok("live:x", json!("hello"));
     assert_eq!(result, json!({}), "no history → empty publish result");
@@ -143,7 +151,8 @@ fn publications_without_history_have_no_offset_and_reach_everyone() {
 #[test]
 fn idempotent_api_publish_delivers_once_and_returns_the_original_position() {
     let mut sim = Sim::new(&config());
-    let s = sim.connect_uni(Transport::UniHttpStream, json!({"token": token("1", sim.now, None), "subs": {"news": {}}}));
+    let s =
+        sim.connect_uni(Transport::UniHttpStream, json!({"token": token("1", sim.now, None), "subs": {"news": {}}}));
     sim.take(s);
     let publish = |sim: &mut Sim, key: &str| {
         let req = shared::api::PublishRequest {
@@ -184,7 +193,8 @@ fn api_publish_validation() {
 #[test]
 fn binary_payload_disconnects_json_clients_with_3506() {
     let mut sim = Sim::new(&config());
-    let s = sim.connect_uni(Transport::UniHttpStream, json!({"token": token("1", sim.now, None), "subs": {"news": {}}}));
+    let s =
+        sim.connect_uni(Transport::UniHttpStream, json!({"token": token("1", sim.now, None), "subs": {"news": {}}}));
     let req = shared::api::PublishRequest { channel: "news".into(), b64data: "AAEC".into(), ..Default::default() };
     sim.api(shared::api::ApiCommand::Publish(req)).unwrap();
     assert_eq!(sim.close_code(s), Some(3506));
@@ -209,7 +219,10 @@ fn connect_subs_are_filtered_by_subscribe_permissions() {
     let connect = sim.take_values(s).remove(0);
     assert_eq!(connect["connect"]["subs"], json!({"ok": {}}), "others silently ignored: {connect}");
     // An unknown namespace in subs is left out too: the connection goes on.
-    let other = sim.connect_uni(Transport::UniHttpStream, json!({"token": token("42", sim.now, None), "subs": {"nope:x": {}, "ok": {}}}));
+    let other = sim.connect_uni(
+        Transport::UniHttpStream,
+        json!({"token": token("42", sim.now, None), "subs": {"nope:x": {}, "ok": {}}}),
+    );
     let connect = sim.take_values(other).remove(0);
     assert_eq!(connect["connect"]["subs"], json!({"ok": {}}), "{connect}");
     assert!(!sim.is_closed(other));

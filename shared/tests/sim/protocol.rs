@@ -41,7 +41,10 @@ struct Monitor(SessionId, u64);
 
 impl Monitor {
     fn new(sim: &mut Sim) -> Monitor {
-        let s = sim.connect_uni(Transport::UniHttpStream, json!({"token": token("monitor", sim.now, None), "subs": {"watch": {}}}));
+        let s = sim.connect_uni(
+            Transport::UniHttpStream,
+            json!({"token": token("monitor", sim.now, None), "subs": {"watch": {}}}),
+        );
         sim.take(s);
         Monitor(s, 0)
     }
@@ -165,7 +168,9 @@ fn publish_permissions() {
     let (b, _) = connected(&mut sim, "43");
     sub(&mut sim, b, 2, "chat:room");
     sim.take(b);
-    let publish = |sim: &mut Sim, id: u64, channel: &str| sim.command(a, json!({"id": id, "publish": {"channel": channel, "data": {"text": "hi"}}}));
+    let publish = |sim: &mut Sim, id: u64, channel: &str| {
+        sim.command(a, json!({"id": id, "publish": {"channel": channel, "data": {"text": "hi"}}}))
+    };
     assert_eq!(error_code(&publish(&mut sim, 2, "chat:room")), Some(103), "subscribers only");
     assert_eq!(error_code(&publish(&mut sim, 3, "locked:x")), Some(103));
     assert_eq!(error_code(&publish(&mut sim, 4, "nope:x")), Some(102));
@@ -199,10 +204,21 @@ fn presence_and_presence_stats() {
     assert_eq!(r, json!({"id": 4, "presence_stats": {"num_clients": 3, "num_users": 2}}));
 
     assert_eq!(error_code(&sim.command(outsider, json!({"id": 2, "presence": {"channel": "chat:room"}}))), Some(103));
-    assert_eq!(error_code(&sim.command(outsider, json!({"id": 3, "presence_stats": {"channel": "chat:room"}}))), Some(103));
-    assert_eq!(error_code(&sim.command(a, json!({"id": 5, "presence": {"channel": "plain"}}))), Some(108), "no presence in namespace");
+    assert_eq!(
+        error_code(&sim.command(outsider, json!({"id": 3, "presence_stats": {"channel": "chat:room"}}))),
+        Some(103)
+    );
+    assert_eq!(
+        error_code(&sim.command(a, json!({"id": 5, "presence": {"channel": "plain"}}))),
+        Some(108),
+        "no presence in namespace"
+    );
     assert_eq!(error_code(&sim.command(a, json!({"id": 6, "presence": {"channel": "nope:x"}}))), Some(102));
-    assert_eq!(error_code(&sim.command(a, json!({"id": 7, "presence": {"channel": "open:x"}}))), Some(103), "presence on, no permission");
+    assert_eq!(
+        error_code(&sim.command(a, json!({"id": 7, "presence": {"channel": "open:x"}}))),
+        Some(103),
+        "presence on, no permission"
+    );
 
     // Leaving removes presence: unsubscribe and disconnect.
     sim.command(b, json!({"id": 3, "unsubscribe": {"channel": "chat:room"}}));
@@ -273,19 +289,16 @@ fn protocol_violations_close_3501() {
     let cases: Vec<(&str, bool)> = vec![
         (r#"{"id":1,"subscribe":{"channel":"chat:a"}}"#, false), // before connect
         (r#"{"id":1,"publish":{"channel":"chat:a","data":{}}}"#, false),
-        ("{\"id\":1,\"connect\":{}", false),                    // malformed JSON
+        ("{\"id\":1,\"connect\":{}", false), // malformed JSON
         ("not json at all", false),
-        ("", false),                                            // empty frame
-        (r#"{"id":2,"ping":{}}"#, true),                        // ping commands are not protocol v2
-        (r#"{"id":2,"connect":{}}"#, true),                     // second connect
-        (r#"{"id":2}"#, true),                                  // a command with nothing in it
+        ("", false),                        // empty frame
+        (r#"{"id":2,"ping":{}}"#, true),    // ping commands are not protocol v2
+        (r#"{"id":2,"connect":{}}"#, true), // second connect
+        (r#"{"id":2}"#, true),              // a command with nothing in it
     ];
     for (frame, after_connect) in cases {
-        let s = if after_connect {
-            connected(&mut sim, "42").0
-        } else {
-            sim.open(Transport::Websocket(Encoding::Json))
-        };
+        let s =
+            if after_connect { connected(&mut sim, "42").0 } else { sim.open(Transport::Websocket(Encoding::Json)) };
         sim.frame(s, frame);
         assert_eq!(sim.close_code(s), Some(3501), "{frame:?}");
         assert_eq!(sim.closed[&s].reason, "bad request");
@@ -307,13 +320,22 @@ fn join_and_leave_pushes() {
     assert!(own.iter().any(|v| v["push"]["join"]["info"]["client"] == client_a.as_str()), "{own:?}");
     let (b, client_b) = connected(&mut sim, "43");
     sub(&mut sim, b, 2, "chat:room");
-    assert_eq!(sim.take_values(a), vec![json!({"push": {"channel": "chat:room", "join": {"info": {"user": "43", "client": client_b}}}})]);
+    assert_eq!(
+        sim.take_values(a),
+        vec![json!({"push": {"channel": "chat:room", "join": {"info": {"user": "43", "client": client_b}}}})]
+    );
     sim.command(b, json!({"id": 3, "unsubscribe": {"channel": "chat:room"}}));
-    assert_eq!(sim.take_values(a), vec![json!({"push": {"channel": "chat:room", "leave": {"info": {"user": "43", "client": client_b}}}})]);
+    assert_eq!(
+        sim.take_values(a),
+        vec![json!({"push": {"channel": "chat:room", "leave": {"info": {"user": "43", "client": client_b}}}})]
+    );
     sub(&mut sim, b, 4, "chat:room");
     sim.take_values(a);
     sim.close(b);
-    assert_eq!(sim.take_values(a), vec![json!({"push": {"channel": "chat:room", "leave": {"info": {"user": "43", "client": client_b}}}})]);
+    assert_eq!(
+        sim.take_values(a),
+        vec![json!({"push": {"channel": "chat:room", "leave": {"info": {"user": "43", "client": client_b}}}})]
+    );
     // No join_leave in the namespace: no pushes, even when asked for.
     let (c, _) = connected(&mut sim, "44");
     sim.command(c, json!({"id": 2, "subscribe": {"channel": "open:x", "join_leave": true}}));
@@ -406,7 +428,8 @@ fn token_subs_override_namespace_options() {
     let reply = sim.take_reply(plain, 1);
     assert_eq!(reply["connect"]["subs"]["news:1"], json!({}), "{reply}");
     // The token turns recovery on for this subscription although the namespace does not.
-    let forced = sim.connect_ws(&shared::auth::issue_hs256(SECRET, &claims(json!({"force_recovery": {"value": true}}))));
+    let forced =
+        sim.connect_ws(&shared::auth::issue_hs256(SECRET, &claims(json!({"force_recovery": {"value": true}}))));
     let reply = sim.take_reply(forced, 1);
     assert_eq!(reply["connect"]["subs"]["news:1"]["recoverable"], json!(true), "{reply}");
 }

@@ -123,7 +123,10 @@ fn personal_channel_takes_a_recovery_hint_from_connect_subs() {
     let epoch = sim.take_values(a)[0]["connect"]["subs"]["#1"]["epoch"].as_str().unwrap().to_owned();
     publish_n(&mut sim, "#1", 4);
     sim.close(a);
-    let b = sim.connect_uni(Transport::UniHttpStream, json!({"token": t, "subs": {"#1": {"recover": true, "offset": 1, "epoch": epoch}}}));
+    let b = sim.connect_uni(
+        Transport::UniHttpStream,
+        json!({"token": t, "subs": {"#1": {"recover": true, "offset": 1, "epoch": epoch}}}),
+    );
     let connect = sim.take_values(b).remove(0);
     let sub = &connect["connect"]["subs"]["#1"];
     assert_eq!(sub["recovered"], true, "{connect}");
@@ -197,7 +200,11 @@ fn history_ttl_expires_publications_but_keeps_the_epoch() {
     assert_eq!(h["epoch"], epoch.as_str());
     sim.advance_answering(300_000, &[s]);
     let h = history(&mut sim, 5, json!({"limit": -1}));
-    assert_eq!(h, json!({"publications": [], "epoch": epoch, "offset": 5}), "position survives within history_meta_ttl");
+    assert_eq!(
+        h,
+        json!({"publications": [], "epoch": epoch, "offset": 5}),
+        "position survives within history_meta_ttl"
+    );
     // Recovery over an expired window fails even though the epoch matches.
     sim.command(s, json!({"id": 6, "unsubscribe": {"channel": "news"}}));
     let r = subscribe(&mut sim, s, 7, json!({"recover": true, "offset": 3, "epoch": epoch}));

@@ -6,8 +6,22 @@ use libfuzzer_sys::fuzz_target;
 use shared::api::{parse, parse_legacy, ApiCommand};
 
 const METHODS: [&str; 16] = [
-    "publish", "broadcast", "subscribe", "unsubscribe", "disconnect", "refresh", "presence", "presence_stats",
-    "history", "history_remove", "channels", "info", "rpc", "batch", "Publish", "no_such_method",
+    "publish",
+    "broadcast",
+    "subscribe",
+    "unsubscribe",
+    "disconnect",
+    "refresh",
+    "presence",
+    "presence_stats",
+    "history",
+    "history_remove",
+    "channels",
+    "info",
+    "rpc",
+    "batch",
+    "Publish",
+    "no_such_method",
 ];
 
 /// What hosts do with a parsed command before it reaches the hub.

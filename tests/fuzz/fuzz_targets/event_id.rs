@@ -46,7 +46,8 @@ fuzz_target!(|input: Input| match input {
         }
     }
     Input::Positions(digest, positions) => {
-        let positions: Vec<Position> = positions.into_iter().map(|(offset, epoch)| Position { offset, epoch }).collect();
+        let positions: Vec<Position> =
+            positions.into_iter().map(|(offset, epoch)| Position { offset, epoch }).collect();
         match encode(KEY, digest, &positions) {
             None => assert!(positions.len() > MAX_CHANNELS),
             Some(id) => {

@@ -1,4 +1,4 @@
-//! The hand-served uni path's request head reading (`native::uni`): `HeadEnd` finds the end of
+//! The hand-served uni path's request head reading (`native::front_door`): `HeadEnd` finds the end of
 //! a head the same however the bytes arrive, and finds it in every head httparse completes;
 //! `parse_head` gives a head, "incomplete" or an error, never a panic; a parsed head lies
 //! inside the buffer and parses the same from its own bytes; the lookups the server does on it
@@ -9,7 +9,7 @@
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 
-use native::uni::{parse_head, HeadEnd};
+use native::front_door::{parse_head, HeadEnd};
 use shared::config::Config;
 use shared::http::{content_length, decide, Endpoints, Request};
 
@@ -51,7 +51,8 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = content_length(&head.headers);
     let (config, endpoints) = setup();
-    let request = Request { method: &head.method, path: &head.path, query: head.query.as_deref(), headers: &head.headers };
+    let request =
+        Request { method: &head.method, path: &head.path, query: head.query.as_deref(), headers: &head.headers };
     let routed = decide(config, endpoints, &request);
     let _ = routed.cors();
     for name in ["cf_connect", "last_event_id", "format"] {

@@ -58,8 +58,29 @@ enum Json {
 /// Claim names the verifier reads, and others.
 #[derive(Arbitrary, Debug)]
 enum Key {
-    Sub, Exp, Nbf, Aud, Iss, ExpireAt, Info, B64info, Data, B64data, Channels, Subs, Meta, Channel,
-    Client, Override, Presence, JoinLeave, Value, User, Id, Uid, Other(String),
+    Sub,
+    Exp,
+    Nbf,
+    Aud,
+    Iss,
+    ExpireAt,
+    Info,
+    B64info,
+    Data,
+    B64data,
+    Channels,
+    Subs,
+    Meta,
+    Channel,
+    Client,
+    Override,
+    Presence,
+    JoinLeave,
+    Value,
+    User,
+    Id,
+    Uid,
+    Other(String),
 }
 
 impl Key {
@@ -166,7 +187,9 @@ fuzz_target!(|input: (u64, Input)| {
             let token = issue_hs256(SECRET, &claims);
             verify(&token, now_ms);
             // The plain verifier reads `sub` as the user.
-            if let (Ok(c), Some(Value::String(sub))) = (verifiers()[0].verify_connect(&token, now_ms), claims.get("sub")) {
+            if let (Ok(c), Some(Value::String(sub))) =
+                (verifiers()[0].verify_connect(&token, now_ms), claims.get("sub"))
+            {
                 assert_eq!(&c.user, sub);
             }
         }

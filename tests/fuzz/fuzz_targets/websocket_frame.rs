@@ -34,7 +34,10 @@ fn run(input: &Input, chunks: &mut dyn Iterator<Item = usize>) -> Vec<ClientEven
         let (chunk, after) = rest.split_at(n);
         rest = after;
         frames.feed(chunk, &mut events);
-        if let Some(end) = events.iter().position(|e| matches!(e, ClientEvent::ProtocolError | ClientEvent::TooBig | ClientEvent::Close(_))) {
+        if let Some(end) = events
+            .iter()
+            .position(|e| matches!(e, ClientEvent::ProtocolError | ClientEvent::TooBig | ClientEvent::Close(_)))
+        {
             events.truncate(end + 1);
             break;
         }

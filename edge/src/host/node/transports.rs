@@ -8,8 +8,8 @@ use std::task::{Context, Poll};
 
 use futures_channel::mpsc::{unbounded, UnboundedReceiver};
 use futures_util::Stream;
-use shared::hub::{Hub, SessionId, Transport};
 use shared::http::{FirstInput, StreamInput, StreamOpen, Upgrade};
+use shared::hub::{Hub, SessionId, Transport};
 use shared::protocol::{decode_emulation, Encoding};
 use shared::Timestamp;
 use worker::{wasm_bindgen_futures, Headers, Request, Response, Result, WebSocketPair};
@@ -19,7 +19,6 @@ use crate::host::http::{self, no_cache, read_body, text};
 use crate::host::now;
 
 impl NodeHost {
-
     /// Opens a session whose replies stream in a response body.
     pub(super) fn open_stream(
         self: &Rc<Self>,
@@ -56,7 +55,7 @@ impl NodeHost {
             StreamInput::Body(rule) => {
                 let body = match read_body(&mut req, rule).await {
                     Ok(b) => b,
-                    Err(r) => return Ok(r),
+                    Err(a) => return http::answer(a),
                 };
                 match FirstInput::from_body(open.transport, body.into()) {
                     Ok(input) => input,
@@ -66,11 +65,9 @@ impl NodeHost {
         };
         let prelude = (!open.prelude.is_empty()).then(|| open.prelude.to_vec());
         let last_event_id = open.last_event_id;
-        self.open_stream(open.transport, open.content_type, prelude, |hub, session, now| {
-            match input {
-                FirstInput::Connect(request) => hub.handle_connect(session, request, last_event_id, now),
-                FirstInput::Frame(frame) => hub.handle_frame(session, &frame, now),
-            }
+        self.open_stream(open.transport, open.content_type, prelude, |hub, session, now| match input {
+            FirstInput::Connect(request) => hub.handle_connect(session, request, last_event_id, now),
+            FirstInput::Frame(frame) => hub.handle_frame(session, &frame, now),
         })
     }
 

@@ -260,7 +260,15 @@ struct Scanner {
 impl Scanner {
     fn new(expect: Option<Expect>) -> Self {
         let words = expect.map_or(0, |e| (e.total as usize).div_ceil(64));
-        Scanner { connected: false, connect_matched: 0, state: 0, seq: 0, sent: 0, expect, seen: vec![0u64; words].into_boxed_slice() }
+        Scanner {
+            connected: false,
+            connect_matched: 0,
+            state: 0,
+            seq: 0,
+            sent: 0,
+            expect,
+            seen: vec![0u64; words].into_boxed_slice(),
+        }
     }
 
     fn feed(&mut self, data: &[u8]) -> Found {

@@ -68,10 +68,22 @@ struct Sizes {
     channel_publications: u64,
 }
 
-const FULL: Sizes =
-    Sizes { idle: [10_000, 50_000], fanout_subscribers: 10_000, fanout_publications: 200, channels: 1_000, per_channel: 10, channel_publications: 2_000 };
-const QUICK: Sizes =
-    Sizes { idle: [1_000, 2_000], fanout_subscribers: 1_000, fanout_publications: 50, channels: 100, per_channel: 10, channel_publications: 200 };
+const FULL: Sizes = Sizes {
+    idle: [10_000, 50_000],
+    fanout_subscribers: 10_000,
+    fanout_publications: 200,
+    channels: 1_000,
+    per_channel: 10,
+    channel_publications: 2_000,
+};
+const QUICK: Sizes = Sizes {
+    idle: [1_000, 2_000],
+    fanout_subscribers: 1_000,
+    fanout_publications: 50,
+    channels: 100,
+    per_channel: 10,
+    channel_publications: 200,
+};
 
 /// File descriptors kept for everything that is not a client connection.
 const FD_MARGIN: u64 = 300;
@@ -103,7 +115,8 @@ fn main() -> std::process::ExitCode {
         ));
     }
     let loadavg_at_start = loadavg();
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
     let started = Instant::now();
     let report = runtime.block_on(run(&mut bench));
     let mut report = match report {
@@ -164,8 +177,14 @@ async fn run(bench: &mut Bench) -> Result<Value, String> {
     }
     if phases.iter().any(|p| p == "channels") {
         let per_channel = sizes.per_channel.min(bench.max_conns / sizes.channels).max(1);
-        report["many_channels"] =
-            publish_phase(bench, "many_channels", sizes.channels, sizes.channels * per_channel, sizes.channel_publications).await?;
+        report["many_channels"] = publish_phase(
+            bench,
+            "many_channels",
+            sizes.channels,
+            sizes.channels * per_channel,
+            sizes.channel_publications,
+        )
+        .await?;
     }
     Ok(report)
 }
@@ -269,7 +288,8 @@ async fn idle_phase(bench: &mut Bench, transport: Transport, sizes: [u64; 2]) ->
     for (step, &target) in sizes.iter().enumerate() {
         let cpu0 = server.cpu_seconds();
         let overflows0 = listen_overflows();
-        let seconds = crowd.open(bench, &server, target.saturating_sub(opened), transport, |_| "idle".to_owned(), |_| None).await;
+        let seconds =
+            crowd.open(bench, &server, target.saturating_sub(opened), transport, |_| "idle".to_owned(), |_| None).await;
         let cpu = server.cpu_seconds() - cpu0;
         let n = target - opened;
         opened = target;
@@ -318,7 +338,13 @@ async fn idle_phase(bench: &mut Bench, transport: Transport, sizes: [u64; 2]) ->
 
 /// `subscribers` clients spread round-robin over `channels` channels on uni HTTP streams,
 /// then `publications` publications round-robin over the channels.
-async fn publish_phase(bench: &mut Bench, name: &str, channels: u64, subscribers: u64, publications: u64) -> Result<Value, String> {
+async fn publish_phase(
+    bench: &mut Bench,
+    name: &str,
+    channels: u64,
+    subscribers: u64,
+    publications: u64,
+) -> Result<Value, String> {
     eprintln!("bench: {name} ({subscribers} subscribers on {channels} channel(s), {publications} publications)");
     let transport = Transport::UniHttpStream;
     let server = Server::start(&bench.args.rotor, &bench.args.server_log)?;
@@ -328,9 +354,14 @@ async fn publish_phase(bench: &mut Bench, name: &str, channels: u64, subscribers
     let modulo = channels as u32;
     let n2 = names.clone();
     crowd
-        .open(bench, &server, subscribers, transport, move |i| n2[(i % channels) as usize].clone(), move |i| {
-            Some(Expect { modulo, index: (i % channels) as u32, total })
-        })
+        .open(
+            bench,
+            &server,
+            subscribers,
+            transport,
+            move |i| n2[(i % channels) as usize].clone(),
+            move |i| Some(Expect { modulo, index: (i % channels) as u32, total }),
+        )
         .await;
     let connected = crowd.stats.connected.load(Relaxed);
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -347,7 +378,8 @@ async fn publish_phase(bench: &mut Bench, name: &str, channels: u64, subscribers
         .min(publications * connected);
     let cpu0 = server.cpu_seconds();
     let start_us = client::now_us();
-    let published = publisher::publish(server.addr, names.clone(), publications, bench.args.senders, bench.args.publish_rate).await;
+    let published =
+        publisher::publish(server.addr, names.clone(), publications, bench.args.senders, bench.args.publish_rate).await;
     // Wait for the deliveries to stop: all in, or 5 s without progress (bounded at 120 s).
     let stats = &crowd.stats;
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -420,7 +452,10 @@ fn print_table(r: &Value) {
     );
     if let Some(idle) = r["idle"].as_array() {
         println!();
-        println!("{:<16} {:>8} {:>10} {:>13} {:>10} {:>12} {:>15}", "idle transport", "conns", "connected", "server RSS", "KiB/conn", "connects/s", "CPU s/1000 conn");
+        println!(
+            "{:<16} {:>8} {:>10} {:>13} {:>10} {:>12} {:>15}",
+            "idle transport", "conns", "connected", "server RSS", "KiB/conn", "connects/s", "CPU s/1000 conn"
+        );
         for t in idle {
             for (i, p) in t["points"].as_array().into_iter().flatten().enumerate() {
                 let (rate, cpu) = if i == 0 {
@@ -453,7 +488,12 @@ fn print_table(r: &Value) {
         );
         println!(
             "  deliveries {} of {} expected, {}/s; missing {}, duplicates {}, unexpected {}",
-            f["deliveries"], f["expected_deliveries"], f["deliveries_per_second"], f["missing"], f["duplicates"], f["unexpected"]
+            f["deliveries"],
+            f["expected_deliveries"],
+            f["deliveries_per_second"],
+            f["missing"],
+            f["duplicates"],
+            f["unexpected"]
         );
         let l = &f["latency_ms"];
         println!("  latency ms p50 {} p90 {} p99 {} max {}", l["p50"], l["p90"], l["p99"], l["max"]);
@@ -490,7 +530,13 @@ fn machine(nofile: u64) -> Value {
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         .unwrap_or(0);
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).unwrap_or("").trim().to_owned();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("")
+        .trim()
+        .to_owned();
     json!({
         "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "cpu": model,
@@ -503,7 +549,12 @@ fn machine(nofile: u64) -> Value {
 
 /// The 1, 5 and 15 minute load averages: tells whether something else was busy.
 fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn date() -> String {

@@ -22,7 +22,13 @@ pub struct Published {
 /// Publishes `total` publications; publication `seq` goes to `channels[seq % channels.len()]`
 /// and carries `#seq@<µs since epoch>;` plus padding to about 100 bytes of data.
 /// `rate` > 0 paces the publications at that many per second in total (0: no pacing).
-pub async fn publish(server: SocketAddr, channels: Arc<Vec<String>>, total: u64, senders: usize, rate: f64) -> Published {
+pub async fn publish(
+    server: SocketAddr,
+    channels: Arc<Vec<String>>,
+    total: u64,
+    senders: usize,
+    rate: f64,
+) -> Published {
     let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let mut tasks = Vec::new();

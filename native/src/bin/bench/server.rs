@@ -18,7 +18,10 @@ pub struct Server {
 impl Server {
     /// Starts `rotor -c <generated config>` on a free loopback port and waits until it answers.
     pub fn start(binary: &Path, log: &Path) -> Result<Server, String> {
-        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| format!("no free port: {e}"))?.port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free port: {e}"))?
+            .port();
         let config = std::env::temp_dir().join(format!("rotor-bench-{}-{port}.json", std::process::id()));
         let text = serde_json::json!({
             "address": "127.0.0.1",
@@ -32,8 +35,13 @@ impl Server {
             "client_channel_limit": 100_000,
             "ping_interval": "25s",
         });
-        std::fs::write(&config, serde_json::to_vec_pretty(&text).unwrap()).map_err(|e| format!("{}: {e}", config.display()))?;
-        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log).map_err(|e| format!("{}: {e}", log.display()))?;
+        std::fs::write(&config, serde_json::to_vec_pretty(&text).unwrap())
+            .map_err(|e| format!("{}: {e}", config.display()))?;
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| format!("{}: {e}", log.display()))?;
         let mut err = log_file.try_clone().map_err(|e| e.to_string())?;
         let _ = writeln!(err, "---- rotor on port {port}");
         let child = Command::new(binary)
@@ -133,7 +141,8 @@ pub fn raise_nofile(want: u64) -> u64 {
     unsafe {
         let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        let wanted = libc::rlimit { rlim_cur: want as libc::rlim_t, rlim_max: (want as libc::rlim_t).max(lim.rlim_max) };
+        let wanted =
+            libc::rlimit { rlim_cur: want as libc::rlim_t, rlim_max: (want as libc::rlim_t).max(lim.rlim_max) };
         if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) != 0 {
             let capped = libc::rlimit { rlim_cur: lim.rlim_max.min(want as libc::rlim_t), rlim_max: lim.rlim_max };
             libc::setrlimit(libc::RLIMIT_NOFILE, &capped);

@@ -40,7 +40,13 @@ fn token(user: &str) -> String {
 impl Rig {
     fn new(config: Arc<Config>) -> Rig {
         let info = node_info();
-        Rig { hub: Hub::new(config, info, 3, T0).unwrap(), broker: Broker::new(5), held: VecDeque::new(), sent: Vec::new(), closed: Vec::new() }
+        Rig {
+            hub: Hub::new(config, info, 3, T0).unwrap(),
+            broker: Broker::new(5),
+            held: VecDeque::new(),
+            sent: Vec::new(),
+            closed: Vec::new(),
+        }
     }
 
     /// Collects hub outputs; broker requests are held for the test to serve.
@@ -103,7 +109,14 @@ impl Rig {
     /// Publishes straight into the broker (as another node would).
     fn publish(&mut self, channel: &str, n: u64, history: HistoryOptions) {
         let op = PublishOp { data: format!("{{\"n\":{n}}}").into(), history, ..Default::default() };
-        self.broker.handle_request(BrokerRequest { id: crate::broker::RequestId(1_000_000 + n), channel: channel.into(), op: BrokerOp::Publish(op) }, T0);
+        self.broker.handle_request(
+            BrokerRequest {
+                id: crate::broker::RequestId(1_000_000 + n),
+                channel: channel.into(),
+                op: BrokerOp::Publish(op),
+            },
+            T0,
+        );
         self.broker_events();
         self.pump();
     }
@@ -122,7 +135,9 @@ fn pub_offsets(values: &[Value]) -> Vec<u64> {
 const H: HistoryOptions = HistoryOptions { size: 100, ttl_ms: 300_000, meta_ttl_ms: 3_600_000 };
 
 fn history_config() -> Arc<Config> {
-    config(json!({"allow_subscribe_for_client": true, "history_size": 100, "history_ttl": "300s", "force_recovery": true}))
+    config(
+        json!({"allow_subscribe_for_client": true, "history_size": 100, "history_ttl": "300s", "force_recovery": true}),
+    )
 }
 
 #[test]
@@ -147,8 +162,8 @@ fn publications_during_a_pending_subscribe_are_delivered_after_the_reply_once() 
     rig.publish("news", 1, H); // before subscribe: not for us
     rig.frame(s, json!({"id": 2, "subscribe": {"channel": "news"}}));
     rig.serve_one(); // broker registers interest and answers: top = 1
-    // Interest is registered; now hold a second subscribe so buffering can be observed
-    // on another session.
+                     // Interest is registered; now hold a second subscribe so buffering can be observed
+                     // on another session.
     let t = rig.ws(2, "2");
     rig.take(t);
     rig.frame(t, json!({"id": 2, "subscribe": {"channel": "news"}}));
@@ -201,7 +216,10 @@ fn a_gap_in_a_positioned_client_subscription_unsubscribes_2500() {
     rig.hub.handle_broker(BrokerEvent::Publication { channel: "news".into(), epoch, publication: lost }, T0);
     rig.pump();
     let got = rig.take(s);
-    assert_eq!(got, vec![json!({"push": {"channel": "news", "unsubscribe": {"code": 2500, "reason": "insufficient state"}}})]);
+    assert_eq!(
+        got,
+        vec![json!({"push": {"channel": "news", "unsubscribe": {"code": 2500, "reason": "insufficient state"}}})]
+    );
     assert!(rig.closed.is_empty());
     // The client resubscribes (the SDK does so on 2500).
     rig.frame(s, json!({"id": 3, "subscribe": {"channel": "news"}}));
@@ -214,7 +232,10 @@ fn a_gap_in_a_server_side_subscription_disconnects_3010() {
     let mut rig = Rig::new(history_config());
     let s = SessionId(1);
     rig.hub.handle_open(s, Transport::UniHttpStream, T0);
-    let request = crate::protocol::parse_connect_request(json!({"token": token("1"), "subs": {"news": {}}}).to_string().as_bytes()).unwrap();
+    let request = crate::protocol::parse_connect_request(
+        json!({"token": token("1"), "subs": {"news": {}}}).to_string().as_bytes(),
+    )
+    .unwrap();
     rig.hub.handle_connect(s, request, None, T0);
     rig.serve_all();
     let epoch: Arc<str> = rig.broker.position("news").unwrap().epoch.into();
@@ -241,7 +262,9 @@ fn duplicate_publications_are_dropped_for_positioned_subscriptions() {
 
 #[test]
 fn commands_wait_for_earlier_broker_replies() {
-    let mut rig = Rig::new(config(json!({"allow_subscribe_for_client": true, "allow_publish_for_client": true, "presence": true, "allow_presence_for_client": true})));
+    let mut rig = Rig::new(config(
+        json!({"allow_subscribe_for_client": true, "allow_publish_for_client": true, "presence": true, "allow_presence_for_client": true}),
+    ));
     let s = rig.ws(1, "1");
     rig.take(s);
     let frame = [
@@ -261,7 +284,11 @@ fn commands_wait_for_earlier_broker_replies() {
     let got = rig.take(s);
     let ids: Vec<Value> = got.iter().filter(|v| v.get("id").is_some()).map(|v| v["id"].clone()).collect();
     assert_eq!(ids, vec![json!(3), json!(4)]);
-    assert_eq!(got[0]["presence_stats"], json!({"num_clients": 1, "num_users": 1}), "presence added on subscribe, before the next command");
+    assert_eq!(
+        got[0]["presence_stats"],
+        json!({"num_clients": 1, "num_users": 1}),
+        "presence added on subscribe, before the next command"
+    );
 }
 
 #[test]
@@ -274,7 +301,10 @@ fn broker_errors_become_error_replies() {
     rig.hub.handle_broker(BrokerEvent::Reply { id: request.id, result: Err(Error::internal()) }, T0);
     rig.pump();
     let got = rig.take(s);
-    assert_eq!(got, vec![json!({"id": 2, "error": {"code": 100, "message": "internal server error", "temporary": true}})]);
+    assert_eq!(
+        got,
+        vec![json!({"id": 2, "error": {"code": 100, "message": "internal server error", "temporary": true}})]
+    );
     // Not subscribed: a retry works.
     rig.frame(s, json!({"id": 3, "subscribe": {"channel": "news"}}));
     rig.serve_all();
@@ -306,7 +336,6 @@ fn uuids_are_v4() {
     assert!(matches!(parts[3].as_bytes()[0], b'8' | b'9' | b'a' | b'b'));
     let _ = StreamPosition::default();
 }
-
 
 #[test]
 fn a_session_keeps_working_across_a_hub_rebuilt_from_its_snapshot() {
@@ -353,7 +382,9 @@ fn a_session_keeps_working_across_a_hub_rebuilt_from_its_snapshot() {
 
 #[test]
 fn a_restored_subscription_whose_position_is_gone_is_ended() {
-    let config = config(json!({"allow_subscribe_for_client": true, "history_size": 2, "history_ttl": "300s", "force_recovery": true}));
+    let config = config(
+        json!({"allow_subscribe_for_client": true, "history_size": 2, "history_ttl": "300s", "force_recovery": true}),
+    );
     let small = HistoryOptions { size: 2, ttl_ms: 300_000, meta_ttl_ms: 3_600_000 };
     let mut rig = Rig::new(config.clone());
     let s = rig.ws(1, "42");
@@ -361,7 +392,8 @@ fn a_restored_subscription_whose_position_is_gone_is_ended() {
     rig.serve_all();
     rig.publish("news", 1, small);
     let attachment = serde_json::to_string(&rig.hub.session_snapshot(s).unwrap()).unwrap();
-    let positions: BTreeMap<String, StreamPosition> = [("news".to_string(), rig.broker.position("news").unwrap())].into();
+    let positions: BTreeMap<String, StreamPosition> =
+        [("news".to_string(), rig.broker.position("news").unwrap())].into();
     let info = node_info();
     rig.hub = Hub::new(config, info, 99, T0).unwrap();
     rig.take(s);
@@ -398,7 +430,11 @@ fn websocket_sessions_can_go_without_server_pings() {
 
 /// Applies a tracking hub's changes the way the edge host does: snapshots to the sockets'
 /// attachments, positions to a table.
-fn store(rig: &mut Rig, attachments: &mut BTreeMap<SessionId, String>, positions: &mut BTreeMap<String, StreamPosition>) -> Option<Changes> {
+fn store(
+    rig: &mut Rig,
+    attachments: &mut BTreeMap<SessionId, String>,
+    positions: &mut BTreeMap<String, StreamPosition>,
+) -> Option<Changes> {
     let changes = rig.hub.take_changes()?;
     for (session, snapshot) in &changes.sessions {
         match snapshot {
@@ -501,7 +537,12 @@ fn a_frame_that_goes_bad_part_way_runs_the_commands_before_it_then_disconnects()
     let mut rig = Rig::new(history_config());
     let s = rig.ws(1, "42");
     rig.take(s);
-    let frame = format!("{}\n{}\nnot json\n{}", json!({"id": 2, "subscribe": {"channel": "news"}}), json!({"id": 3, "presence_stats": {"channel": "news"}}), json!({"id": 4, "history": {"channel": "news"}}));
+    let frame = format!(
+        "{}\n{}\nnot json\n{}",
+        json!({"id": 2, "subscribe": {"channel": "news"}}),
+        json!({"id": 3, "presence_stats": {"channel": "news"}}),
+        json!({"id": 4, "history": {"channel": "news"}})
+    );
     rig.hub.handle_frame(s, frame.as_bytes(), T0);
     rig.pump();
     assert!(rig.closed.is_empty(), "not before the subscribe is answered");
@@ -517,7 +558,8 @@ fn a_frame_that_goes_bad_part_way_runs_the_commands_before_it_then_disconnects()
 /// position of `news`, then a fresh hub: the state a woken host starts from.
 fn evicted(rig: &mut Rig, s: SessionId) -> (SessionSnapshot, BTreeMap<String, StreamPosition>) {
     let snapshot = rig.hub.session_snapshot(s).unwrap();
-    let positions: BTreeMap<String, StreamPosition> = [("news".to_string(), rig.broker.position("news").unwrap())].into();
+    let positions: BTreeMap<String, StreamPosition> =
+        [("news".to_string(), rig.broker.position("news").unwrap())].into();
     let info = node_info();
     rig.hub = Hub::new(rig.hub.config().clone(), info, 77, T0).unwrap().without_websocket_pings();
     rig.held.clear();

@@ -8,7 +8,10 @@ use super::*;
 /// Binary data (legal: API `b64data`, Protobuf clients) published into a channel with history.
 fn publish_binary(rig: &mut Rig, channel: &str) {
     let op = PublishOp { data: Bytes::from_static(b"\xffnot json"), history: H, ..Default::default() };
-    rig.broker.handle_request(BrokerRequest { id: crate::broker::RequestId(9_000_000), channel: channel.into(), op: BrokerOp::Publish(op) }, T0);
+    rig.broker.handle_request(
+        BrokerRequest { id: crate::broker::RequestId(9_000_000), channel: channel.into(), op: BrokerOp::Publish(op) },
+        T0,
+    );
     rig.broker_events();
     rig.pump();
 }
@@ -19,7 +22,8 @@ fn closed_with(rig: &Rig, s: SessionId) -> Vec<u32> {
 
 #[test]
 fn history_with_a_binary_publication_ends_a_json_client_with_3506() {
-    let mut rig = Rig::new(config(json!({"history_size": 100, "history_ttl": "300s", "allow_history_for_client": true})));
+    let mut rig =
+        Rig::new(config(json!({"history_size": 100, "history_ttl": "300s", "allow_history_for_client": true})));
     let s = rig.ws(1, "1");
     publish_binary(&mut rig, "news");
     rig.frame(s, json!({"id": 2, "history": {"channel": "news", "limit": 10}}));
@@ -49,7 +53,11 @@ fn a_live_binary_publication_ends_json_clients_but_reaches_protobuf_ones() {
     let proto = SessionId(2);
     rig.hub.handle_open(proto, Transport::Websocket(Encoding::Protobuf), T0);
     let mut frame = Vec::new();
-    let connect = crate::protocol::Command { id: 1, connect: Some(ConnectRequest { token: token("2"), ..Default::default() }), ..Default::default() };
+    let connect = crate::protocol::Command {
+        id: 1,
+        connect: Some(ConnectRequest { token: token("2"), ..Default::default() }),
+        ..Default::default()
+    };
     prost::Message::encode_length_delimited(&connect, &mut frame).unwrap();
     rig.hub.handle_frame(proto, &frame, T0);
     rig.serve_all();
@@ -73,8 +81,10 @@ fn a_live_binary_publication_ends_json_clients_but_reaches_protobuf_ones() {
 
 #[test]
 fn binary_connection_info_in_presence_and_join_ends_json_clients_with_3506() {
-    let config = config(json!({"allow_subscribe_for_client": true, "presence": true, "join_leave": true, "force_push_join_leave": true,
-        "allow_presence_for_client": true}));
+    let config = config(
+        json!({"allow_subscribe_for_client": true, "presence": true, "join_leave": true, "force_push_join_leave": true,
+        "allow_presence_for_client": true}),
+    );
     let mut rig = Rig::new(config);
     let watcher = rig.ws(1, "1");
     rig.frame(watcher, json!({"id": 2, "subscribe": {"channel": "room"}}));
@@ -84,7 +94,11 @@ fn binary_connection_info_in_presence_and_join_ends_json_clients_with_3506() {
     rig.hub.handle_open(binary, Transport::Websocket(Encoding::Protobuf), T0);
     let t = crate::auth::issue_hs256(SECRET, &json!({"sub": "2", "b64info": "/w=="}));
     let mut frame = Vec::new();
-    let connect = crate::protocol::Command { id: 1, connect: Some(ConnectRequest { token: t, ..Default::default() }), ..Default::default() };
+    let connect = crate::protocol::Command {
+        id: 1,
+        connect: Some(ConnectRequest { token: t, ..Default::default() }),
+        ..Default::default()
+    };
     prost::Message::encode_length_delimited(&connect, &mut frame).unwrap();
     rig.hub.handle_frame(binary, &frame, T0);
     rig.serve_all();
@@ -184,7 +198,8 @@ fn api_expiry_times_near_the_end_of_time_neither_wrap_nor_panic() {
     let mut rig = Rig::new(config(json!({"allow_subscribe_for_client": true})));
     let s = rig.ws(1, "42");
     rig.take(s);
-    for (i, expire_at) in [i64::MAX, i64::MAX / 1000 + 1, i64::MIN, -1, u32::MAX as i64 * 1000].into_iter().enumerate() {
+    for (i, expire_at) in [i64::MAX, i64::MAX / 1000 + 1, i64::MIN, -1, u32::MAX as i64 * 1000].into_iter().enumerate()
+    {
         let body = json!({"user": "42", "channel": format!("c{i}"), "expire_at": expire_at}).to_string();
         let command: ApiCommand = crate::api::parse("subscribe", body.as_bytes()).unwrap().unwrap();
         rig.hub.handle_api(ApiId(i as u64), command, T0);
@@ -206,7 +221,10 @@ fn a_recovery_offset_at_the_end_of_u64_does_not_overflow() {
     let s = rig.ws(1, "1");
     rig.publish("news", 1, H);
     let epoch = rig.broker.position("news").unwrap().epoch;
-    rig.frame(s, json!({"id": 2, "subscribe": {"channel": "news", "recover": true, "offset": u64::MAX, "epoch": epoch}}));
+    rig.frame(
+        s,
+        json!({"id": 2, "subscribe": {"channel": "news", "recover": true, "offset": u64::MAX, "epoch": epoch}}),
+    );
     rig.serve_all();
     rig.publish("news", 2, H);
     assert_eq!(rig.hub.num_sessions(), 1);

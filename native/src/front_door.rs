@@ -2,8 +2,9 @@
 //! layer what it is. The unidirectional endpoints are served here, without hyper, so an idle
 //! connection costs little: no read buffer is kept after the request, and the task sleeps
 //! until the engine queues a frame or the client goes away. Every other request (and a
-//! chunked upload, whose body hyper decodes) is handed to hyper with the bytes already read;
-//! hyper serves it, and the connection's later requests, from the same decisions.
+//! chunked upload, whose body hyper decodes) is given back with the bytes already read
+//! ([`ForHyper`]); `server.rs` has hyper serve it, and the connection's later requests, from
+//! the same decisions.
 
 use std::collections::VecDeque;
 use std::io;
@@ -51,8 +52,16 @@ impl Head {
     }
 }
 
-/// Serves one accepted connection: here if it is a unidirectional stream, else through hyper.
-pub async fn serve(mut socket: TcpStream, engine: Engine) {
+/// A connection the front door does not serve itself: hyper takes it from here.
+pub struct ForHyper {
+    pub socket: TcpStream,
+    /// What was read from the socket: a complete request head, and maybe more.
+    pub read: Bytes,
+}
+
+/// Serves one accepted connection if it is a unidirectional stream; else gives it back for
+/// hyper.
+pub async fn serve(mut socket: TcpStream, engine: &Engine) -> Option<ForHyper> {
     // Buffers live on the heap and only while reading: an async fn's locals are part of the
     // task, and a stack array here would be paid by every idle connection.
     let mut buf = Vec::new();
@@ -62,54 +71,67 @@ pub async fn serve(mut socket: TcpStream, engine: Engine) {
     let deadline = Instant::now() + timeouts.head;
     let head = loop {
         match tokio::time::timeout_at(deadline, read_into(&mut socket, &mut buf, 2048)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(0)) | Ok(Err(_)) => return None,
             Ok(Ok(_)) => {}
             // A connection that never sent anything is closed without a word, like Go's.
-            Err(_) if buf.is_empty() => return,
+            Err(_) if buf.is_empty() => return None,
             Err(_) => {
-                return respond(&mut socket, &Answer::head_timeout(timeouts.head.as_millis()), "", timeouts.write).await;
+                respond(&mut socket, &Answer::head_timeout(timeouts.head.as_millis()), "", timeouts.write).await;
+                return None;
             }
         }
         if !end.found(&buf) {
             if buf.len() < MAX_HEAD {
                 continue;
             }
-            return respond(&mut socket, &Answer::head_too_large(), "", timeouts.write).await;
+            respond(&mut socket, &Answer::head_too_large(), "", timeouts.write).await;
+            return None;
         }
         // Malformed, or a head httparse reads differently: hyper answers it.
         break parse_head(&buf).ok().flatten();
     };
     let Some(head) = head else {
-        return crate::server::serve_hyper(socket, Bytes::from(buf), engine).await;
+        return Some(ForHyper { socket, read: Bytes::from(buf) });
     };
     let routed = {
-        let view = shared::http::Request { method: &head.method, path: &head.path, query: head.query.as_deref(), headers: &head.headers };
+        let view = shared::http::Request {
+            method: &head.method,
+            path: &head.path,
+            query: head.query.as_deref(),
+            headers: &head.headers,
+        };
         shared::http::decide(&engine.config, &engine.endpoints, &view)
     };
     let chunked = head.raw_header("transfer-encoding").is_some();
     let here = routed.endpoint.is_some_and(Endpoint::is_unidirectional)
         && !(chunked && matches!(&routed.decision, Decision::Stream(StreamOpen { input: StreamInput::Body(_), .. })));
     if !here {
-        return crate::server::serve_hyper(socket, Bytes::from(buf), engine).await;
+        return Some(ForHyper { socket, read: Bytes::from(buf) });
     }
     let rest = buf.split_off(head.len);
     drop(buf);
     let cors = cors_headers(&routed.cors());
     match routed.decision {
         Decision::Answer(answer) => respond(&mut socket, &answer, &cors, timeouts.write).await,
-        Decision::Upgrade(upgrade) => websocket(socket, head, upgrade, cors, rest, engine).await,
+        Decision::Upgrade(upgrade) => websocket(socket, head, upgrade, cors, rest, engine.clone()).await,
         Decision::Stream(open) => {
             let input = match open.input {
                 StreamInput::Ready(input) => input,
                 StreamInput::Body(rule) => {
                     let body = match read_body(&mut socket, &head, rest, rule, timeouts.body).await {
                         Ok(body) => body,
-                        Err(Some(answer)) => return respond(&mut socket, &answer, &cors, timeouts.write).await,
-                        Err(None) => return,
+                        Err(Some(answer)) => {
+                            respond(&mut socket, &answer, &cors, timeouts.write).await;
+                            return None;
+                        }
+                        Err(None) => return None,
                     };
                     match FirstInput::from_body(open.transport, Bytes::from(body)) {
                         Ok(input) => input,
-                        Err(answer) => return respond(&mut socket, &answer, &cors, timeouts.write).await,
+                        Err(answer) => {
+                            respond(&mut socket, &answer, &cors, timeouts.write).await;
+                            return None;
+                        }
                     }
                 }
             };
@@ -120,6 +142,7 @@ pub async fn serve(mut socket: TcpStream, engine: Engine) {
             engine.send(crate::stream::first_event(session, input, open.last_event_id)).await;
             let (content_type, prelude) = (open.content_type, open.prelude);
             // The long-lived part gets a task of its own, sized for streaming alone.
+            let engine = engine.clone();
             tokio::spawn(async move {
                 let write_timeout = engine.timeouts.write;
                 let _ = stream(&mut socket, &outbox, content_type, &cors, &prelude, write_timeout).await;
@@ -130,6 +153,7 @@ pub async fn serve(mut socket: TcpStream, engine: Engine) {
         // Not for the unidirectional endpoints.
         Decision::Api(_) | Decision::Emulation(_) | Decision::Health => {}
     }
+    None
 }
 
 /// Appends what the socket has (at most `max` bytes) to `buf`.
@@ -228,7 +252,11 @@ async fn respond(socket: &mut TcpStream, answer: &Answer, cors: &str, write_time
     for (name, value) in answer.headers.iter().filter(|(name, _)| *name != "connection") {
         response.push_str(&format!("{name}: {value}\r\n"));
     }
-    response.push_str(&format!("{cors}Content-Length: {}\r\nConnection: close\r\n\r\n{}", answer.body.len(), answer.body));
+    response.push_str(&format!(
+        "{cors}Content-Length: {}\r\nConnection: close\r\n\r\n{}",
+        answer.body.len(),
+        answer.body
+    ));
     if write(socket, response.as_bytes(), write_timeout).await.is_ok() {
         let _ = socket.shutdown().await;
     }
@@ -435,7 +463,9 @@ async fn websocket_session(
                 }
                 ClientEvent::Close(code) => return Ok(Some(Closing::Echo(code))),
                 ClientEvent::TooBig => return Ok(Some(Closing::Server(Disconnect::new(1009, "message too big")))),
-                ClientEvent::ProtocolError => return Ok(Some(Closing::Server(Disconnect::new(1002, "protocol error")))),
+                ClientEvent::ProtocolError => {
+                    return Ok(Some(Closing::Server(Disconnect::new(1002, "protocol error"))))
+                }
             }
         }
         tokio::select! {

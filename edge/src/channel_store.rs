@@ -29,16 +29,36 @@ pub const SCHEMA: &[&str] = &[
 #[derive(Clone, Debug, PartialEq)]
 pub enum Write {
     /// The channel row: its name and stream (epoch `None`: no stream).
-    Channel { name: String, epoch: Option<String>, top: u64, meta_expires_at: u64 },
+    Channel {
+        name: String,
+        epoch: Option<String>,
+        top: u64,
+        meta_expires_at: u64,
+    },
     DeletePublicationsBelow(u64),
     DeleteAllPublications,
-    InsertPublication { offset: u64, data: Vec<u8>, expires_at: u64 },
-    UpsertPresence { client: String, info: Vec<u8>, expires_at: u64 },
-    DeletePresence { client: String },
+    InsertPublication {
+        offset: u64,
+        data: Vec<u8>,
+        expires_at: u64,
+    },
+    UpsertPresence {
+        client: String,
+        info: Vec<u8>,
+        expires_at: u64,
+    },
+    DeletePresence {
+        client: String,
+    },
     InsertNode(String),
     DeleteNode(String),
     /// An idempotency key with the position its publish answered.
-    UpsertIdempotency { key: String, epoch: String, offset: u64, expires_at: u64 },
+    UpsertIdempotency {
+        key: String,
+        epoch: String,
+        offset: u64,
+        expires_at: u64,
+    },
     DeleteIdempotency(String),
 }
 
@@ -51,9 +71,16 @@ impl Write {
                 "INSERT INTO channel (k, name, epoch, top, meta_expires_at) VALUES (0, ?, ?, ?, ?) \
                  ON CONFLICT (k) DO UPDATE SET name = excluded.name, epoch = excluded.epoch, top = excluded.top, \
                  meta_expires_at = excluded.meta_expires_at",
-                vec![Text(name.clone()), epoch.clone().map(Text).unwrap_or(Null), Int(*top as i64), Int(*meta_expires_at as i64)],
+                vec![
+                    Text(name.clone()),
+                    epoch.clone().map(Text).unwrap_or(Null),
+                    Int(*top as i64),
+                    Int(*meta_expires_at as i64),
+                ],
             ),
-            Write::DeletePublicationsBelow(offset) => ("DELETE FROM publications WHERE seq < ?", vec![Int(*offset as i64)]),
+            Write::DeletePublicationsBelow(offset) => {
+                ("DELETE FROM publications WHERE seq < ?", vec![Int(*offset as i64)])
+            }
             Write::DeleteAllPublications => ("DELETE FROM publications", vec![]),
             Write::InsertPublication { offset, data, expires_at } => (
                 "INSERT OR REPLACE INTO publications (seq, data, expires_at) VALUES (?, ?, ?)",
@@ -144,8 +171,12 @@ pub fn load(rows: Rows) -> (ChannelSnapshot, Persisted) {
                 })
                 .collect();
             persisted.stream = Some((epoch.clone(), top, meta_expires_at));
-            snapshot.stream =
-                Some(StreamSnapshot { epoch: Arc::from(epoch), top, meta_expires_at: Timestamp(meta_expires_at), entries });
+            snapshot.stream = Some(StreamSnapshot {
+                epoch: Arc::from(epoch),
+                top,
+                meta_expires_at: Timestamp(meta_expires_at),
+                entries,
+            });
         }
     }
     // Every stored publication row counts as stored, decodable or not, so a diff can delete it.
@@ -181,7 +212,8 @@ pub fn diff(persisted: &mut Persisted, name: &str, snapshot: &ChannelSnapshot) -
     // Publications: a new epoch (or no stream) starts over; otherwise drop what fell out of
     // the window and add what is new.
     let same_epoch = matches!((&persisted.stream, &stream), (Some(a), Some(b)) if a.0 == b.0);
-    let entries: &[(Arc<Publication>, Timestamp)] = snapshot.stream.as_ref().map(|s| s.entries.as_slice()).unwrap_or(&[]);
+    let entries: &[(Arc<Publication>, Timestamp)] =
+        snapshot.stream.as_ref().map(|s| s.entries.as_slice()).unwrap_or(&[]);
     let first = entries.first().map(|(p, _)| p.offset);
     if !persisted.offsets.is_empty() {
         match first {
@@ -203,7 +235,11 @@ pub fn diff(persisted: &mut Persisted, name: &str, snapshot: &ChannelSnapshot) -
         }
         let mut stored = Publication::clone(publication);
         stored.offset = 0; // the row key holds it
-        writes.push(Write::InsertPublication { offset: publication.offset, data: stored.encode_to_vec(), expires_at: expires.0 });
+        writes.push(Write::InsertPublication {
+            offset: publication.offset,
+            data: stored.encode_to_vec(),
+            expires_at: expires.0,
+        });
         persisted.offsets.insert(publication.offset);
     }
     persisted.name = Some(name.to_owned());
@@ -213,7 +249,11 @@ pub fn diff(persisted: &mut Persisted, name: &str, snapshot: &ChannelSnapshot) -
     for (info, expires) in &snapshot.presence {
         present.insert(info.client.clone());
         if persisted.presence.get(&info.client) != Some(&(info.clone(), *expires)) {
-            writes.push(Write::UpsertPresence { client: info.client.clone(), info: info.encode_to_vec(), expires_at: expires.0 });
+            writes.push(Write::UpsertPresence {
+                client: info.client.clone(),
+                info: info.encode_to_vec(),
+                expires_at: expires.0,
+            });
             persisted.presence.insert(info.client.clone(), (info.clone(), *expires));
         }
     }
@@ -302,7 +342,11 @@ mod tests {
     const H: HistoryOptions = HistoryOptions { size: 3, ttl_ms: 10_000, meta_ttl_ms: 0 };
 
     fn publish(b: &mut Broker, n: u64, now: u64) {
-        let op = BrokerOp::Publish(PublishOp { data: Bytes::from(format!("{{\"n\":{n}}}")), history: H, ..Default::default() });
+        let op = BrokerOp::Publish(PublishOp {
+            data: Bytes::from(format!("{{\"n\":{n}}}")),
+            history: H,
+            ..Default::default()
+        });
         b.handle_request(BrokerRequest { id: RequestId(n), channel: "c".into(), op }, Timestamp(now));
         while b.poll_output().is_some() {}
     }

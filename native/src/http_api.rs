@@ -10,7 +10,7 @@ use shared::http::ApiCall;
 use shared::protocol::Error;
 
 use crate::engine::Engine;
-use crate::server::{read_body, text, Body};
+use crate::http::{read_body, text, Body};
 
 /// Runs an API call the endpoint layer authorized.
 pub async fn handle(req: Request<Incoming>, engine: Engine, call: ApiCall) -> Response<Body> {
