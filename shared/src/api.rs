@@ -342,6 +342,24 @@ pub fn not_found() -> Error {
     Error::new(METHOD_NOT_FOUND, "not found")
 }
 
+/// The methods of `POST /api/<method>`, as in the URL path.
+pub const METHODS: [&str; 14] = [
+    "publish",
+    "broadcast",
+    "subscribe",
+    "unsubscribe",
+    "disconnect",
+    "refresh",
+    "presence",
+    "presence_stats",
+    "history",
+    "history_remove",
+    "channels",
+    "info",
+    "rpc",
+    "batch",
+];
+
 /// Parses `POST /api/<method>` with a JSON body. `Ok(None)`: no such method.
 pub fn parse(method: &str, body: &[u8]) -> Result<Option<ApiCommand>, ApiParseError> {
     parse_method(method, body, true)?.map(ApiCommand::within_limits).transpose()
@@ -349,22 +367,6 @@ pub fn parse(method: &str, body: &[u8]) -> Result<Option<ApiCommand>, ApiParseEr
 
 fn parse_method(method: &str, body: &[u8], allow_batch: bool) -> Result<Option<ApiCommand>, ApiParseError> {
     let method = method.to_ascii_lowercase();
-    const METHODS: [&str; 14] = [
-        "publish",
-        "broadcast",
-        "subscribe",
-        "unsubscribe",
-        "disconnect",
-        "refresh",
-        "presence",
-        "presence_stats",
-        "history",
-        "history_remove",
-        "channels",
-        "info",
-        "rpc",
-        "batch",
-    ];
     if !METHODS.contains(&method.as_str()) || (method == "batch" && !allow_batch) {
         return Ok(None);
     }
