@@ -197,7 +197,9 @@ impl Broker {
                 let stream = self.stream(&channel, history, now);
                 let top = stream.position();
                 let publications = match since {
-                    Some(since) if history.enabled() && since.epoch == top.epoch => stream.since(since.offset, limit),
+                    Some(since) if history.enabled() && (since.epoch.is_empty() || since.epoch == top.epoch) => {
+                        stream.since(since.offset, limit)
+                    }
                     _ => Vec::new(),
                 };
                 Ok(BrokerReply::Subscribed { top, publications })

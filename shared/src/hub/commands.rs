@@ -60,9 +60,9 @@ impl Hub {
         } else if let Some(r) = command.history {
             self.history(session, id, r, now)
         } else if command.rpc.is_some() {
-            // No RPC handler is configured: say so plainly with "method not found" (104).
-            // (Centrifugo answers 108 "not available" here; rotor names the actual problem.)
-            self.error_reply(session, id, Error::method_not_found())
+            // No RPC handler is configured: 108 "not available", as Centrifugo answers (SDKs
+            // and their test suites expect exactly that code).
+            self.error_reply(session, id, Error::not_available())
         } else if command.send.is_some() {
             // Asynchronous messages need a handler too; without one they are dropped.
         } else if let Some(r) = command.refresh {
@@ -254,7 +254,9 @@ impl Hub {
                 match recover {
                     Some(since) => {
                         r.was_recovering = true;
-                        let recovered = since.epoch == top.epoch
+                        // An empty epoch means "any epoch" (SDKs send it when the
+                        // application hands them only an offset): history decides.
+                        let recovered = (since.epoch.is_empty() || since.epoch == top.epoch)
                             && match (publications.first(), publications.last()) {
                                 (Some(first), Some(last)) => {
                                     since.offset.checked_add(1) == Some(first.offset) && last.offset == top.offset
