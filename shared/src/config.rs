@@ -51,8 +51,12 @@ pub struct ChannelOptions {
     pub allow_history_for_subscriber: bool,
     pub allow_history_for_anonymous: bool,
     pub allow_user_limited_channels: bool,
-    /// Stored, not compiled: its presence is what lets non-ASCII channel names through.
+    /// Channel names of the namespace must match it (Rust `regex` syntax, bounded in size).
     pub channel_regex: String,
+    /// Delta types subscribers may ask for: `[]` or `["fossil"]`.
+    pub allowed_delta_types: Vec<String>,
+    /// Every publication into the namespace is sent as a delta where subscribers negotiated one.
+    pub delta_publish: bool,
 }
 
 impl ChannelOptions {
@@ -444,6 +448,10 @@ impl Config {
         if !matches!(opts.force_recovery_mode.as_str(), "" | "stream" | "cache") {
             let why = format!("unknown mode \"{}\": use \"stream\" or \"cache\"", opts.force_recovery_mode);
             return Err(invalid(&format!("{at}force_recovery_mode"), why));
+        }
+        if let Some(t) = opts.allowed_delta_types.iter().find(|t| t.as_str() != crate::delta::FOSSIL) {
+            let why = format!("unknown delta type \"{t}\": use \"fossil\"");
+            return Err(invalid(&format!("{at}allowed_delta_types"), why));
         }
         let (size, ttl) = (opts.history_size > 0, !opts.history_ttl.is_zero());
         if size != ttl {

@@ -154,7 +154,16 @@ impl Hub {
             push_join_leave: false,
             history,
             data: Default::default(),
+            delta: false,
         };
+        if !req.delta.is_empty() {
+            if req.delta != crate::delta::FOSSIL {
+                // An unknown delta type is a broken client (Centrifugo disconnects too).
+                return self.disconnect(session, Disconnect::bad_request(), now);
+            }
+            // A type the namespace does not allow is not an error: the result says no delta.
+            plan.delta = opts.allowed_delta_types.iter().any(|t| t == crate::delta::FOSSIL);
+        }
         if !req.token.is_empty() {
             match self.sub_verifier.verify_subscribe(&req.token, now.as_millis()) {
                 Ok(claims) => {
@@ -238,7 +247,7 @@ impl Hub {
         let restoring = sub.restoring;
         let outcome: Result<SubscribeResult, Error> = match result {
             Ok(BrokerReply::Subscribed { top, publications }) => {
-                let mut r = SubscribeResult { data: token_data, ..Default::default() };
+                let mut r = SubscribeResult { data: token_data, delta: sub.delta, ..Default::default() };
                 if let Some(at) = sub.expires_at {
                     r.expires = true;
                     r.ttl = super::ttl_secs(now, at);
@@ -267,6 +276,14 @@ impl Hub {
                             r.recovered = true;
                             r.offset = since.offset;
                             r.publications = publications.iter().map(|p| Publication::clone(p)).collect();
+                            if sub.delta && command.is_some() {
+                                // A JSON client with binary data keeps the raw form: its
+                                // reply then fails to encode, which ends it with 3506.
+                                if let Ok(sent) = super::delta::recovered(r.publications.clone(), s.wire.encoding) {
+                                    r.publications = sent;
+                                    sub.delta_base = publications.last().map_or(0, |p| p.offset);
+                                }
+                            }
                             Ok(r)
                         } else if reject_unrecovered {
                             Err(Error::unrecoverable_position())
@@ -420,7 +437,8 @@ impl Hub {
             return self.error_reply(session, id, Error::bad_request());
         }
         let info = s.info(&sub.map(|sub| sub.chan_info.clone()).unwrap_or_default());
-        let op = PublishOp { data, info: Some(info), history: self.history_options(opts), ..Default::default() };
+        let history = self.history_options(opts);
+        let op = PublishOp { data, info: Some(info), history, delta: opts.delta_publish, ..Default::default() };
         self.command_request(session, id, &channel, BrokerOp::Publish(op), CommandKind::Publish);
     }
 

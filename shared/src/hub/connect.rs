@@ -42,6 +42,8 @@ pub(crate) struct SubscriptionPlan {
     pub history: HistoryOptions,
     /// `data` from a subscription token, returned in the subscribe result.
     pub data: Bytes,
+    /// Fossil deltas negotiated (client-side subscriptions that asked for an allowed type).
+    pub delta: bool,
 }
 
 impl SubscriptionPlan {
@@ -59,6 +61,7 @@ impl SubscriptionPlan {
             push_join_leave: opts.join_leave && opts.force_push_join_leave,
             history,
             data: Bytes::new(),
+            delta: false,
         }
     }
 }
@@ -277,6 +280,8 @@ impl Hub {
                 buffer: Vec::new(),
                 restoring: false,
                 request: crate::broker::RequestId(0),
+                delta: plan.delta,
+                delta_base: 0,
             },
         );
         self.channels.entry(channel.clone()).or_default().pending.insert(session);

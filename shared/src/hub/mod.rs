@@ -6,6 +6,7 @@
 mod api;
 mod commands;
 mod connect;
+mod delta;
 mod event_ids;
 mod fanout;
 mod restore;
@@ -347,7 +348,9 @@ impl Hub {
                     self.on_broker_reply(id, pending, result, now);
                 }
             }
-            BrokerEvent::Publication { channel, epoch, publication } => self.deliver(&channel, &epoch, &publication),
+            BrokerEvent::Publication { channel, epoch, publication, delta } => {
+                self.deliver(&channel, &epoch, &publication, delta)
+            }
             BrokerEvent::Join { channel, info } => self.deliver_join_leave(&channel, info, true),
             BrokerEvent::Leave { channel, info } => self.deliver_join_leave(&channel, info, false),
         }

@@ -105,6 +105,9 @@ pub struct SubscribeRequest {
     pub recoverable: bool,
     #[prost(bool, tag = "11")]
     pub join_leave: bool,
+    /// The delta type the client wants (`"fossil"`), or empty.
+    #[prost(string, tag = "12")]
+    pub delta: String,
     #[prost(int64, tag = "14")]
     pub flag: i64,
 }
@@ -314,6 +317,10 @@ pub struct Publication {
     #[prost(btree_map = "string, string", tag = "7")]
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+    /// `data` is a Fossil delta against the previous publication the client received.
+    #[prost(bool, tag = "8")]
+    #[serde(skip_serializing_if = "is_false")]
+    pub delta: bool,
     #[prost(int64, tag = "9")]
     #[serde(skip_serializing_if = "is_zero_i64")]
     pub time: i64,
@@ -408,6 +415,10 @@ pub struct SubscribeResult {
     #[prost(bool, tag = "12")]
     #[serde(skip_serializing_if = "is_false")]
     pub was_recovering: bool,
+    /// The delta type asked for was granted: publications may come as deltas.
+    #[prost(bool, tag = "13")]
+    #[serde(skip_serializing_if = "is_false")]
+    pub delta: bool,
 }
 
 #[derive(Clone, PartialEq, Serialize, prost::Message)]
