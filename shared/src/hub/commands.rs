@@ -83,12 +83,19 @@ impl Hub {
         HistoryOptions { size: opts.history_size, ttl_ms: ms(opts.history_ttl), meta_ttl_ms: ms(meta) }
     }
 
-    /// Client-chosen channel names: within `channel_max_length`, ASCII unless the namespace
-    /// has a `channel_regex`.
+    /// Client-chosen channel names: within `channel_max_length`, and matching the namespace's
+    /// `channel_regex` (the part after the namespace) or, without one, ASCII.
     pub(crate) fn valid_channel_name(&self, channel: &str, opts: &ChannelOptions) -> bool {
-        !channel.is_empty()
-            && channel.len() <= self.config.channel_max_length as usize
-            && (channel.is_ascii() || !opts.channel_regex.is_empty())
+        if channel.is_empty() || channel.len() > self.config.channel_max_length as usize {
+            return false;
+        }
+        if opts.channel_regex.is_empty() {
+            return channel.is_ascii();
+        }
+        // Compiled for every namespace when the hub was made; a pattern missing there (a
+        // token's override cannot add one) lets nothing through.
+        let rest = self.config.channel_rest(channel);
+        self.channel_regexes.get(&opts.channel_regex).is_some_and(|r| r.is_match(rest))
     }
 
     pub(crate) fn may_subscribe_without_token(&self, user: &str, channel: &str, opts: &ChannelOptions) -> bool {

@@ -115,6 +115,8 @@ pub struct Hub {
     api_groups: api::ApiGroups,
     /// What changed for hosts that store snapshots (see [`Hub::tracking_snapshots`]).
     tracking: Option<Box<restore::Tracking>>,
+    /// Each namespace's compiled `channel_regex`, by pattern.
+    channel_regexes: BTreeMap<String, regex::Regex>,
 }
 
 /// A configuration the hub cannot run with (bad key material).
@@ -149,6 +151,14 @@ impl Hub {
             TokenVerifier::new(keys, &c.token_audience, &c.token_issuer, "")
         };
         let event_id_key = event_id_key(&config);
+        let mut channel_regexes = BTreeMap::new();
+        let patterns =
+            std::iter::once(&c.channel.channel_regex).chain(c.namespaces.iter().map(|n| &n.options.channel_regex));
+        for pattern in patterns.filter(|p| !p.is_empty()) {
+            let regex = crate::config::compile_channel_regex(pattern)
+                .map_err(|why| HubConfigError(format!("channel_regex {pattern:?}: {why}")))?;
+            channel_regexes.insert(pattern.clone(), regex);
+        }
         Ok(Hub {
             config,
             node,
@@ -168,6 +178,7 @@ impl Hub {
             websocket_pings: true,
             api_groups: Default::default(),
             tracking: None,
+            channel_regexes,
         })
     }
 
