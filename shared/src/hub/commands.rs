@@ -244,6 +244,7 @@ impl Hub {
         if let Ok(BrokerReply::Subscribed { top, .. }) = &result {
             self.position_seen(&channel, &top.epoch, top.offset);
         }
+        let cache = recover.is_some() && self.cache_recovery(&channel);
         let Some(s) = self.sessions.get_mut(&session) else { return };
         let Some(sub) = s.subs.get_mut(&channel).filter(|sub| sub.request == request) else {
             // Unsubscribed (by the server API) while the broker was answering, perhaps
@@ -268,6 +269,20 @@ impl Hub {
                 sub.epoch = Arc::from(top.epoch.as_str());
                 sub.offset = top.offset;
                 match recover {
+                    Some(since) if cache => {
+                        super::recovery_modes::cache_result(&mut r, &since, &top, &publications);
+                        if sub.delta && command.is_some() && !r.publications.is_empty() {
+                            if let Ok(sent) = super::delta::recovered(r.publications.clone(), s.wire.encoding) {
+                                sub.delta_base = r.publications.last().map_or(0, |p| p.offset);
+                                r.publications = sent;
+                            }
+                        }
+                        if !r.recovered && reject_unrecovered {
+                            Err(Error::unrecoverable_position())
+                        } else {
+                            Ok(r)
+                        }
+                    }
                     Some(since) => {
                         r.was_recovering = true;
                         // An empty epoch means "any epoch" (SDKs send it when the
@@ -384,6 +399,7 @@ impl Hub {
         if !self.sessions.get(&session).is_some_and(|s| s.subs.contains_key(channel)) {
             return;
         }
+        self.ensure_position_check(session, now);
         if presence {
             let ttl = ms(self.config.global_presence_ttl);
             self.request(channel, BrokerOp::PresenceAdd { info: info.clone(), ttl_ms: ttl }, Pending::Ignore);

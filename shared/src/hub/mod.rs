@@ -9,6 +9,8 @@ mod connect;
 mod delta;
 mod event_ids;
 mod fanout;
+mod position_check;
+mod recovery_modes;
 mod restore;
 mod session;
 mod timers;
@@ -81,6 +83,8 @@ enum Pending {
     Api { target: api::ApiTarget, kind: crate::api::ApiKind },
     /// Fire and forget (presence updates, join/leave, node interest).
     Ignore,
+    /// A periodic position check of one subscription.
+    PositionCheck { session: SessionId, channel: Arc<str> },
 }
 
 #[derive(Default)]
@@ -436,6 +440,7 @@ impl Hub {
             }
             Pending::Api { target, kind } => self.on_api_reply(target, kind, result, now),
             Pending::Ignore => {}
+            Pending::PositionCheck { session, channel } => self.on_position_checked(session, &channel, result),
         }
     }
 

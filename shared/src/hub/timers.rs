@@ -24,6 +24,8 @@ pub(crate) enum Timer {
     Expire,
     SubExpire(Arc<str>),
     PresenceRefresh,
+    /// Positioned subscriptions compare their position with the stream's top.
+    PositionCheck,
 }
 
 impl Hub {
@@ -66,6 +68,7 @@ impl Hub {
         if presence {
             self.ensure_presence_refresh(session, now);
         }
+        self.ensure_position_check(session, now);
     }
 
     /// Starts the session's presence refresh unless it runs already (one chain per session).
@@ -121,6 +124,7 @@ impl Hub {
                     self.disconnect(session, Disconnect::subscription_expired(), now);
                 }
             }
+            Timer::PositionCheck => self.check_positions(session, now),
             Timer::PresenceRefresh => {
                 let ttl = ms(self.config.global_presence_ttl);
                 let entries: Vec<_> = s
