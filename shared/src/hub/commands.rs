@@ -63,6 +63,9 @@ impl Hub {
             // No RPC handler is configured: 108 "not available", as Centrifugo answers (SDKs
             // and their test suites expect exactly that code).
             self.error_reply(session, id, Error::not_available())
+        } else if command.ping.is_some() {
+            // Protocol v2 has no ping command: Centrifugo answers it with 108 too.
+            self.error_reply(session, id, Error::not_available())
         } else if command.send.is_some() {
             // Asynchronous messages need a handler too; without one they are dropped.
         } else if let Some(r) = command.refresh {
@@ -70,7 +73,7 @@ impl Hub {
         } else if let Some(r) = command.sub_refresh {
             self.sub_refresh(session, id, &r.channel, &r.token, now)
         } else {
-            // `ping` commands and commands with nothing in them are not part of protocol v2.
+            // Commands with nothing in them are not part of protocol v2.
             self.disconnect(session, Disconnect::bad_request(), now)
         }
     }
@@ -163,6 +166,11 @@ impl Hub {
             data: Default::default(),
             delta: false,
         };
+        if !req.tf.is_empty() {
+            // Tags filters need `allow_tags_filter`, which rotor does not offer: Centrifugo
+            // disconnects such a subscribe as a bad request.
+            return self.disconnect(session, Disconnect::bad_request(), now);
+        }
         if !req.delta.is_empty() {
             if req.delta != crate::delta::FOSSIL {
                 // An unknown delta type is a broken client (Centrifugo disconnects too).
@@ -441,7 +449,8 @@ impl Hub {
 
     fn publish(&mut self, session: SessionId, id: u32, channel: String, data: bytes::Bytes, now: Timestamp) {
         let Some(s) = self.sessions.get(&session) else { return };
-        if channel.is_empty() {
+        if channel.is_empty() || data.is_empty() {
+            // Centrifugo: "channel and data required for publish", a disconnect.
             return self.disconnect(session, Disconnect::bad_request(), now);
         }
         let Ok(opts) = self.config.namespace_for(&channel) else {
@@ -455,9 +464,6 @@ impl Hub {
             (opts.allow_publish_for_subscriber, opts.allow_publish_for_client, opts.allow_publish_for_anonymous),
         ) {
             return self.error_reply(session, id, Error::permission_denied());
-        }
-        if data.is_empty() {
-            return self.error_reply(session, id, Error::bad_request());
         }
         let info = s.info(&sub.map(|sub| sub.chan_info.clone()).unwrap_or_default());
         let history = self.history_options(opts);
@@ -513,8 +519,9 @@ impl Hub {
         ) {
             return self.error_reply(session, id, Error::permission_denied());
         }
-        let max = self.config.client_history_max_publication_limit as i64;
-        let limit = if req.limit < 0 || req.limit as i64 > max { max } else { req.limit as i64 };
+        // A zero maximum caps nothing (Centrifugo's rule): -1 is then "all".
+        let max = i64::try_from(self.config.client_history_max_publication_limit).unwrap_or(i64::MAX);
+        let limit = if max > 0 && (req.limit < 0 || i64::from(req.limit) > max) { max } else { i64::from(req.limit) };
         let op = BrokerOp::History { since: req.since, limit, reverse: req.reverse, history };
         self.command_request(session, id, &req.channel, op, CommandKind::History);
     }
@@ -587,12 +594,20 @@ impl Hub {
     }
 
     fn sub_refresh(&mut self, session: SessionId, id: u32, channel: &str, token: &str, now: Timestamp) {
-        if channel.is_empty() || token.is_empty() {
-            return self.error_reply(session, id, Error::bad_request());
+        // Centrifugo's order: no channel is a broken client; then the subscription must exist
+        // and be one the client refreshes (not server-side); then a token is required.
+        if channel.is_empty() {
+            return self.disconnect(session, Disconnect::bad_request(), now);
         }
         let Some(s) = self.sessions.get(&session) else { return };
-        if !s.subs.contains_key(channel) {
+        let Some(sub) = s.subs.get(channel) else {
             return self.error_reply(session, id, Error::permission_denied());
+        };
+        if sub.server_side {
+            return self.disconnect(session, Disconnect::bad_request(), now);
+        }
+        if token.is_empty() {
+            return self.error_reply(session, id, Error::bad_request());
         }
         let claims = match self.sub_verifier.verify_subscribe(token, now.as_millis()) {
             Ok(c) => c,

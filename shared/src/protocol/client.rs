@@ -108,8 +108,18 @@ pub struct SubscribeRequest {
     /// The delta type the client wants (`"fossil"`), or empty.
     #[prost(string, tag = "12")]
     pub delta: String,
+    /// A tags filter (a `FilterNode`), kept only as "present": non-empty when one was sent.
+    #[prost(bytes = "bytes", tag = "13")]
+    #[serde(deserialize_with = "present")]
+    pub tf: Bytes,
     #[prost(int64, tag = "14")]
     pub flag: i64,
+}
+
+/// Reads any JSON value as "present" (a non-empty marker), `null` as absent.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+    let v = Option::<serde::de::IgnoredAny>::deserialize(d)?;
+    Ok(if v.is_some() { Bytes::from_static(b"1") } else { Bytes::new() })
 }
 
 /// Subscribe flag bit: answer an unrecoverable position with error 112, not `recovered:false`.
