@@ -8,7 +8,7 @@
 //! says against its bounds, so a hostile delta yields an error, never a panic.
 //!
 //! Work is bounded: the source index costs half a byte per source byte, each output position
-//! looks at most [`MAX_CANDIDATES`] source blocks, and inputs over [`MAX_INPUT`] are not
+//! looks at most 250 source blocks (`MAX_CANDIDATES`), and inputs over [`MAX_INPUT`] are not
 //! encoded at all (the caller sends the full payload).
 
 /// Bytes per hashed block.
