@@ -42,7 +42,8 @@ pub(crate) fn for_delta_client(
 
 /// Per-publication encodings for delta clients, one slot per wire: whole and as the delta.
 pub(crate) struct DeltaEncoded {
-    channel: String,
+    /// Shared, not copied: most publications have no delta client at all.
+    channel: std::sync::Arc<str>,
     delta: Option<Bytes>,
     whole: [Option<Result<Bytes, NotJson>>; Wire::COUNT],
     /// None inside: the delta does not fit that wire, the whole form goes instead.
@@ -50,8 +51,8 @@ pub(crate) struct DeltaEncoded {
 }
 
 impl DeltaEncoded {
-    pub(crate) fn new(channel: &str, delta: Option<Bytes>) -> Self {
-        DeltaEncoded { channel: channel.to_owned(), delta, whole: Default::default(), as_delta: Default::default() }
+    pub(crate) fn new(channel: &std::sync::Arc<str>, delta: Option<Bytes>) -> Self {
+        DeltaEncoded { channel: channel.clone(), delta, whole: Default::default(), as_delta: Default::default() }
     }
 
     /// The bytes for a delta client on `wire`; `base_ok`: it holds the delta's base.
