@@ -36,7 +36,7 @@ pub async fn api(req: Request<Incoming>, engine: &Engine, call: AdminCall) -> Re
         Err(r) => return r,
     };
     match admin::command(&engine.config, &engine.endpoints, call.token.as_deref(), &body, now()) {
-        Ok(Step::Run { command, .. }) => answer(admin::api_answer(&engine.api(command, body.len()).await)),
+        Ok(Step::Run { command, .. }) => answer(admin::api_answer(&engine.api(*command, body.len()).await)),
         Ok(Step::Done(reply)) => answer(reply),
         Err(refused) => {
             eprintln!("rotor: admin api call refused: {} {}", refused.status, refused.body);

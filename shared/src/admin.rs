@@ -285,7 +285,7 @@ fn truncate(s: &str, max: usize) -> &str {
 pub enum Step {
     /// Run this server API command with the host's API runner (as for `POST /api/<method>`),
     /// then answer with [`api_answer`].
-    Run { method: String, params: Vec<u8>, command: ApiCommand },
+    Run { method: String, params: Vec<u8>, command: Box<ApiCommand> },
     /// Answer this.
     Done(Answer),
 }
@@ -316,7 +316,7 @@ pub fn command(
         return Ok(Step::Done(api_answer(&live(config, endpoints, params, now))));
     }
     match api::parse(&method, params) {
-        Ok(Some(command)) => Ok(Step::Run { method, params: params.to_vec(), command }),
+        Ok(Some(command)) => Ok(Step::Run { method, params: params.to_vec(), command: Box::new(command) }),
         Ok(None) => Ok(Step::Done(api_answer(&Err(api::not_found())))),
         Err(e) => Err(Answer::text(400, e.0)),
     }

@@ -60,7 +60,7 @@ pub async fn api(mut req: Request, env: &Env, loaded: &Loaded, call: AdminCall) 
     };
     match admin::command(&loaded.config, &loaded.endpoints, call.token.as_deref(), &body, now()) {
         Ok(Step::Run { method, params, command }) => {
-            let result = http_api::run(env, loaded, &method, &params, command).await?;
+            let result = http_api::run(env, loaded, &method, &params, *command).await?;
             http::answer(admin::api_answer(&result))
         }
         Ok(Step::Done(answer)) => http::answer(answer),

@@ -109,7 +109,7 @@ fn insecure_lets_anyone_in() {
     let mut guard = LoginGuard::default();
     assert_eq!(login(&mut guard, &c, "a", "password=", NOW).status, 200);
     let step = command(&c, &e, None, br#"{"method":"info","params":{}}"#, NOW).unwrap();
-    assert!(matches!(step, Step::Run { command: ApiCommand::Info, .. }));
+    assert!(matches!(step, Step::Run { ref command, .. } if matches!(**command, ApiCommand::Info)));
 }
 
 #[test]
@@ -124,7 +124,9 @@ fn the_api_needs_a_valid_token_and_a_command() {
     }
     assert_eq!(command(&c, &e, Some(&token), body, NOW.after_ms(TOKEN_TTL_MS)).unwrap_err().status, 401);
     let step = command(&c, &e, Some(&token), body, NOW).unwrap();
-    assert!(matches!(step, Step::Run { ref method, command: ApiCommand::Publish(_), .. } if method == "publish"));
+    assert!(
+        matches!(step, Step::Run { ref method, ref command, .. } if method == "publish" && matches!(**command, ApiCommand::Publish(_)))
+    );
     assert_eq!(command(&c, &e, Some(&token), b"nope", NOW).unwrap_err().status, 400);
     assert_eq!(command(&c, &e, Some(&token), br#"{"method":"publish","params":[1]}"#, NOW).unwrap_err().status, 400);
     let Step::Done(unknown) = command(&c, &e, Some(&token), br#"{"method":"nope"}"#, NOW).unwrap() else { panic!() };
