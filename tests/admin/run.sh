@@ -3,7 +3,7 @@
 # tests/config/admin.json on a free loopback port (tests/server.sh), runs tests/admin/*.test.mjs
 # (the endpoints' answers to bad input, and the page in headless Chromium, which prints where
 # it saved its screenshot), and stops the server. edge/test.sh runs the same files under
-# wrangler dev. Environment: as tests/sdk/run.sh (ROTOR_BIN, CHROMIUM_PATH, ROTOR_URL…),
+# wrangler dev. `tests/admin/run.sh tests/admin/auth.test.mjs` runs some files. Environment: as tests/sdk/run.sh (ROTOR_BIN, CHROMIUM_PATH, ROTOR_URL…),
 # plus ROTOR_ADMIN_SCREENSHOT (the screenshot's path).
 set -euo pipefail
 
@@ -18,6 +18,10 @@ rotor_config="$root/tests/config/admin.json"
 # shellcheck source=tests/server.sh
 . "$root/tests/server.sh"
 
+if [ "$#" -gt 0 ]; then
+  files=("$@")
+else
+  files=("$here"/*.test.mjs)
+fi
 # One file at a time: both log in from the same address, and failed logins slow it down.
-node --test --test-concurrency=1 --test-reporter="${ROTOR_TEST_REPORTER:-spec}" "${@:-$here/auth.test.mjs}" \
-  $([ "$#" -gt 0 ] || echo "$here/ui.test.mjs")
+node --test --test-concurrency=1 --test-reporter="${ROTOR_TEST_REPORTER:-spec}" "${files[@]}"
