@@ -71,7 +71,7 @@ const EMBEDDED: &str = include_str!("default.json");
 pub fn load(path: Option<&str>) -> Result<Loaded, String> {
     let (text, embedded) = match path {
         Some(p) => (std::fs::read_to_string(p).map_err(|e| format!("cannot read config file {p}: {e}"))?, false),
-        None => (EMBEDDED.to_owned(), true),
+        None => (embedded_with_admin_secrets(), true),
     };
     // The tests' timeout override is no configuration key.
     let env = std::env::vars().filter(|(k, _)| k.starts_with("ROTOR_") && k != crate::timeouts::TIMEOUTS_ENV);
@@ -92,6 +92,17 @@ pub fn load(path: Option<&str>) -> Result<Loaded, String> {
         }
     }
     Ok(Loaded { config, embedded })
+}
+
+/// The embedded development config with a fresh admin password and secret (its admin UI is
+/// on, and a config with `admin` on needs both to load).
+fn embedded_with_admin_secrets() -> String {
+    let mut value: serde_json::Value = serde_json::from_str(EMBEDDED).expect("the embedded config is JSON");
+    if let Some(object) = value.as_object_mut() {
+        object.entry("admin_password").or_insert_with(|| random_hex(8).into());
+        object.entry("admin_secret").or_insert_with(|| random_hex(32).into());
+    }
+    value.to_string()
 }
 
 /// For the token tools: the file given, else `config.json` when it exists, else an error.
@@ -221,8 +232,15 @@ fn random_uuid() -> String {
 pub fn print_banner(config: &Config, local: SocketAddr, embedded: bool) {
     let base = format!("http://{local}");
     println!("rotor {} listening on {base}", env!("CARGO_PKG_VERSION"));
+    let admin_url = admin_url(config, &base);
     if !embedded {
+        if let Some(url) = admin_url {
+            println!("admin web UI: {url}");
+        }
         return;
+    }
+    if let Some(url) = admin_url {
+        println!("\nAdmin web UI: {url}  (password: {})", config.admin_password);
     }
     let token = token_for(&config.token_hmac_secret_key, "user12", 3600);
     println!(
@@ -237,4 +255,10 @@ pub fn print_banner(config: &Config, local: SocketAddr, embedded: bool) {
         key = config.api_key,
         secret = config.token_hmac_secret_key,
     );
+}
+
+/// Where the admin web UI is, when it is on.
+fn admin_url(config: &Config, base: &str) -> Option<String> {
+    let endpoints = shared::http::Endpoints::new(config).ok()?;
+    endpoints.path(shared::http::Endpoint::AdminPage).map(|path| format!("{base}{path}"))
 }

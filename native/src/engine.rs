@@ -131,6 +131,8 @@ pub struct Engine {
     pub endpoints: Arc<Endpoints>,
     pub node_id: Arc<str>,
     pub timeouts: Timeouts,
+    /// Failed admin logins (bounded; see `shared::admin::LoginGuard`).
+    pub admin_logins: Arc<std::sync::Mutex<shared::admin::LoginGuard>>,
 }
 
 impl Engine {
@@ -195,7 +197,9 @@ pub fn start(config: Arc<Config>, node_name: String, timeouts: Timeouts) -> Resu
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(run(node, rx));
     let admission = Arc::new(Semaphore::new(INBOX_BYTES));
-    Ok(Engine { tx, admission, next_session: Arc::new(AtomicU64::new(1)), config, endpoints, node_id, timeouts })
+    let admin_logins = Arc::default();
+    let next_session = Arc::new(AtomicU64::new(1));
+    Ok(Engine { tx, admission, next_session, config, endpoints, node_id, timeouts, admin_logins })
 }
 
 pub fn random_u64() -> u64 {

@@ -1,6 +1,7 @@
 //! rotor's native host as a library: the binary (`src/main.rs`) and the fuzz targets
 //! (`tests/fuzz`) use these modules.
 
+pub mod admin;
 pub mod cli;
 pub mod emulation;
 pub mod engine;

@@ -89,3 +89,54 @@ fn token_tools_without_config_explain_what_to_do() {
     assert!(!ok);
     assert!(err.contains("genconfig"), "{err}");
 }
+
+/// One plain HTTP/1.1 request over loopback; the status code and the body.
+fn http(addr: &str, method: &str, path: &str, headers: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connects");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn no_config_prints_the_admin_url_and_password_which_log_in() {
+    use std::io::{BufRead, BufReader};
+    let mut child = rotor()
+        .args(["--port", "0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("rotor starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.by_ref().map_while(Result::ok).find(|l| l.starts_with("Admin web UI: "));
+    let line = line.expect("the banner names the admin web UI");
+    // "Admin web UI: http://127.0.0.1:<port>/  (password: <password>)"
+    let url = line.split_whitespace().nth(3).unwrap().to_owned();
+    let password = line.rsplit_once("password: ").unwrap().1.trim_end_matches(')').to_owned();
+    let addr = url.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let (status, page) = http(&addr, "GET", "/", "", "");
+    assert_eq!(status, 200);
+    assert!(page.contains("<title>rotor admin</title>"));
+    let form = "Content-Type: application/x-www-form-urlencoded\r\n";
+    let (status, _) = http(&addr, "POST", "/admin/auth", form, "password=wrong");
+    assert_eq!(status, 401);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (status, body) = http(&addr, "POST", "/admin/auth", form, &format!("password={password}"));
+    assert_eq!(status, 200, "{body}");
+    let token: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let auth = format!("Authorization: token {}\r\n", token["token"].as_str().unwrap());
+    let (status, body) = http(&addr, "POST", "/admin/api", &auth, r#"{"method":"info","params":{}}"#);
+    assert_eq!(status, 200);
+    assert!(body.contains("\"nodes\""), "{body}");
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -191,6 +191,16 @@ pub struct Config {
     #[serde(flatten)]
     pub channel: ChannelOptions,
     pub namespaces: Vec<Namespace>,
+
+    // Admin web UI (`crate::admin`): the page at `admin_handler_prefix` (`/` when empty),
+    // `<prefix>/admin/auth` (password → token) and `<prefix>/admin/api`.
+    pub admin: bool,
+    pub admin_password: String,
+    /// Signs the admin tokens (HMAC-SHA256).
+    pub admin_secret: String,
+    /// Anyone may use the admin UI and its API without a password: only behind a trusted proxy.
+    pub admin_insecure: bool,
+    pub admin_handler_prefix: String,
 }
 
 impl Default for Config {
@@ -271,6 +281,11 @@ impl Default for Config {
             engine: "memory".into(),
             channel: ChannelOptions::default(),
             namespaces: Vec::new(),
+            admin: false,
+            admin_password: String::new(),
+            admin_secret: String::new(),
+            admin_insecure: false,
+            admin_handler_prefix: String::new(),
         }
     }
 }
@@ -404,6 +419,14 @@ impl Config {
             ));
         }
         crate::http::Endpoints::new(self)?;
+        if self.admin && !self.admin_insecure {
+            for (key, value) in [("admin_password", &self.admin_password), ("admin_secret", &self.admin_secret)] {
+                if value.is_empty() {
+                    let why = "must be set when \"admin\" is on (or set \"admin_insecure\", which lets anyone in)";
+                    return Err(invalid(key, why.to_owned()));
+                }
+            }
+        }
         self.validate_channel_options(&self.channel, "")?;
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, ns) in self.namespaces.iter().enumerate() {
