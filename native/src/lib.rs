@@ -2,6 +2,7 @@
 //! (`tests/fuzz`) use these modules.
 
 pub mod cli;
+pub mod config_file;
 pub mod emulation;
 pub mod engine;
 pub mod front_door;
