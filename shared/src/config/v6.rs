@@ -3,7 +3,7 @@
 //!
 //! One loader: [`load`] detects the layout of a document, turns a v6 one (and every
 //! `CENTRIFUGO_*` variable, whatever the file's layout) into flat keys with
-//! [`v6_table`](super::v6_table), and hands them to the flat loader with the `ROTOR_*`
+//! the name table (`v6_table.rs`), and hands them to the flat loader with the `ROTOR_*`
 //! variables, which win. Errors found there name the key as the user wrote it: a v6 path for a
 //! v6 file or a `CENTRIFUGO_*` variable.
 //!
