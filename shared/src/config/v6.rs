@@ -1,7 +1,7 @@
 //! Centrifugo v6's nested layout (`client.token.hmac_secret_key`, `channel.namespaces[]`, …) and
 //! its `CENTRIFUGO_*` variables, normalized to the flat v5 names the rest of the loader reads.
 //!
-//! One loader: [`load`] detects the layout of a document, turns a v6 one (and every
+//! One loader (`load`, behind `Config::from_value`) detects the layout of a document, turns a v6 one (and every
 //! `CENTRIFUGO_*` variable, whatever the file's layout) into flat keys with
 //! the name table (`v6_table.rs`), and hands them to the flat loader with the `ROTOR_*`
 //! variables, which win. Errors found there name the key as the user wrote it: a v6 path for a
