@@ -394,6 +394,9 @@ impl<'a> Walk<'a> {
             return Ok(());
         }
         if let Some((_, gate)) = SECTIONS.iter().find(|(p, _)| *p == path) {
+            if matches!(gate, Gate::Enabled | Gate::Child(..)) && !value.is_object() && !value.is_null() {
+                return Err(type_error(path, &value, "a map", &self.env_paths));
+            }
             let on = match gate {
                 Gate::Enabled => value.get("enabled").is_some_and(|e| !is_zero(e, 0)),
                 Gate::Child(child, default) => value.get(child).is_some_and(|c| is_set(c, default)),
@@ -771,8 +774,9 @@ impl EnvDoc {
                 doc.origin.insert(path.clone(), name.to_owned());
                 continue;
             }
-            if let Some((section, _)) = SECTIONS.iter().find(|(p, _)| name.starts_with(&format!("{}_", env_name(p)))) {
-                if !matches!(go_bool(raw), Some(false)) && raw != "0" {
+            if let Some((section, gate)) = SECTIONS.iter().find(|(p, _)| name.starts_with(&format!("{}_", env_name(p))))
+            {
+                if *gate != Gate::Never && !matches!(go_bool(raw), Some(false)) {
                     doc.warnings.push(format!(
                         "environment variable {name} (config section \"{section}\") is not implemented by rotor: ignored"
                     ));

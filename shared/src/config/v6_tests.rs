@@ -175,6 +175,7 @@ fn wrong_types_name_the_dotted_v6_key() {
     assert_eq!(load_err(json!({"channel": {"namespaces": {}}}), &[]).key(), Some("channel.namespaces"));
     assert_eq!(load_err(json!({"channel": {"namespaces": [5]}}), &[]).key(), Some("channel.namespaces[0]"));
     assert_eq!(load_err(json!({"http_server": {"port": "x"}}), &[]).key(), Some("http_server.port"));
+    assert_eq!(load_err(json!({"grpc_api": true}), &[]).key(), Some("grpc_api"));
     // Validation speaks v6 too.
     let e = load_err(json!({"channel": {"namespaces": [{"name": "aa", "history_size": 5}]}}), &[]);
     assert_eq!(e.key(), Some("channel.namespaces[0].history_ttl"));
@@ -353,6 +354,8 @@ fn centrifugo_variable_mistakes_are_named() {
             ("CENTRIFUGO_CHANNEL_NAMESPACES_GHOST_PRESENCE", "true"),
             ("CENTRIFUGO_GRPC_API_ENABLED", "true"),
             ("CENTRIFUGO_CLIENT_CONCURRENCY", "8"),
+            ("CENTRIFUGO_ENGINE_REDIS_ADDRESS", "redis://x"),
+            ("CENTRIFUGO_USAGE_STATS_DISABLED", "true"),
         ],
     );
     assert_eq!(
