@@ -132,6 +132,16 @@ mod tests {
     }
 
     #[test]
+    fn the_conformance_config_in_v6_yaml_is_the_v5_one() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/config/");
+        let v5 = load(&read(&format!("{root}conformance.json")).unwrap(), Format::Json, no_env()).unwrap();
+        let v6 = load(&read(&format!("{root}conformance-v6.yaml")).unwrap(), Format::Yaml, no_env()).unwrap();
+        assert!(v6.warnings.is_empty(), "{:?}", v6.warnings);
+        assert_eq!((v5.layout, v6.layout), (shared::config::Layout::V5, shared::config::Layout::V6));
+        assert_eq!(v5.config, v6.config);
+    }
+
+    #[test]
     fn v5_yaml_and_toml_load_too() {
         let y = load("token_hmac_secret_key: s\nnamespaces:\n  - name: chat\n", Format::Yaml, no_env()).unwrap();
         let t =
