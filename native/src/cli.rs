@@ -169,11 +169,13 @@ pub fn configdoc() -> std::process::ExitCode {
     std::process::ExitCode::SUCCESS
 }
 
-/// For the token tools: the file given, else `config.json` when it exists, else an error.
+/// For the token tools: the file given, else `config.json` when it exists, else the
+/// `CENTRIFUGO_*` variables when set, else an error.
 fn load_for_tokens(path: Option<&str>) -> Result<Config, String> {
     let path = match path {
         Some(p) => p.to_owned(),
         None if Path::new("config.json").exists() => "config.json".to_owned(),
+        None if std::env::vars().any(|(k, _)| k.starts_with(CENTRIFUGO_PREFIX)) => return Ok(load(None)?.config),
         None => return Err("no configuration: pass -c config.json (create one with `rotor genconfig`)".into()),
     };
     Ok(load(Some(&path))?.config)

@@ -88,6 +88,12 @@ fn token_tools_without_config_explain_what_to_do() {
     let (ok, _, err) = run(rotor().current_dir(&dir).args(["gentoken", "-u", "x"]));
     assert!(!ok);
     assert!(err.contains("genconfig"), "{err}");
+    // Centrifugo's variables are a configuration too.
+    let secret = ("CENTRIFUGO_CLIENT_TOKEN_HMAC_SECRET_KEY", "env-secret");
+    let (ok, out, err) = run(rotor().current_dir(&dir).env(secret.0, secret.1).args(["gentoken", "-u", "x", "-q"]));
+    assert!(ok, "{err}");
+    let (ok, out, _) = run(rotor().current_dir(&dir).env(secret.0, secret.1).args(["checktoken", out.trim()]));
+    assert!(ok && out.starts_with("valid token for user \"x\""), "{out}");
 }
 
 /// A rotor server started by a test, stopped (by its own handle) when dropped.
