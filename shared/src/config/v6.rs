@@ -373,6 +373,10 @@ impl<'a> Walk<'a> {
     }
 
     fn visit(&mut self, prefix: &str, key: &str, path: &str, value: Value) -> Result<(), ConfigError> {
+        // `client:` with nothing after it (YAML's null) is an absent key, as in Centrifugo.
+        if value.is_null() {
+            return Ok(());
+        }
         if path == "channel.without_namespace" {
             let Value::Object(options) = value else {
                 return Err(type_error(path, &value, "a map", &self.env_paths));

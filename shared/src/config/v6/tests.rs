@@ -146,6 +146,8 @@ fn every_implemented_key_means_the_same_in_v5_v6_and_centrifugo_env() {
 #[test]
 fn layouts_are_detected_and_never_mixed() {
     assert_eq!(load_doc(json!({}), &[]).layout, Layout::Empty);
+    let empty_sections = load_doc(json!({"client": null, "channel": {"namespaces": null}}), &[]);
+    assert_eq!((empty_sections.layout, empty_sections.config), (Layout::V6, Config::default()));
     assert_eq!(load_doc(json!({"uni_sse": true}), &[]).layout, Layout::V5);
     assert_eq!(load_doc(json!({"uni_sse": {"enabled": true}}), &[]).layout, Layout::V6);
     assert!(load_doc(json!({"uni_sse": {"enabled": true}}), &[]).config.uni_sse);
