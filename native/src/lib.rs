@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod config_file;
 pub mod emulation;
 pub mod engine;
 pub mod front_door;

@@ -19,6 +19,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub mod v6;
+mod v6_table;
+
+pub use v6::Layout;
+
 /// Per-channel behaviour: what a namespace (or the top level) allows and keeps.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -296,6 +301,8 @@ pub struct Loaded {
     pub config: Config,
     /// Unknown keys and unknown `ROTOR_` variables: likely typos, so the host should show them.
     pub warnings: Vec<String>,
+    /// The layout the document used (the host says it at start-up).
+    pub layout: Layout,
 }
 
 /// Why a configuration was refused. `Display` names the key (or variable) and the problem.
@@ -361,22 +368,37 @@ impl std::error::Error for UnknownNamespace {}
 pub const ENV_PREFIX: &str = "ROTOR_";
 
 impl Config {
-    /// Parses a JSON config file, applies `ROTOR_<KEY>` overrides from `env`, and validates.
+    /// Parses a JSON config file, applies `CENTRIFUGO_*` and `ROTOR_<KEY>` overrides from
+    /// `env`, and validates.
     ///
     /// Whitespace-only text is an empty file: all defaults. `env` may be the whole process
-    /// environment; names without the `ROTOR_` prefix are skipped.
+    /// environment; names without either prefix are skipped.
     pub fn from_json_str(text: &str, env: impl IntoIterator<Item = (String, String)>) -> Result<Loaded, ConfigError> {
         let document = if text.trim().is_empty() {
             Value::Object(Map::new())
         } else {
             serde_json::from_str(text).map_err(|e| syntax_error(&e))?
         };
-        let Value::Object(mut root) = document else {
+        Config::from_value(document, env)
+    }
+
+    /// Loads an already parsed document (a host reads YAML or TOML into a JSON value): either
+    /// layout, Centrifugo v5's flat keys or v6's nested ones (see [`v6`]), then the environment.
+    pub fn from_value(document: Value, env: impl IntoIterator<Item = (String, String)>) -> Result<Loaded, ConfigError> {
+        let Value::Object(root) = document else {
             return Err(ConfigError::NotAnObject { found: json_kind(&document) });
         };
+        v6::load(root, env.into_iter().collect())
+    }
+
+    /// The flat loader every layout ends in: `root` holds v5 keys; `ROTOR_*` variables win.
+    fn from_flat(
+        mut root: Map<String, Value>,
+        env: Vec<(String, String)>,
+        mut warnings: Vec<String>,
+    ) -> Result<Loaded, ConfigError> {
         let defaults = object_of(&Config::default());
         let channel_keys: BTreeSet<String> = object_of(&ChannelOptions::default()).keys().cloned().collect();
-        let mut warnings = Vec::new();
 
         for key in root.keys().filter(|k| !defaults.contains_key(*k)).cloned().collect::<Vec<_>>() {
             warnings.push(unknown_key_warning(&key, &key, defaults.keys()));
@@ -396,7 +418,7 @@ impl Config {
             config.namespaces = decode_namespaces(namespaces, &channel_keys, &mut warnings).map_err(blame)?;
         }
         config.validate()?;
-        Ok(Loaded { config, warnings })
+        Ok(Loaded { config, warnings, layout: Layout::V5 })
     }
 
     /// Every top-level key a config file may hold (channel options included), sorted.
