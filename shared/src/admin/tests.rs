@@ -254,3 +254,11 @@ fn ipv6_addresses_of_one_network_share_their_slow_down() {
     assert_eq!(login(&mut guard, &c, "192.0.2.1", "password=x", NOW.after_ms(20)).status, 429);
     assert_eq!(login(&mut guard, &c, "192.0.2.2", "password=pass+word", NOW.after_ms(20)).status, 200);
 }
+
+#[test]
+fn passwords_compare_whole_whatever_their_length() {
+    for (given, ok) in [("pass word", true), ("pass wor", false), ("pass word ", false), ("", false), ("x", false)] {
+        assert_eq!(same_password(given, "pass word"), ok, "{given:?}");
+    }
+    assert!(!same_password(&"p".repeat(MAX_LOGIN_BODY), "pass word"));
+}
