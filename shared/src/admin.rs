@@ -325,7 +325,16 @@ pub enum Step {
     Done(Answer),
 }
 
-/// The admin API request: a token check, then the command in the body.
+/// The token check of an admin API request (401 without a valid one). Hosts call it before
+/// reading the body too, so that nobody without a token makes rotor read megabytes.
+pub fn authorize(config: &Config, token: Option<&str>, now: Timestamp) -> Result<(), Answer> {
+    if config.admin_insecure {
+        return Ok(());
+    }
+    verify_token(&config.admin_secret, token.unwrap_or_default(), now).map_err(|why| Answer::text(401, why.message()))
+}
+
+/// The admin API request: a token check ([`authorize`]), then the command in the body.
 pub fn command(
     config: &Config,
     endpoints: &Endpoints,
@@ -333,10 +342,7 @@ pub fn command(
     body: &[u8],
     now: Timestamp,
 ) -> Result<Step, Answer> {
-    if !config.admin_insecure {
-        verify_token(&config.admin_secret, token.unwrap_or_default(), now)
-            .map_err(|why| Answer::text(401, why.message()))?;
-    }
+    authorize(config, token, now)?;
     #[derive(Deserialize)]
     struct Call<'a> {
         method: String,
