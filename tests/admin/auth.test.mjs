@@ -81,7 +81,9 @@ describe('admin endpoints', () => {
     assert.match(await expired.text(), /expired/);
   });
 
-  it('refuses an admin API call without a token before reading its body', async () => {
+  // wrangler dev reads a request's whole body before the Worker sees it (edge/test.sh says so).
+  const buffered = process.env.ROTOR_BODIES_BUFFERED === '1' && 'the host reads whole bodies first';
+  it('refuses an admin API call without a token before reading its body', { skip: buffered }, async () => {
     // A 9 MiB body announced and never sent: 401 at once, not after the body timeout (nobody
     // without a token makes rotor buffer megabytes).
     const started = Date.now();
