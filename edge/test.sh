@@ -109,7 +109,7 @@ if [ "${ROTOR_EDGE_ADMIN:-1}" = 1 ]; then
   serve "$config" admin
   ROTOR_URL="$url" ROTOR_API_KEY="$(key "$config" api_key)" ROTOR_HMAC_SECRET="$(key "$config" token_hmac_secret_key)" \
     TEST_NODE_COUNT="$(sed -n 's/^edge_node_count *= *\([0-9][0-9]*\).*/\1/p' wrangler.toml)" \
-    CHROMIUM_PATH="${CHROMIUM_PATH:-/usr/bin/chromium}" ROTOR_ADMIN_SCREENSHOT="${ROTOR_ADMIN_SCREENSHOT:-$work/admin-ui.png}" \
+    ROTOR_BODIES_BUFFERED=1 CHROMIUM_PATH="${CHROMIUM_PATH:-/usr/bin/chromium}" ROTOR_ADMIN_SCREENSHOT="${ROTOR_ADMIN_SCREENSHOT:-$work/admin-ui.png}" \
     node --test --test-force-exit --test-concurrency=1 tests/admin/auth.test.mjs tests/admin/ui.test.mjs || rc=1
   stop
 fi

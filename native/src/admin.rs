@@ -31,6 +31,9 @@ pub async fn login(req: Request<Incoming>, engine: &Engine, login: AdminLogin, p
 
 /// `POST <prefix>/admin/api`.
 pub async fn api(req: Request<Incoming>, engine: &Engine, call: AdminCall) -> Response<Body> {
+    if let Err(refused) = admin::authorize(&engine.config, call.token.as_deref(), now()) {
+        return answer(refused);
+    }
     let body = match read_body(req, call.body, engine).await {
         Ok(b) => b,
         Err(r) => return r,

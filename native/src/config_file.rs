@@ -7,6 +7,7 @@
 //! Both parsers bound what a hostile file can do: `serde_norway` (the maintained fork of the
 //! archived `serde_yaml`) refuses nesting past 128 levels and alias expansion past a fixed
 //! multiple of the document ("billion laughs"); `toml` refuses nesting past its recursion limit.
+//! Both refuse a key given twice in one mapping or table.
 //! The file itself is read up to [`MAX_FILE_BYTES`].
 
 use std::io::Read;
@@ -72,9 +73,11 @@ pub fn load(text: &str, format: Format, env: Vec<(String, String)>) -> Result<Lo
 pub fn parse(text: &str, format: Format) -> Result<Value, String> {
     match format {
         Format::Json => serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}")),
-        Format::Yaml => match serde_norway::from_str::<Value>(text) {
-            Ok(Value::Null) => Ok(Value::Object(Default::default())),
-            Ok(value) => Ok(value),
+        // Through YAML's own value, whose mappings refuse a key given twice (a JSON map would
+        // keep the last silently).
+        Format::Yaml => match serde_norway::from_str::<serde_norway::Value>(text) {
+            Ok(serde_norway::Value::Null) => Ok(Value::Object(Default::default())),
+            Ok(value) => serde_json::to_value(value).map_err(|e| format!("invalid YAML: {e}")),
             Err(e) => Err(format!("invalid YAML: {e}")),
         },
         Format::Toml => {
@@ -188,5 +191,19 @@ mod tests {
                 assert!(loaded.warnings.is_empty(), "{format:?}: {:?}", loaded.warnings);
             }
         }
+    }
+
+    #[test]
+    fn duplicate_keys_are_errors_in_yaml_and_toml() {
+        // Which secret would win is not for the reader to guess (Centrifugo's YAML refuses it too).
+        let yaml = "client:\n  token:\n    hmac_secret_key: s\n    hmac_secret_key: t\n";
+        let e = load(yaml, Format::Yaml, no_env()).unwrap_err();
+        assert!(e.starts_with("invalid YAML: ") && e.contains("hmac_secret_key"), "{e}");
+        let e =
+            load("token_hmac_secret_key = \"s\"\ntoken_hmac_secret_key = \"t\"\n", Format::Toml, no_env()).unwrap_err();
+        assert!(e.starts_with("invalid TOML: "), "{e}");
+        // Merge keys and anchors still load.
+        let anchors = "token_hmac_secret_key: &s abc\ntoken_issuer: *s\n";
+        assert_eq!(load(anchors, Format::Yaml, no_env()).unwrap().config.token_issuer, "abc");
     }
 }

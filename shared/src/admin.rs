@@ -137,6 +137,9 @@ const MAX_DELAY_MS: u64 = 60_000;
 const FORGET_MS: u64 = 15 * 60 * 1000;
 /// Longest address key kept (the host's, not the client's, but kept bounded anyway).
 const MAX_WHO: usize = 64;
+/// Most addresses remembered for having logged in: they are exempt from the global window, so
+/// that failures from elsewhere cannot lock the admin out.
+pub const TRUSTED_ENTRIES: usize = 16;
 
 #[derive(Clone, Debug)]
 struct Failures {
@@ -146,12 +149,16 @@ struct Failures {
     until: Timestamp,
 }
 
-/// Failed logins, by client address: after the n-th failure in a row an address must wait
-/// 2^(n-1) s (at most 60 s) before its next attempt is checked (429 with `Retry-After`
-/// until then). Bounded: [`GUARD_ENTRIES`] addresses, plus one global window.
+/// Failed logins, by client address (an IPv6 address by its /64, what one host gets): after
+/// the n-th failure in a row an address must wait 2^(n-1) s (at most 60 s) before its next
+/// attempt is checked (429 with `Retry-After` until then). Bounded: [`GUARD_ENTRIES`]
+/// addresses, plus one global window, which does not hold back the last [`TRUSTED_ENTRIES`]
+/// addresses that logged in.
 #[derive(Clone, Debug, Default)]
 pub struct LoginGuard {
     entries: Vec<Failures>,
+    /// Addresses that logged in, the most recent last.
+    trusted: Vec<String>,
     window_start: Timestamp,
     window_failures: u32,
 }
@@ -187,7 +194,8 @@ impl LoginGuard {
         body: &[u8],
         now: Timestamp,
     ) -> Answer {
-        let who = truncate(who, MAX_WHO);
+        let who = address_key(who);
+        let who = who.as_str();
         if let Some(wait) = self.wait(who, now) {
             let secs = wait.div_ceil(1000).max(1);
             let answer = Answer::text(429, format!("too many failed logins: try again in {secs} s"));
@@ -204,8 +212,13 @@ impl LoginGuard {
             // Config validation refuses this; kept closed if a host skips it.
             return Answer::text(400, "admin_password and admin_secret must be set in the configuration");
         }
-        if bool::from(password.as_bytes().ct_eq(config.admin_password.as_bytes())) {
+        if same_password(&password, &config.admin_password) {
             self.entries.retain(|f| f.who != who);
+            self.trusted.retain(|t| t != who);
+            if self.trusted.len() >= TRUSTED_ENTRIES {
+                self.trusted.remove(0);
+            }
+            self.trusted.push(who.to_owned());
             return json_answer(200, &json!({ "token": self.token(config, now) }));
         }
         self.fail(who, now);
@@ -226,7 +239,7 @@ impl LoginGuard {
             self.window_start = now;
             self.window_failures = 0;
         }
-        if self.window_failures >= GLOBAL_MAX_FAILURES {
+        if self.window_failures >= GLOBAL_MAX_FAILURES && !self.trusted.iter().any(|t| t == who) {
             return Some(now.until(self.window_start.after_ms(GLOBAL_WINDOW_MS)));
         }
         let entry = self.entries.iter().find(|f| f.who == who)?;
@@ -267,6 +280,28 @@ impl LoginGuard {
     }
 }
 
+/// Compares digests in constant time: comparing the passwords themselves would stop at a
+/// length mismatch, telling the password's length by the time it takes.
+fn same_password(given: &str, password: &str) -> bool {
+    use sha2::Digest as _;
+    bool::from(Sha256::digest(given.as_bytes()).ct_eq(&Sha256::digest(password.as_bytes())))
+}
+
+/// The key an address's failures are kept under: an IPv6 address by its /64 (IPv4-mapped ones
+/// as IPv4), anything else as it is, bounded.
+fn address_key(who: &str) -> String {
+    match who.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let [a, b, c, d, ..] = v6.segments();
+                format!("{a:x}:{b:x}:{c:x}:{d:x}::/64")
+            }
+        },
+        _ => truncate(who, MAX_WHO).to_owned(),
+    }
+}
+
 fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
@@ -290,7 +325,16 @@ pub enum Step {
     Done(Answer),
 }
 
-/// The admin API request: a token check, then the command in the body.
+/// The token check of an admin API request (401 without a valid one). Hosts call it before
+/// reading the body too, so that nobody without a token makes rotor read megabytes.
+pub fn authorize(config: &Config, token: Option<&str>, now: Timestamp) -> Result<(), Answer> {
+    if config.admin_insecure {
+        return Ok(());
+    }
+    verify_token(&config.admin_secret, token.unwrap_or_default(), now).map_err(|why| Answer::text(401, why.message()))
+}
+
+/// The admin API request: a token check ([`authorize`]), then the command in the body.
 pub fn command(
     config: &Config,
     endpoints: &Endpoints,
@@ -298,10 +342,7 @@ pub fn command(
     body: &[u8],
     now: Timestamp,
 ) -> Result<Step, Answer> {
-    if !config.admin_insecure {
-        verify_token(&config.admin_secret, token.unwrap_or_default(), now)
-            .map_err(|why| Answer::text(401, why.message()))?;
-    }
+    authorize(config, token, now)?;
     #[derive(Deserialize)]
     struct Call<'a> {
         method: String,

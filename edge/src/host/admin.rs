@@ -54,6 +54,9 @@ pub async fn check_login(mut req: Request, env: &Env, guard: &RefCell<LoginGuard
 
 /// `POST <prefix>/admin/api`, in the Worker.
 pub async fn api(mut req: Request, env: &Env, loaded: &Loaded, call: AdminCall) -> Result<Response> {
+    if let Err(refused) = admin::authorize(&loaded.config, call.token.as_deref(), now()) {
+        return http::answer(refused);
+    }
     let body = match read_body(&mut req, call.body).await {
         Ok(b) => b,
         Err(a) => return http::answer(a),

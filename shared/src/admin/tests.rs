@@ -218,3 +218,47 @@ fn config_needs_password_and_secret_unless_insecure() {
     Config::from_json_str(r#"{"admin": true, "admin_insecure": true}"#, []).unwrap();
     Config::from_json_str(r#"{"admin_password": "p"}"#, []).unwrap();
 }
+
+#[test]
+fn an_attacker_cannot_lock_out_an_address_that_logged_in_before() {
+    // One failure a second from fresh addresses keeps the global window full for ever; the
+    // admin's address, known from an earlier login, still gets in (its own failures are still
+    // slowed).
+    let c = config();
+    let mut guard = LoginGuard::default();
+    assert_eq!(login(&mut guard, &c, "192.0.2.1", "password=pass+word", NOW).status, 200);
+    let mut now = NOW;
+    for minute in 0..5u32 {
+        for i in 0..GLOBAL_MAX_FAILURES {
+            let who = format!("10.{minute}.0.{i}");
+            assert_eq!(login(&mut guard, &c, &who, "password=x", now.after_ms(u64::from(i))).status, 401);
+        }
+        assert_eq!(login(&mut guard, &c, "198.51.100.7", "password=pass+word", now.after_ms(100)).status, 429);
+        assert_eq!(login(&mut guard, &c, "192.0.2.1", "password=pass+word", now.after_ms(100)).status, 200);
+        now = now.after_ms(GLOBAL_WINDOW_MS);
+    }
+    assert_eq!(login(&mut guard, &c, "192.0.2.1", "password=x", now).status, 401);
+    assert_eq!(login(&mut guard, &c, "192.0.2.1", "password=pass+word", now.after_ms(10)).status, 429);
+}
+
+#[test]
+fn ipv6_addresses_of_one_network_share_their_slow_down() {
+    // A /64 is what one host gets: rotating through it must not reset the delay.
+    let c = config();
+    let mut guard = LoginGuard::default();
+    assert_eq!(login(&mut guard, &c, "2001:db8:1:2::1", "password=x", NOW).status, 401);
+    assert_eq!(login(&mut guard, &c, "2001:db8:1:2:ffff::9", "password=x", NOW.after_ms(10)).status, 429);
+    // Another /64, and IPv4 (also written IPv4-mapped), are others.
+    assert_eq!(login(&mut guard, &c, "2001:db8:1:3::1", "password=x", NOW.after_ms(10)).status, 401);
+    assert_eq!(login(&mut guard, &c, "::ffff:192.0.2.1", "password=x", NOW.after_ms(10)).status, 401);
+    assert_eq!(login(&mut guard, &c, "192.0.2.1", "password=x", NOW.after_ms(20)).status, 429);
+    assert_eq!(login(&mut guard, &c, "192.0.2.2", "password=pass+word", NOW.after_ms(20)).status, 200);
+}
+
+#[test]
+fn passwords_compare_whole_whatever_their_length() {
+    for (given, ok) in [("pass word", true), ("pass wor", false), ("pass word ", false), ("", false), ("x", false)] {
+        assert_eq!(same_password(given, "pass word"), ok, "{given:?}");
+    }
+    assert!(!same_password(&"p".repeat(MAX_LOGIN_BODY), "pass word"));
+}
