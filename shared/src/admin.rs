@@ -20,7 +20,6 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use sha2::Sha256;
-use subtle::ConstantTimeEq;
 
 use crate::api::{self, ApiCommand};
 use crate::auth::issue_hs256;
@@ -212,7 +211,7 @@ impl LoginGuard {
             // Config validation refuses this; kept closed if a host skips it.
             return Answer::text(400, "admin_password and admin_secret must be set in the configuration");
         }
-        if same_password(&password, &config.admin_password) {
+        if crate::auth::same_secret(&password, &config.admin_password) {
             self.entries.retain(|f| f.who != who);
             self.trusted.retain(|t| t != who);
             if self.trusted.len() >= TRUSTED_ENTRIES {
@@ -278,13 +277,6 @@ impl LoginGuard {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
-}
-
-/// Compares digests in constant time: comparing the passwords themselves would stop at a
-/// length mismatch, telling the password's length by the time it takes.
-fn same_password(given: &str, password: &str) -> bool {
-    use sha2::Digest as _;
-    bool::from(Sha256::digest(given.as_bytes()).ct_eq(&Sha256::digest(password.as_bytes())))
 }
 
 /// The key an address's failures are kept under: an IPv6 address by its /64 (IPv4-mapped ones

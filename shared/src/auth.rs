@@ -484,6 +484,15 @@ pub enum HmacAlgorithm {
 }
 
 /// Signs `claims` (any JSON value, normally an object) with HS256 — for `rotor gentoken` and tests.
+/// Whether a secret given by a client (API key, admin password) is the configured one, in
+/// constant time whatever either's length: the digests are compared, not the bytes, since
+/// `subtle`'s slice comparison returns early on a length mismatch.
+pub fn same_secret(given: &str, secret: &str) -> bool {
+    use sha2::Digest as _;
+    use subtle::ConstantTimeEq as _;
+    bool::from(sha2::Sha256::digest(given.as_bytes()).ct_eq(&sha2::Sha256::digest(secret.as_bytes())))
+}
+
 pub fn issue_hs256(secret: &str, claims_json: &Value) -> String {
     issue_hmac(HmacAlgorithm::Hs256, secret, claims_json)
 }

@@ -9,7 +9,6 @@ mod endpoints;
 mod tests;
 
 use bytes::Bytes;
-use subtle::ConstantTimeEq;
 
 use crate::config::Config;
 use crate::hub::Transport;
@@ -384,7 +383,7 @@ fn api_key_matches(req: &Request<'_>, key: &str) -> bool {
     if key.is_empty() {
         return false;
     }
-    let same = |given: &str| bool::from(given.as_bytes().ct_eq(key.as_bytes()));
+    let same = |given: &str| crate::auth::same_secret(given, key);
     if let Some(given) = req.header("x-api-key") {
         return same(given);
     }
