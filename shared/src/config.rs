@@ -497,7 +497,7 @@ impl Config {
             ("proxy_sub_refresh_endpoint", &self.proxy_sub_refresh_endpoint),
         ];
         for (key, url) in endpoints {
-            if !url.is_empty() && !(url.starts_with("http://") || url.starts_with("https://")) {
+            if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
                 let why = format!("\"{url}\" is not an http:// or https:// URL (rotor's proxies are HTTP only)");
                 return Err(invalid(key, why));
             }

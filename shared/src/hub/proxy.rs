@@ -215,7 +215,7 @@ impl Hub {
     /// The connection's `expire_at` passed (timer): ask the refresh proxy.
     pub(crate) fn refresh_by_proxy(&mut self, session: SessionId, now: Timestamp) {
         let Some(s) = self.sessions.get(&session) else { return };
-        if s.state != State::Connected || !s.expires_at.is_some_and(|at| at <= now) {
+        if s.state != State::Connected || s.expires_at.is_none_or(|at| at > now) {
             return;
         }
         let body = self.session_body(s, None, None, &[]);
@@ -225,7 +225,7 @@ impl Hub {
     /// A subscription's `expire_at` passed (timer): ask the sub_refresh proxy.
     pub(crate) fn sub_refresh_by_proxy(&mut self, session: SessionId, channel: Arc<str>, now: Timestamp) {
         let Some(s) = self.sessions.get(&session) else { return };
-        if !s.subs.get(&channel).and_then(|sub| sub.expires_at).is_some_and(|at| at <= now) {
+        if s.subs.get(&channel).and_then(|sub| sub.expires_at).is_none_or(|at| at > now) {
             return;
         }
         let body = self.session_body(s, Some(&channel), None, &[]);
@@ -353,7 +353,7 @@ impl Hub {
             Ok(_) if s.subs.contains_key(req.channel.as_str()) => Err(Error::already_subscribed()),
             other => other,
         };
-        let opts = self.config.namespace_for(&req.channel).map(|o| o.clone());
+        let opts = self.config.namespace_for(&req.channel).cloned();
         let (grant, opts) = match (grant, opts) {
             (Ok(grant), Ok(opts)) => {
                 let opts = grant.overrides.apply(&opts);
