@@ -21,7 +21,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use rustc_hash::FxHashMap;
 
-pub use restore::{Changes, SessionSnapshot, SubscriptionSnapshot};
+pub use restore::{Changes, ProxySnapshot, SessionSnapshot, SubscriptionSnapshot};
 pub use session::{SessionId, Transport};
 
 use crate::api::{ApiCommand, ApiId};

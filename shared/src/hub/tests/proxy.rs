@@ -194,3 +194,100 @@ fn the_refresh_proxy_extends_or_ends_a_connection() {
     rig.answer(ok(json!({"result": {"expired": true}})), t2);
     assert!(rig.closed.contains(&(s, 3005)));
 }
+
+#[test]
+fn forwarded_headers_and_meta_survive_a_hub_rebuilt_from_its_snapshot() {
+    let config = proxy_config();
+    let mut rig = Rig::new(config.clone());
+    let s = rig.ws_proxied(1, vec![("cookie".to_owned(), "sid=7".to_owned())]);
+    rig.answer(ok(json!({"result": {"user": "7", "meta": {"m": 2}}})), T0);
+    let attachment = serde_json::to_string(&rig.hub.session_snapshot(s).unwrap()).unwrap();
+    rig.hub = Hub::new(config, node_info(), 99, T0).unwrap();
+    rig.hub.handle_restore(s, serde_json::from_str(&attachment).unwrap(), &BTreeMap::new(), T0);
+    rig.serve_all();
+    rig.frame(s, json!({"id": 2, "rpc": {"method": "m"}}));
+    let call = rig.proxied.pop_front().expect("the rpc goes to the backend");
+    assert!(call.headers.contains(&("cookie".into(), "sid=7".into())));
+    let body: Value = serde_json::from_slice(&call.body).unwrap();
+    assert_eq!(body["meta"], json!({"m": 2}));
+}
+
+mod untrusted_answers {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn answer_body(n: i64, code: u32, k: String) -> Bytes {
+        let v = match code % 4 {
+            0 => {
+                json!({"result": {"user": k, "expire_at": n, "data": {"x": n}, "b64data": k, "info": null, "channels": [k]}})
+            }
+            1 => json!({"error": {"code": code, "message": k}}),
+            2 => json!({"disconnect": {"code": code, "reason": k}}),
+            _ => {
+                json!({"result": {"expired": n % 2 == 0, "expire_at": n, "b64info": k, "skip_history": true, "tags": {"t": k}}})
+            }
+        };
+        Bytes::from(v.to_string())
+    }
+
+    fn outcome() -> impl Strategy<Value = ProxyOutcome> {
+        let body = prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..64).prop_map(Bytes::from),
+            "[a-z0-9:,{}. -]{0,48}".prop_map(|s| Bytes::from(s.into_bytes())),
+            (any::<i64>(), any::<u32>(), "[a-z]{0,3}").prop_map(|(n, code, k)| answer_body(n, code, k)),
+        ];
+        prop_oneof![
+            (any::<u16>(), body).prop_map(|(status, body)| ProxyOutcome::Answer { status: 200 + status % 400, body }),
+            "[a-z ]{0,20}".prop_map(ProxyOutcome::Failed),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the backend answers, to whichever call: no panic, the command is answered
+        /// or the session closed, and when every session is gone nothing is left.
+        #[test]
+        fn no_backend_answer_wedges_or_leaks(outcomes in proptest::collection::vec(outcome(), 1..12)) {
+            let mut rig = Rig::new(proxy_config());
+            let mut now = T0;
+            let mut sessions = Vec::new();
+            for (i, outcome) in outcomes.into_iter().enumerate() {
+                let id = i as u64 + 1;
+                let s = rig.ws_proxied(id, vec![]);
+                sessions.push(s);
+                // A connected session also asks for the other kinds.
+                if let Some(other) = sessions.iter().copied().find(|o| rig.hub.sessions.get(o).is_some_and(|x| x.state == State::Connected)) {
+                    let cmd = match i % 4 {
+                        0 => json!({"id": 10 + id, "rpc": {"method": "m"}}),
+                        1 => json!({"id": 10 + id, "subscribe": {"channel": format!("px:c{id}")}}),
+                        2 => json!({"id": 10 + id, "publish": {"channel": "px:p", "data": {"a": 1}}}),
+                        _ => json!({"id": 10 + id, "rpc": {"method": "n", "data": {"b": 2}}}),
+                    };
+                    rig.frame(other, cmd);
+                }
+                while let Some(call) = rig.proxied.pop_front() {
+                    rig.hub.handle_proxy_reply(call.id, outcome.clone(), now);
+                    rig.serve_all();
+                }
+                now = now.after_ms(500);
+                rig.hub.handle_timeout(now);
+                rig.serve_all();
+            }
+            // Far in the future: every timer, refresh and pending call has run out.
+            for _ in 0..4 {
+                now = now.after_ms(120_000);
+                rig.hub.handle_timeout(now);
+                while let Some(call) = rig.proxied.pop_front() {
+                    rig.hub.handle_proxy_reply(call.id, ProxyOutcome::Failed("gone".into()), now);
+                }
+                rig.serve_all();
+            }
+            for s in sessions {
+                rig.hub.handle_closed(s, now);
+            }
+            rig.serve_all();
+            prop_assert!(rig.hub.proxies.is_empty());
+            prop_assert_eq!(rig.hub.num_sessions(), 0);
+            prop_assert_eq!(rig.hub.poll_timeout(), None);
+        }
+    }
+}
