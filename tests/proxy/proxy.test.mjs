@@ -102,6 +102,15 @@ describe('connect proxy', () => {
     assert.equal(rpcCall.headers.cookie, `session=${user}`);
   });
 
+  it("subscribes the connection to the answer's channels (an unknown namespace is error 102)", async () => {
+    const channel = uniq('news');
+    const c = track(bidi());
+    const r = await c.send({ connect: { data: { user: uniq('ch'), channels: [channel] } } });
+    assert.deepEqual(r.connect?.subs, { [channel]: {} }, JSON.stringify(r));
+    const bad = track(bidi());
+    assert.equal((await bad.send({ connect: { data: { channels: ['nope:x'] } } })).error?.code, 102);
+  });
+
   it('an anonymous answer (empty user) connects anonymously', async () => {
     const c = track(bidi());
     const r = await c.send({ connect: { data: { user: '' } } });
