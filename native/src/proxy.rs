@@ -2,14 +2,17 @@
 //! [`ProxyRequest`]s with a pooled keep-alive HTTP/1.1 client and hands back what came.
 //!
 //! The client is hyper-util's (`client::legacy::Client`): rotor already runs on hyper for
-//! its server, so the client adds no new dependency tree (reqwest would bring its own stack
-//! on top of the same hyper), and it pools connections per host with keep-alive. The hub
-//! owns the timeout; the call is bounded here too, so that no task outlives it.
+//! its server, so the client adds little (reqwest would bring its own stack on top of the
+//! same hyper), and it pools connections per host with keep-alive. `https://` endpoints go
+//! through hyper-rustls (rustls with ring, Mozilla's roots from webpki-roots: no system
+//! OpenSSL). The hub owns the timeout; the call is bounded here too, so that no task
+//! outlives it.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -20,7 +23,7 @@ const MAX_IDLE_PER_HOST: usize = 256;
 
 #[derive(Clone)]
 pub struct ProxyClient {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl Default for ProxyClient {
@@ -28,6 +31,12 @@ impl Default for ProxyClient {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        connector.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
@@ -47,9 +56,6 @@ impl ProxyClient {
     }
 
     async fn post(&self, request: ProxyRequest) -> ProxyOutcome {
-        if request.endpoint.starts_with("https://") {
-            return ProxyOutcome::Failed("https endpoints are not supported by the native build yet".into());
-        }
         let mut builder = http::Request::post(request.endpoint.as_str());
         for (name, value) in &request.headers {
             builder = builder.header(name.as_str(), value.as_str());
