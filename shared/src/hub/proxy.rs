@@ -318,6 +318,10 @@ impl Hub {
                 return self.refuse_connect(session, command, Refusal::Error(temporary_internal()), now);
             }
         };
+        if granted.expires_at_ms.is_some_and(|at| at <= now.as_millis()) {
+            // Already past its expiry: Centrifugo's answer is 110 "expired".
+            return self.refuse_connect(session, command, Refusal::Error(Error::expired()), now);
+        }
         let p = s.proxy.get_or_insert_with(Box::<SessionProxy>::default);
         p.meta = granted.meta;
         let credentials = Credentials {

@@ -291,3 +291,11 @@ mod untrusted_answers {
         }
     }
 }
+
+#[test]
+fn a_connect_answer_already_expired_is_error_110() {
+    let mut rig = Rig::new(proxy_config());
+    let s = rig.ws_proxied(1, vec![]);
+    rig.answer(ok(json!({"result": {"user": "1", "expire_at": T0.as_millis() / 1000 - 1}})), T0);
+    assert_eq!(rig.take(s), vec![json!({"id": 1, "error": {"code": 110, "message": "expired"}})]);
+}
