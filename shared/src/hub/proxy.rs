@@ -309,19 +309,34 @@ impl Hub {
             Answer::Error(e) => Ok(Answer::Error(e)),
             Answer::Disconnect(d) => Ok(Answer::Disconnect(d)),
         });
-        let granted = match answer {
-            Ok(Answer::Result(granted)) => granted,
-            Ok(Answer::Error(e)) => return self.refuse_connect(session, command, Refusal::Error(e), now),
-            Ok(Answer::Disconnect(d)) => return self.refuse_connect(session, command, Refusal::Disconnect(d), now),
+        let refusal = match answer {
+            Ok(Answer::Result(granted)) if granted.expires_at_ms.is_some_and(|at| at <= now.as_millis()) => {
+                // Already past its expiry: Centrifugo's answer is 110 "expired".
+                Refusal::Error(Error::expired())
+            }
+            Ok(Answer::Result(granted)) => return self.connect_granted(session, command, request, granted, now),
+            Ok(Answer::Error(e)) => Refusal::Error(e),
+            Ok(Answer::Disconnect(d)) => Refusal::Disconnect(d),
             Err(failure) => {
                 self.proxy_failed(ProxyKind::Connect, failure);
-                return self.refuse_connect(session, command, Refusal::Error(temporary_internal()), now);
+                Refusal::Error(temporary_internal())
             }
         };
-        if granted.expires_at_ms.is_some_and(|at| at <= now.as_millis()) {
-            // Already past its expiry: Centrifugo's answer is 110 "expired".
-            return self.refuse_connect(session, command, Refusal::Error(Error::expired()), now);
-        }
+        self.refuse_connect(session, command, refusal, now);
+        // Commands that came after the connect meet the refusal (3501), as they would have
+        // had it been answered at once.
+        self.drain(session, now);
+    }
+
+    fn connect_granted(
+        &mut self,
+        session: SessionId,
+        command: u32,
+        request: ConnectRequest,
+        granted: proxy::Granted,
+        now: Timestamp,
+    ) {
+        let Some(s) = self.sessions.get_mut(&session) else { return };
         let p = s.proxy.get_or_insert_with(Box::<SessionProxy>::default);
         p.meta = granted.meta;
         let credentials = Credentials {

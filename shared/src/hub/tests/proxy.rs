@@ -299,3 +299,17 @@ fn a_connect_answer_already_expired_is_error_110() {
     rig.answer(ok(json!({"result": {"user": "1", "expire_at": T0.as_millis() / 1000 - 1}})), T0);
     assert_eq!(rig.take(s), vec![json!({"id": 1, "error": {"code": 110, "message": "expired"}})]);
 }
+
+#[test]
+fn commands_behind_a_refused_proxied_connect_meet_the_refusal() {
+    let mut rig = Rig::new(proxy_config());
+    let s = SessionId(1);
+    rig.hub.handle_open(s, Transport::Websocket(Encoding::Json), T0);
+    rig.hub.handle_frame(s, b"{\"id\":1,\"connect\":{}}\n{\"id\":2,\"rpc\":{\"method\":\"m\"}}", T0);
+    rig.pump();
+    assert_eq!(rig.proxied.len(), 1, "the rpc waits for the connect");
+    rig.answer(ok(json!({"error": {"code": 1000, "message": "no"}})), T0);
+    assert_eq!(rig.take(s)[0]["error"]["code"], 1000);
+    assert!(rig.closed.contains(&(s, 3501)), "{:?}", rig.closed);
+    assert!(rig.proxied.is_empty());
+}
