@@ -181,6 +181,31 @@ describe('connect proxy', () => {
   });
 });
 
+describe('resources come back', () => {
+  it('clients that leave while their connect waits for a slow backend leave nothing behind (native: fds)', async (t) => {
+    const pid = process.env.ROTOR_PID;
+    if (!pid) return t.skip('needs the server on this machine (ROTOR_PID)');
+    const { readdirSync } = await import('node:fs');
+    const fds = () => readdirSync(`/proc/${pid}/fd`).length;
+    const before = fds();
+    const leaving = [];
+    for (let i = 0; i < 40; i++) {
+      const c = bidi();
+      leaving.push(c);
+      c.opened.then(() => c.ws.send(JSON.stringify({ id: 1, connect: { data: { mode: 'slow' } } }))).catch(() => {});
+    }
+    await until(() => leaving.every((c) => c.ws.readyState === 1), 'the sockets open');
+    await sleep(200);
+    for (const c of leaving) c.close();
+    // Their calls run out (1 s timeout; the backend answers after 2.5 s): connections to the
+    // backend that did not finish are dropped, not pooled.
+    await sleep(3000);
+    await until(() => fds() <= before + 2, `fds back near ${before} (now ${fds()})`, 8000);
+    const by = await bystander();
+    await by.stillWorks();
+  });
+});
+
 describe('rpc proxy', () => {
   it('answers, errors, disconnects and times out per call', async () => {
     const by = await bystander();
