@@ -9,6 +9,12 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
 tests/npm-ci.sh tests/sdk
+# Headless Chromium for the cookie EventSource test, as tests/sdk/run.sh installs it.
+if [ -z "${CHROMIUM_PATH:-}" ] && ! command -v chromium >/dev/null 2>&1; then
+  echo "proxy tests: installing Debian's chromium" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+export CHROMIUM_PATH="${CHROMIUM_PATH:-$(command -v chromium)}"
 work="$(mktemp -d -t rotor-proxy.XXXXXX)"
 backend_pid=""
 cleanup() {
