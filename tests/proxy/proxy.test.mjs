@@ -142,6 +142,15 @@ describe('connect proxy', () => {
     });
   }
 
+  it('a failed call is logged with its endpoint and cause (native: the server log)', async (t) => {
+    if (!process.env.ROTOR_LOG) return t.skip('needs the server log (ROTOR_LOG)');
+    const { readFileSync } = await import('node:fs');
+    const c = track(bidi());
+    assert.equal((await c.send({ connect: { data: { mode: 'status500' } } })).error?.code, 100);
+    const line = `connect proxy call to ${BACKEND}/connect failed: HTTP status 500`;
+    await until(() => readFileSync(process.env.ROTOR_LOG, 'utf8').includes(line), `log line: ${line}`);
+  });
+
   it('a backend that is down is a temporary internal error, and the connection after it works', async () => {
     const by = await bystander();
     await fetch(`${CONTROL}/down`, { method: 'POST' });
