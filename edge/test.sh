@@ -118,7 +118,7 @@ if [ "${ROTOR_EDGE_PROXY:-1}" = 1 ]; then
     >"$work/proxy.json"
   serve "$work/proxy.json" proxy
   ROTOR_URL="$url" ROTOR_API_KEY="$(key "$work/proxy.json" api_key)" ROTOR_PROXY_BACKEND="$backend_ports" \
-    tests/proxy/run.sh || rc=1
+    ROTOR_LOG="$work/proxy/wrangler.log" tests/proxy/run.sh || rc=1
   stop
   kill "$backend_pid" 2>/dev/null || true
 fi
