@@ -10,6 +10,7 @@ pub mod front_door;
 pub mod http;
 pub mod http_api;
 pub mod outbox;
+pub mod proxy;
 pub mod server;
 pub mod stream;
 pub mod timeouts;

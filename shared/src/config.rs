@@ -58,6 +58,12 @@ pub struct ChannelOptions {
     pub allow_user_limited_channels: bool,
     /// Stored, not compiled: its presence is what lets non-ASCII channel names through.
     pub channel_regex: String,
+
+    // Proxies to the application backend for this namespace's channels (each needs its
+    // `proxy_*_endpoint`).
+    pub proxy_subscribe: bool,
+    pub proxy_publish: bool,
+    pub proxy_sub_refresh: bool,
 }
 
 impl ChannelOptions {
@@ -206,6 +212,31 @@ pub struct Config {
     /// Anyone may use the admin UI and its API without a password: only behind a trusted proxy.
     pub admin_insecure: bool,
     pub admin_handler_prefix: String,
+
+    // Proxies to the application backend (Centrifugo's HTTP proxies, `crate::proxy`): an
+    // empty endpoint turns that proxy off. `proxy_http_headers` lists the client request
+    // headers forwarded (any case); `proxy_static_http_headers` are added to every call.
+    pub proxy_connect_endpoint: String,
+    #[serde(with = "go_duration")]
+    pub proxy_connect_timeout: Duration,
+    pub proxy_refresh_endpoint: String,
+    #[serde(with = "go_duration")]
+    pub proxy_refresh_timeout: Duration,
+    pub proxy_subscribe_endpoint: String,
+    #[serde(with = "go_duration")]
+    pub proxy_subscribe_timeout: Duration,
+    pub proxy_publish_endpoint: String,
+    #[serde(with = "go_duration")]
+    pub proxy_publish_timeout: Duration,
+    pub proxy_rpc_endpoint: String,
+    #[serde(with = "go_duration")]
+    pub proxy_rpc_timeout: Duration,
+    pub proxy_sub_refresh_endpoint: String,
+    #[serde(with = "go_duration")]
+    pub proxy_sub_refresh_timeout: Duration,
+    pub proxy_http_headers: Vec<String>,
+    pub proxy_static_http_headers: BTreeMap<String, String>,
+    pub proxy_include_connection_meta: bool,
 }
 
 impl Default for Config {
@@ -291,6 +322,22 @@ impl Default for Config {
             admin_secret: String::new(),
             admin_insecure: false,
             admin_handler_prefix: String::new(),
+
+            proxy_connect_endpoint: String::new(),
+            proxy_connect_timeout: secs(1),
+            proxy_refresh_endpoint: String::new(),
+            proxy_refresh_timeout: secs(1),
+            proxy_subscribe_endpoint: String::new(),
+            proxy_subscribe_timeout: secs(1),
+            proxy_publish_endpoint: String::new(),
+            proxy_publish_timeout: secs(1),
+            proxy_rpc_endpoint: String::new(),
+            proxy_rpc_timeout: secs(1),
+            proxy_sub_refresh_endpoint: String::new(),
+            proxy_sub_refresh_timeout: secs(1),
+            proxy_http_headers: Vec::new(),
+            proxy_static_http_headers: BTreeMap::new(),
+            proxy_include_connection_meta: false,
         }
     }
 }
@@ -449,6 +496,7 @@ impl Config {
                 }
             }
         }
+        self.validate_proxies()?;
         self.validate_channel_options(&self.channel, "")?;
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, ns) in self.namespaces.iter().enumerate() {
@@ -480,6 +528,53 @@ impl Config {
             if self.user_personal_single_connection && !options.presence {
                 let why = "needs \"presence\" in the personal channel's namespace".to_owned();
                 return Err(invalid("user_personal_single_connection", why));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_proxies(&self) -> Result<(), ConfigError> {
+        let endpoints = [
+            ("proxy_connect_endpoint", &self.proxy_connect_endpoint),
+            ("proxy_refresh_endpoint", &self.proxy_refresh_endpoint),
+            ("proxy_subscribe_endpoint", &self.proxy_subscribe_endpoint),
+            ("proxy_publish_endpoint", &self.proxy_publish_endpoint),
+            ("proxy_rpc_endpoint", &self.proxy_rpc_endpoint),
+            ("proxy_sub_refresh_endpoint", &self.proxy_sub_refresh_endpoint),
+        ];
+        for (key, url) in endpoints {
+            if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+                let why = format!("\"{url}\" is not an http:// or https:// URL (rotor's proxies are HTTP only)");
+                return Err(invalid(key, why));
+            }
+        }
+        let token = |name: &str| {
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        };
+        for (i, name) in self.proxy_http_headers.iter().enumerate() {
+            if !token(name) {
+                return Err(invalid(&format!("proxy_http_headers[{i}]"), format!("\"{name}\" is not a header name")));
+            }
+        }
+        for (name, value) in &self.proxy_static_http_headers {
+            let printable = value.bytes().all(|b| b == b'\t' || (b' '..0x7f).contains(&b));
+            if !token(name) || !printable {
+                let why = format!("\"{name}: {value}\" is not a valid header");
+                return Err(invalid("proxy_static_http_headers", why));
+            }
+        }
+        let namespaces =
+            std::iter::once(("", &self.channel)).chain(self.namespaces.iter().map(|n| (n.name.as_str(), &n.options)));
+        for (ns, o) in namespaces {
+            for (on, kind, key) in [
+                (o.proxy_subscribe, &self.proxy_subscribe_endpoint, "proxy_subscribe"),
+                (o.proxy_publish, &self.proxy_publish_endpoint, "proxy_publish"),
+                (o.proxy_sub_refresh, &self.proxy_sub_refresh_endpoint, "proxy_sub_refresh"),
+            ] {
+                if on && kind.is_empty() {
+                    let at = if ns.is_empty() { key.to_owned() } else { format!("namespace \"{ns}\" {key}") };
+                    return Err(invalid(key, format!("{at} needs {key}_endpoint")));
+                }
             }
         }
         Ok(())

@@ -72,6 +72,7 @@ pub mod hub;
 pub mod node;
 pub mod origin;
 pub mod protocol;
+pub mod proxy;
 pub mod time;
 
 pub use time::Timestamp;

@@ -234,12 +234,12 @@ for (const variant of variants) {
       assert.ok(calls >= 2);
     });
 
-    it('answers an rpc with error 104 (no RPC handler)', async () => {
+    it('answers an rpc with error 108 (no RPC proxy)', async () => {
       const { c } = make();
       c.connect();
       await c.ready(5000);
       await assert.rejects(c.rpc('getUser', variant.protobuf ? new TextEncoder().encode('{}') : {}), (err) => {
-        assert.equal(err.code, 104);
+        assert.equal(err.code, 108);
         return true;
       });
       assert.equal(c.state, 'connected');

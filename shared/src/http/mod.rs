@@ -208,6 +208,9 @@ pub struct StreamOpen {
     /// The `Last-Event-ID` a reconnecting uni SSE client sent: hand it to the hub before the
     /// connect request.
     pub last_event_id: Option<String>,
+    /// The request headers proxies forward (`proxy_http_headers`): hand them to the hub
+    /// right after opening the session (`Hub::handle_headers`).
+    pub headers: Vec<(String, String)>,
 }
 
 /// A WebSocket upgrade to accept.
@@ -223,6 +226,8 @@ pub struct Upgrade {
     /// A uni WebSocket's connect request from the URL (Centrifugo v6.3+); without it the
     /// client's first message is the connect request, which the hub reads.
     pub connect: Option<ConnectRequest>,
+    /// The request headers proxies forward, as [`StreamOpen::headers`].
+    pub headers: Vec<(String, String)>,
 }
 
 /// `POST <emulation prefix>`: commands for the session named in the body.
@@ -444,7 +449,8 @@ fn stream(config: &Config, endpoint: Endpoint, req: &Request<'_>) -> Decision {
         .then(|| req.header("last-event-id").map(str::to_owned).or_else(|| req.query_param("last_event_id")))
         .flatten()
         .filter(|id| !id.is_empty());
-    Decision::Stream(StreamOpen { transport, content_type, prelude, input, last_event_id })
+    let headers = crate::proxy::forwarded_headers(config, req.headers);
+    Decision::Stream(StreamOpen { transport, content_type, prelude, input, last_event_id, headers })
 }
 
 fn upgrade(config: &Config, endpoint: Endpoint, req: &Request<'_>) -> Decision {
@@ -474,7 +480,8 @@ fn upgrade(config: &Config, endpoint: Endpoint, req: &Request<'_>) -> Decision {
         };
     let transport = if unidirectional { Transport::UniWebsocket } else { Transport::Websocket(encoding) };
     let message_limit = message_limit(config, transport);
-    Decision::Upgrade(Upgrade { transport, key: key.trim().to_owned(), protocol, message_limit, connect })
+    let headers = crate::proxy::forwarded_headers(config, req.headers);
+    Decision::Upgrade(Upgrade { transport, key: key.trim().to_owned(), protocol, message_limit, connect, headers })
 }
 
 /// The largest message a WebSocket session takes (then close 1009), for hosts that check it

@@ -270,12 +270,12 @@ fn history_permissions() {
 }
 
 #[test]
-fn rpc_without_a_handler_is_method_not_found() {
-    // No RPC handler exists: rotor answers 104 "method not found" (Centrifugo says 108).
+fn rpc_without_a_handler_is_not_available() {
+    // No RPC proxy is configured: 108 "not available", as Centrifugo answers.
     let mut sim = Sim::new(&config());
     let (s, _) = connected(&mut sim, "42");
     let r = sim.command(s, json!({"id": 2, "rpc": {"method": "getUser", "data": {}}}));
-    assert_eq!(error_code(&r), Some(104), "{r}");
+    assert_eq!(error_code(&r), Some(108), "{r}");
     // `send` has no reply and no effect.
     sim.frame(s, r#"{"send":{"data":{"x":1}}}"#);
     assert!(sim.take(s).is_empty());

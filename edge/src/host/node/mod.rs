@@ -45,6 +45,7 @@ mod channel_link;
 mod connection_api;
 mod hibernation;
 mod outputs;
+mod proxy;
 mod transports;
 
 #[durable_object]
