@@ -42,6 +42,8 @@ trap 'exit 130' INT TERM
 
 export ROTOR_URL="http://127.0.0.1:$rotor_port"
 export ROTOR_PID="$rotor_pid"
+# The server's output (stdout and stderr), for suites that check what it logs.
+export ROTOR_LOG="$rotor_log"
 ROTOR_API_KEY="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["api_key"])' "$rotor_config")"
 ROTOR_HMAC_SECRET="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["token_hmac_secret_key"])' "$rotor_config")"
 export ROTOR_API_KEY ROTOR_HMAC_SECRET

@@ -142,6 +142,7 @@ mod tests {
             subs: (0..channels)
                 .map(|i| SubscriptionSnapshot { ch: format!("chat:room-{i}"), f: 2, info: String::new(), exp: None })
                 .collect(),
+            px: None,
         }
     }
 

@@ -25,10 +25,12 @@ use shared::http::Endpoints;
 use shared::hub::{NodeInfo, SessionId, Transport};
 use shared::node::{Node, Output};
 use shared::protocol::{ConnectRequest, Error};
+use shared::proxy::{ProxyId, ProxyOutcome};
 use shared::Timestamp;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 pub use crate::outbox::{Out, Outbox};
+use crate::proxy::ProxyClient;
 use crate::timeouts::Timeouts;
 
 /// A connection as the engine sees it: where its frames go.
@@ -47,6 +49,8 @@ pub enum Event {
         session: SessionId,
         transport: Transport,
         conn: Conn,
+        /// The request headers proxies forward (`shared::http::StreamOpen::headers`).
+        headers: Vec<(String, String)>,
     },
     /// A unidirectional connect; `last_event_id` resumes a uni SSE client.
     Connect {
@@ -79,6 +83,12 @@ pub enum Event {
     Health {
         reply: oneshot::Sender<()>,
     },
+    /// What the application backend answered to a proxy call. Skips admission: there is at
+    /// most one per call the hub made, and it must not wait behind client frames.
+    ProxyReply {
+        id: ProxyId,
+        outcome: ProxyOutcome,
+    },
 }
 
 impl Event {
@@ -88,7 +98,11 @@ impl Event {
             Event::Frame { data, .. } | Event::Emulation { data, .. } => data.len(),
             Event::Api { size, .. } => *size,
             Event::Connect { request, .. } => request.token.len() + request.data.len(),
-            Event::Open { .. } | Event::Closed { .. } | Event::Shutdown { .. } | Event::Health { .. } => 0,
+            Event::Open { .. }
+            | Event::Closed { .. }
+            | Event::Shutdown { .. }
+            | Event::Health { .. }
+            | Event::ProxyReply { .. } => 0,
         };
         // Clamped: a single event larger than the bound waits for an empty queue, not forever.
         bytes.clamp(MIN_EVENT_BYTES, INBOX_BYTES) as u32
@@ -131,6 +145,8 @@ pub struct Engine {
     pub endpoints: Arc<Endpoints>,
     pub node_id: Arc<str>,
     pub timeouts: Timeouts,
+    /// Failed admin logins (bounded; see `shared::admin::LoginGuard`).
+    pub admin_logins: Arc<std::sync::Mutex<shared::admin::LoginGuard>>,
 }
 
 impl Engine {
@@ -193,9 +209,11 @@ pub fn start(config: Arc<Config>, node_name: String, timeouts: Timeouts) -> Resu
     let node = Node::new(config.clone(), info, seed, now()).map_err(|e| e.to_string())?;
     let endpoints = Arc::new(Endpoints::new(&config).map_err(|e| e.to_string())?);
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(run(node, rx));
+    tokio::spawn(run(node, rx, tx.downgrade()));
     let admission = Arc::new(Semaphore::new(INBOX_BYTES));
-    Ok(Engine { tx, admission, next_session: Arc::new(AtomicU64::new(1)), config, endpoints, node_id, timeouts })
+    let admin_logins = Arc::default();
+    let next_session = Arc::new(AtomicU64::new(1));
+    Ok(Engine { tx, admission, next_session, config, endpoints, node_id, timeouts, admin_logins })
 }
 
 pub fn random_u64() -> u64 {
@@ -209,10 +227,15 @@ struct Loop {
     conns: FxHashMap<SessionId, Conn>,
     api: HashMap<ApiId, oneshot::Sender<Result<Value, Error>>>,
     next_api: u64,
+    /// Makes the hub's proxy calls; their answers come back as [`Event::ProxyReply`]s.
+    proxy: ProxyClient,
+    /// Weak: the engine ends when the last [`Engine`] handle goes, calls in flight or not.
+    replies: mpsc::WeakUnboundedSender<Queued>,
 }
 
-async fn run(node: Node, mut rx: mpsc::UnboundedReceiver<Queued>) {
-    let mut l = Loop { node, conns: FxHashMap::default(), api: HashMap::new(), next_api: 1 };
+async fn run(node: Node, mut rx: mpsc::UnboundedReceiver<Queued>, replies: mpsc::WeakUnboundedSender<Queued>) {
+    let proxy = ProxyClient::default();
+    let mut l = Loop { node, conns: FxHashMap::default(), api: HashMap::new(), next_api: 1, proxy, replies };
     loop {
         let sleep = match l.node.poll_timeout() {
             Some(at) => Duration::from_millis(now().until(at)),
@@ -244,10 +267,12 @@ impl Loop {
         let Queued { event, _admitted } = queued;
         let now = now();
         match event {
-            Event::Open { session, transport, conn } => {
+            Event::Open { session, transport, conn, headers } => {
                 self.conns.insert(session, conn);
                 self.node.handle_open(session, transport, now);
+                self.node.handle_headers(session, headers);
             }
+            Event::ProxyReply { id, outcome } => self.node.handle_proxy_reply(id, outcome, now),
             Event::Connect { session, request, last_event_id } => {
                 self.node.handle_connect(session, request, last_event_id, now)
             }
@@ -298,6 +323,20 @@ impl Loop {
                     if let Some(reply) = self.api.remove(&id) {
                         let _ = reply.send(result);
                     }
+                }
+                Output::Proxy(request) => {
+                    let (client, replies) = (self.proxy.clone(), self.replies.clone());
+                    // Bounded by the call's timeout (ProxyClient::call).
+                    tokio::spawn(async move {
+                        let id = request.id;
+                        let outcome = client.call(request).await;
+                        if let Some(tx) = replies.upgrade() {
+                            let _ = tx.send(Queued { event: Event::ProxyReply { id, outcome }, _admitted: None });
+                        }
+                    });
+                }
+                Output::ProxyFailed { kind, endpoint, cause } => {
+                    eprintln!("rotor: {} proxy call to {endpoint} failed: {cause}", kind.name());
                 }
             }
         }

@@ -138,7 +138,8 @@ pub async fn serve(mut socket: TcpStream, engine: &Engine) -> Option<ForHyper> {
             drop(head);
             let session = engine.session_id();
             let outbox = Arc::new(Outbox::default());
-            engine.send(Event::Open { session, transport: open.transport, conn: outbox.clone() }).await;
+            let headers = open.headers;
+            engine.send(Event::Open { session, transport: open.transport, conn: outbox.clone(), headers }).await;
             engine.send(crate::stream::first_event(session, input, open.last_event_id)).await;
             let (content_type, prelude) = (open.content_type, open.prelude);
             // The long-lived part gets a task of its own, sized for streaming alone.
@@ -151,7 +152,11 @@ pub async fn serve(mut socket: TcpStream, engine: &Engine) -> Option<ForHyper> {
             });
         }
         // Not for the unidirectional endpoints.
-        Decision::Api(_) | Decision::Emulation(_) | Decision::Health => {}
+        Decision::Api(_)
+        | Decision::Emulation(_)
+        | Decision::Health
+        | Decision::AdminLogin(_)
+        | Decision::AdminApi(_) => {}
     }
     None
 }
@@ -379,7 +384,8 @@ async fn websocket(mut socket: TcpStream, head: Head, upgrade: Upgrade, cors: St
     }
     let session = engine.session_id();
     let outbox = Arc::new(Outbox::default());
-    engine.send(Event::Open { session, transport: upgrade.transport, conn: outbox.clone() }).await;
+    let headers = upgrade.headers;
+    engine.send(Event::Open { session, transport: upgrade.transport, conn: outbox.clone(), headers }).await;
     let connected = upgrade.connect.is_some();
     if let Some(request) = upgrade.connect {
         engine.send(Event::Connect { session, request, last_event_id: None }).await;

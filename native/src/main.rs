@@ -13,11 +13,8 @@ fn main() -> std::process::ExitCode {
             cli::gentoken(config.as_deref(), &user, ttl, quiet)
         }
         Some(cli::Command::Checktoken { config, token }) => cli::checktoken(config.as_deref(), &token),
-        Some(cli::Command::Defaultconfig) => {
-            let defaults = serde_json::to_string_pretty(&shared::config::Config::default()).expect("config serializes");
-            println!("{defaults}");
-            std::process::ExitCode::SUCCESS
-        }
+        Some(cli::Command::Defaultconfig { layout, format }) => cli::defaultconfig(&layout, &format),
+        Some(cli::Command::Configdoc) => cli::configdoc(),
         Some(cli::Command::Version) => {
             println!("rotor {}", env!("CARGO_PKG_VERSION"));
             std::process::ExitCode::SUCCESS
@@ -34,6 +31,7 @@ fn serve(args: cli::Args) -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    eprintln!("rotor: {}", loaded.source);
     let mut config = loaded.config;
     if config.engine != "memory" {
         eprintln!("rotor: config key \"engine\": only \"memory\" is available in this build, not {:?}", config.engine);

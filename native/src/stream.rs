@@ -116,7 +116,7 @@ pub async fn serve(req: Request<Incoming>, engine: &Engine, open: StreamOpen) ->
     };
     let first = first_event(engine.session_id(), input, open.last_event_id);
     let prelude = (!open.prelude.is_empty()).then_some(open.prelude);
-    self::open(engine, open.transport, first, open.content_type, prelude).await.map(|b| b.boxed())
+    self::open(engine, open.transport, first, open.content_type, prelude, open.headers).await.map(|b| b.boxed())
 }
 
 /// The event that gives a new stream session its first input.
@@ -137,13 +137,14 @@ pub async fn open(
     first: Event,
     content_type: &'static str,
     prelude: Option<Bytes>,
+    headers: Vec<(String, String)>,
 ) -> Response<SessionBody> {
     let session = match &first {
         Event::Connect { session, .. } | Event::Frame { session, .. } => *session,
         _ => engine.session_id(),
     };
     let outbox = Arc::new(Outbox::default());
-    engine.send(Event::Open { session, transport, conn: outbox.clone() }).await;
+    engine.send(Event::Open { session, transport, conn: outbox.clone(), headers }).await;
     let guard = SessionGuard::new(engine.clone(), session);
     engine.send(first).await;
     let body = SessionBody { outbox, batch: VecDeque::new(), prelude, done: false, linger: None, guard };

@@ -37,13 +37,14 @@ type Socket = WebSocketStream<TokioIo<Upgraded>>;
 pub fn upgrade(req: Request<Incoming>, engine: &Engine, upgrade: Upgrade) -> Response<Body> {
     let accept = derive_accept_key(upgrade.key.as_bytes());
     let (transport, limit, url_connect) = (upgrade.transport, upgrade.message_limit, upgrade.connect);
+    let headers = upgrade.headers;
     let engine = engine.clone();
     // Ends once the upgrade fails (the connection ended before it) or the session ends.
     tokio::spawn(async move {
         let Ok(upgraded) = hyper::upgrade::on(req).await else { return };
         let config = WebSocketConfig::default().max_message_size(Some(limit)).max_frame_size(Some(limit));
         let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-        run(socket, engine, transport, url_connect).await;
+        run(socket, engine, transport, url_connect, headers).await;
     });
     let mut r = empty(StatusCode::SWITCHING_PROTOCOLS);
     let h = r.headers_mut();
@@ -68,10 +69,16 @@ enum Ending {
     Gone,
 }
 
-async fn run(mut socket: Socket, engine: Engine, transport: Transport, url_connect: Option<ConnectRequest>) {
+async fn run(
+    mut socket: Socket,
+    engine: Engine,
+    transport: Transport,
+    url_connect: Option<ConnectRequest>,
+    headers: Vec<(String, String)>,
+) {
     let session = engine.session_id();
     let outbox = Arc::new(Outbox::default());
-    engine.send(Event::Open { session, transport, conn: outbox.clone() }).await;
+    engine.send(Event::Open { session, transport, conn: outbox.clone(), headers }).await;
     // Tells the engine the session ended, on every path out of here.
     let guard = SessionGuard::new(engine.clone(), session);
     if let Some(request) = url_connect {

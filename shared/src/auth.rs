@@ -407,7 +407,11 @@ fn audiences(aud: Option<&Value>) -> Result<Vec<&str>, TokenError> {
 }
 
 /// `b64*` (standard base64 of raw bytes) wins when non-empty, else the raw JSON value.
-fn pick_bytes(json: Option<Box<RawValue>>, b64: Option<String>, field: &str) -> Result<Option<Vec<u8>>, TokenError> {
+pub(crate) fn pick_bytes(
+    json: Option<Box<RawValue>>,
+    b64: Option<String>,
+    field: &str,
+) -> Result<Option<Vec<u8>>, TokenError> {
     match b64.filter(|s| !s.is_empty()) {
         Some(s) => {
             STANDARD.decode(s).map(Some).map_err(|e| invalid(format!("{field} is not valid standard base64: {e}")))
@@ -438,17 +442,17 @@ struct TokenClaims {
 }
 
 #[derive(Deserialize, Default)]
-struct SubClaim {
-    info: Option<Box<RawValue>>,
-    b64info: Option<String>,
-    data: Option<Box<RawValue>>,
-    b64data: Option<String>,
+pub(crate) struct SubClaim {
+    pub(crate) info: Option<Box<RawValue>>,
+    pub(crate) b64info: Option<String>,
+    pub(crate) data: Option<Box<RawValue>>,
+    pub(crate) b64data: Option<String>,
     #[serde(rename = "override")]
-    override_: Option<OverrideClaim>,
+    pub(crate) override_: Option<OverrideClaim>,
 }
 
 #[derive(Deserialize)]
-struct OverrideClaim {
+pub(crate) struct OverrideClaim {
     presence: Option<BoolValue>,
     join_leave: Option<BoolValue>,
     force_push_join_leave: Option<BoolValue>,
@@ -463,7 +467,7 @@ struct BoolValue {
 }
 
 impl OverrideClaim {
-    fn into_overrides(self) -> SubscribeOverrides {
+    pub(crate) fn into_overrides(self) -> SubscribeOverrides {
         let v = |b: Option<BoolValue>| b.map(|b| b.value);
         SubscribeOverrides {
             presence: v(self.presence),
@@ -484,6 +488,15 @@ pub enum HmacAlgorithm {
 }
 
 /// Signs `claims` (any JSON value, normally an object) with HS256 — for `rotor gentoken` and tests.
+/// Whether a secret given by a client (API key, admin password) is the configured one, in
+/// constant time whatever either's length: the digests are compared, not the bytes, since
+/// `subtle`'s slice comparison returns early on a length mismatch.
+pub fn same_secret(given: &str, secret: &str) -> bool {
+    use sha2::Digest as _;
+    use subtle::ConstantTimeEq as _;
+    bool::from(sha2::Sha256::digest(given.as_bytes()).ct_eq(&sha2::Sha256::digest(secret.as_bytes())))
+}
+
 pub fn issue_hs256(secret: &str, claims_json: &Value) -> String {
     issue_hmac(HmacAlgorithm::Hs256, secret, claims_json)
 }

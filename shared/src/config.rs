@@ -19,6 +19,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub mod v6;
+mod v6_table;
+
+pub use v6::Layout;
+
 /// Per-channel behaviour: what a namespace (or the top level) allows and keeps.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -53,6 +58,12 @@ pub struct ChannelOptions {
     pub allow_user_limited_channels: bool,
     /// Channel names of the namespace must match it (Rust `regex` syntax, bounded in size).
     pub channel_regex: String,
+
+    // Proxies to the application backend for this namespace's channels (each needs its
+    // `proxy_*_endpoint`).
+    pub proxy_subscribe: bool,
+    pub proxy_publish: bool,
+    pub proxy_sub_refresh: bool,
     /// Delta types subscribers may ask for: `[]` or `["fossil"]`.
     pub allowed_delta_types: Vec<String>,
     /// Every publication into the namespace is sent as a delta where subscribers negotiated one.
@@ -215,6 +226,41 @@ pub struct Config {
     #[serde(flatten)]
     pub channel: ChannelOptions,
     pub namespaces: Vec<Namespace>,
+
+    // Admin web UI (`crate::admin`): the page at `admin_handler_prefix` (`/` when empty),
+    // `<prefix>/admin/auth` (password → token) and `<prefix>/admin/api`.
+    pub admin: bool,
+    pub admin_password: String,
+    /// Signs the admin tokens (HMAC-SHA256).
+    pub admin_secret: String,
+    /// Anyone may use the admin UI and its API without a password: only behind a trusted proxy.
+    pub admin_insecure: bool,
+    pub admin_handler_prefix: String,
+
+    // Proxies to the application backend (Centrifugo's HTTP proxies, `crate::proxy`): an
+    // empty endpoint turns that proxy off. `proxy_http_headers` lists the client request
+    // headers forwarded (any case); `proxy_static_http_headers` are added to every call.
+    pub proxy_connect_endpoint: String,
+    #[serde(with = "go_duration")]
+    pub proxy_connect_timeout: Duration,
+    pub proxy_refresh_endpoint: String,
+    #[serde(with = "go_duration")]
+    pub proxy_refresh_timeout: Duration,
+    pub proxy_subscribe_endpoint: String,
+    #[serde(with = "go_duration")]
+    pub proxy_subscribe_timeout: Duration,
+    pub proxy_publish_endpoint: String,
+    #[serde(with = "go_duration")]
+    pub proxy_publish_timeout: Duration,
+    pub proxy_rpc_endpoint: String,
+    #[serde(with = "go_duration")]
+    pub proxy_rpc_timeout: Duration,
+    pub proxy_sub_refresh_endpoint: String,
+    #[serde(with = "go_duration")]
+    pub proxy_sub_refresh_timeout: Duration,
+    pub proxy_http_headers: Vec<String>,
+    pub proxy_static_http_headers: BTreeMap<String, String>,
+    pub proxy_include_connection_meta: bool,
 }
 
 impl Default for Config {
@@ -295,6 +341,27 @@ impl Default for Config {
             engine: "memory".into(),
             channel: ChannelOptions::default(),
             namespaces: Vec::new(),
+            admin: false,
+            admin_password: String::new(),
+            admin_secret: String::new(),
+            admin_insecure: false,
+            admin_handler_prefix: String::new(),
+
+            proxy_connect_endpoint: String::new(),
+            proxy_connect_timeout: secs(1),
+            proxy_refresh_endpoint: String::new(),
+            proxy_refresh_timeout: secs(1),
+            proxy_subscribe_endpoint: String::new(),
+            proxy_subscribe_timeout: secs(1),
+            proxy_publish_endpoint: String::new(),
+            proxy_publish_timeout: secs(1),
+            proxy_rpc_endpoint: String::new(),
+            proxy_rpc_timeout: secs(1),
+            proxy_sub_refresh_endpoint: String::new(),
+            proxy_sub_refresh_timeout: secs(1),
+            proxy_http_headers: Vec::new(),
+            proxy_static_http_headers: BTreeMap::new(),
+            proxy_include_connection_meta: false,
         }
     }
 }
@@ -305,6 +372,8 @@ pub struct Loaded {
     pub config: Config,
     /// Unknown keys and unknown `ROTOR_` variables: likely typos, so the host should show them.
     pub warnings: Vec<String>,
+    /// The layout the document used (the host says it at start-up).
+    pub layout: Layout,
 }
 
 /// Why a configuration was refused. `Display` names the key (or variable) and the problem.
@@ -370,22 +439,37 @@ impl std::error::Error for UnknownNamespace {}
 pub const ENV_PREFIX: &str = "ROTOR_";
 
 impl Config {
-    /// Parses a JSON config file, applies `ROTOR_<KEY>` overrides from `env`, and validates.
+    /// Parses a JSON config file, applies `CENTRIFUGO_*` and `ROTOR_<KEY>` overrides from
+    /// `env`, and validates.
     ///
     /// Whitespace-only text is an empty file: all defaults. `env` may be the whole process
-    /// environment; names without the `ROTOR_` prefix are skipped.
+    /// environment; names without either prefix are skipped.
     pub fn from_json_str(text: &str, env: impl IntoIterator<Item = (String, String)>) -> Result<Loaded, ConfigError> {
         let document = if text.trim().is_empty() {
             Value::Object(Map::new())
         } else {
             serde_json::from_str(text).map_err(|e| syntax_error(&e))?
         };
-        let Value::Object(mut root) = document else {
+        Config::from_value(document, env)
+    }
+
+    /// Loads an already parsed document (a host reads YAML or TOML into a JSON value): either
+    /// layout, Centrifugo v5's flat keys or v6's nested ones (see [`v6`]), then the environment.
+    pub fn from_value(document: Value, env: impl IntoIterator<Item = (String, String)>) -> Result<Loaded, ConfigError> {
+        let Value::Object(root) = document else {
             return Err(ConfigError::NotAnObject { found: json_kind(&document) });
         };
+        v6::load(root, env.into_iter().collect())
+    }
+
+    /// The flat loader every layout ends in: `root` holds v5 keys; `ROTOR_*` variables win.
+    fn from_flat(
+        mut root: Map<String, Value>,
+        env: Vec<(String, String)>,
+        mut warnings: Vec<String>,
+    ) -> Result<Loaded, ConfigError> {
         let defaults = object_of(&Config::default());
         let channel_keys: BTreeSet<String> = object_of(&ChannelOptions::default()).keys().cloned().collect();
-        let mut warnings = Vec::new();
 
         for key in root.keys().filter(|k| !defaults.contains_key(*k)).cloned().collect::<Vec<_>>() {
             warnings.push(unknown_key_warning(&key, &key, defaults.keys()));
@@ -405,7 +489,7 @@ impl Config {
             config.namespaces = decode_namespaces(namespaces, &channel_keys, &mut warnings).map_err(blame)?;
         }
         config.validate()?;
-        Ok(Loaded { config, warnings })
+        Ok(Loaded { config, warnings, layout: Layout::V5 })
     }
 
     /// Every top-level key a config file may hold (channel options included), sorted.
@@ -428,6 +512,15 @@ impl Config {
             ));
         }
         crate::http::Endpoints::new(self)?;
+        if self.admin && !self.admin_insecure {
+            for (key, value) in [("admin_password", &self.admin_password), ("admin_secret", &self.admin_secret)] {
+                if value.is_empty() {
+                    let why = "must be set when \"admin\" is on (or set \"admin_insecure\", which lets anyone in)";
+                    return Err(invalid(key, why.to_owned()));
+                }
+            }
+        }
+        self.validate_proxies()?;
         self.validate_channel_options(&self.channel, "")?;
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, ns) in self.namespaces.iter().enumerate() {
@@ -459,6 +552,53 @@ impl Config {
             if self.user_personal_single_connection && !options.presence {
                 let why = "needs \"presence\" in the personal channel's namespace".to_owned();
                 return Err(invalid("user_personal_single_connection", why));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_proxies(&self) -> Result<(), ConfigError> {
+        let endpoints = [
+            ("proxy_connect_endpoint", &self.proxy_connect_endpoint),
+            ("proxy_refresh_endpoint", &self.proxy_refresh_endpoint),
+            ("proxy_subscribe_endpoint", &self.proxy_subscribe_endpoint),
+            ("proxy_publish_endpoint", &self.proxy_publish_endpoint),
+            ("proxy_rpc_endpoint", &self.proxy_rpc_endpoint),
+            ("proxy_sub_refresh_endpoint", &self.proxy_sub_refresh_endpoint),
+        ];
+        for (key, url) in endpoints {
+            if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+                let why = format!("\"{url}\" is not an http:// or https:// URL (rotor's proxies are HTTP only)");
+                return Err(invalid(key, why));
+            }
+        }
+        let token = |name: &str| {
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        };
+        for (i, name) in self.proxy_http_headers.iter().enumerate() {
+            if !token(name) {
+                return Err(invalid(&format!("proxy_http_headers[{i}]"), format!("\"{name}\" is not a header name")));
+            }
+        }
+        for (name, value) in &self.proxy_static_http_headers {
+            let printable = value.bytes().all(|b| b == b'\t' || (b' '..0x7f).contains(&b));
+            if !token(name) || !printable {
+                let why = format!("\"{name}: {value}\" is not a valid header");
+                return Err(invalid("proxy_static_http_headers", why));
+            }
+        }
+        let namespaces =
+            std::iter::once(("", &self.channel)).chain(self.namespaces.iter().map(|n| (n.name.as_str(), &n.options)));
+        for (ns, o) in namespaces {
+            for (on, kind, key) in [
+                (o.proxy_subscribe, &self.proxy_subscribe_endpoint, "proxy_subscribe"),
+                (o.proxy_publish, &self.proxy_publish_endpoint, "proxy_publish"),
+                (o.proxy_sub_refresh, &self.proxy_sub_refresh_endpoint, "proxy_sub_refresh"),
+            ] {
+                if on && kind.is_empty() {
+                    let at = if ns.is_empty() { key.to_owned() } else { format!("namespace \"{ns}\" {key}") };
+                    return Err(invalid(key, format!("{at} needs {key}_endpoint")));
+                }
             }
         }
         Ok(())

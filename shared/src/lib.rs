@@ -61,6 +61,7 @@
 //! assert!(matches!(output, Output::Ping { .. }));
 //! ```
 
+pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod broker;
@@ -72,6 +73,7 @@ pub mod hub;
 pub mod node;
 pub mod origin;
 pub mod protocol;
+pub mod proxy;
 pub mod time;
 
 pub use time::Timestamp;

@@ -21,6 +21,8 @@ pub enum Output {
     Ping { session: SessionId, data: Bytes },
     Close { session: SessionId, disconnect: Disconnect },
     Api { id: ApiId, result: Result<serde_json::Value, Error> },
+    Proxy(crate::proxy::ProxyRequest),
+    ProxyFailed { kind: crate::proxy::ProxyKind, endpoint: String, cause: String },
 }
 
 impl From<Output> for hub::Output {
@@ -30,6 +32,8 @@ impl From<Output> for hub::Output {
             Output::Ping { session, data } => hub::Output::Ping { session, data },
             Output::Close { session, disconnect } => hub::Output::Close { session, disconnect },
             Output::Api { id, result } => hub::Output::Api { id, result },
+            Output::Proxy(request) => hub::Output::Proxy(request),
+            Output::ProxyFailed { kind, endpoint, cause } => hub::Output::ProxyFailed { kind, endpoint, cause },
         }
     }
 }
@@ -97,6 +101,20 @@ impl Node {
         self.hub.handle_api(id, command, now);
     }
 
+    pub fn handle_headers(&mut self, session: SessionId, headers: Vec<(String, String)>) {
+        self.hub.handle_headers(session, headers);
+    }
+
+    pub fn handle_proxy_reply(
+        &mut self,
+        id: crate::proxy::ProxyId,
+        outcome: crate::proxy::ProxyOutcome,
+        now: Timestamp,
+    ) {
+        self.now = now;
+        self.hub.handle_proxy_reply(id, outcome, now);
+    }
+
     pub fn handle_timeout(&mut self, now: Timestamp) {
         self.now = now;
         self.broker.handle_timeout(now);
@@ -126,6 +144,10 @@ impl Node {
                 Some(hub::Output::Ping { session, data }) => return Some(Output::Ping { session, data }),
                 Some(hub::Output::Close { session, disconnect }) => return Some(Output::Close { session, disconnect }),
                 Some(hub::Output::Api { id, result }) => return Some(Output::Api { id, result }),
+                Some(hub::Output::Proxy(request)) => return Some(Output::Proxy(request)),
+                Some(hub::Output::ProxyFailed { kind, endpoint, cause }) => {
+                    return Some(Output::ProxyFailed { kind, endpoint, cause })
+                }
                 None => {
                     let event = self.broker.poll_output()?;
                     self.hub.handle_broker(event, self.now);

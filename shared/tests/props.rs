@@ -2498,6 +2498,8 @@ impl Harness {
                 }
                 Output::Broker(r) => violation!(self, "the node let a broker request out: {r:?}"),
                 Output::Api { id, result } => self.api_answer(id, result),
+                Output::Proxy(r) => violation!(self, "a proxy call with no proxy configured: {r:?}"),
+                Output::ProxyFailed { .. } => violation!(self, "a proxy failure with no proxy configured"),
             }
         }
     }

@@ -234,7 +234,7 @@ for (const variant of variants) {
       assert.ok(calls >= 2);
     });
 
-    it('answers an rpc with error 108 "not available" (no RPC handler), as Centrifugo', async () => {
+    it('answers an rpc with error 108 (no RPC proxy)', async () => {
       const { c } = make();
       c.connect();
       await c.ready(5000);

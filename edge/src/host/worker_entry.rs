@@ -7,7 +7,7 @@ use shared::http::{Answer, Decision, EmulationCall};
 use worker::{event, Context, Env, Request, Response, Result};
 
 use super::http::{self, read_body, text};
-use super::{http_api, internal_request, load_config, random_u64, EMULATION_PATH, NODES};
+use super::{admin, http_api, internal_request, load_config, random_u64, EMULATION_PATH, NODES};
 
 #[event(fetch)]
 pub async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
@@ -19,6 +19,8 @@ pub async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let cors = routed.cors();
     let response = match routed.decision {
         Decision::Api(call) => http_api::serve(req, &env, &loaded, call).await?,
+        Decision::AdminLogin(login) => admin::login(req, &env, login).await?,
+        Decision::AdminApi(call) => admin::api(req, &env, &loaded, call).await?,
         Decision::Emulation(call) => emulation(req, &env, call).await?,
         Decision::Health => text(200, "{}")?,
         Decision::Answer(a) => http::answer(a)?,

@@ -9,7 +9,6 @@ mod endpoints;
 mod tests;
 
 use bytes::Bytes;
-use subtle::ConstantTimeEq;
 
 use crate::config::Config;
 use crate::hub::Transport;
@@ -209,6 +208,9 @@ pub struct StreamOpen {
     /// The `Last-Event-ID` a reconnecting uni SSE client sent: hand it to the hub before the
     /// connect request.
     pub last_event_id: Option<String>,
+    /// The request headers proxies forward (`proxy_http_headers`): hand them to the hub
+    /// right after opening the session (`Hub::handle_headers`).
+    pub headers: Vec<(String, String)>,
 }
 
 /// A WebSocket upgrade to accept.
@@ -224,6 +226,8 @@ pub struct Upgrade {
     /// A uni WebSocket's connect request from the URL (Centrifugo v6.3+); without it the
     /// client's first message is the connect request, which the hub reads.
     pub connect: Option<ConnectRequest>,
+    /// The request headers proxies forward, as [`StreamOpen::headers`].
+    pub headers: Vec<(String, String)>,
 }
 
 /// `POST <emulation prefix>`: commands for the session named in the body.
@@ -239,9 +243,27 @@ impl EmulationCall {
     }
 }
 
+/// `POST <admin prefix>/admin/auth`: read the body, then
+/// [`LoginGuard::login`](crate::admin::LoginGuard::login).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdminLogin {
+    pub body: Body,
+}
+
+/// `POST <admin prefix>/admin/api`: read the body, then [`crate::admin::command`] (which
+/// checks the token: that needs the time).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminCall {
+    pub body: Body,
+    /// From `Authorization: token <t>`, else `?token=`.
+    pub token: Option<String>,
+}
+
 #[derive(Debug)]
 pub enum Decision {
     Api(ApiCall),
+    AdminLogin(AdminLogin),
+    AdminApi(AdminCall),
     Stream(StreamOpen),
     Upgrade(Upgrade),
     Emulation(EmulationCall),
@@ -290,7 +312,8 @@ pub fn decide(config: &Config, endpoints: &Endpoints, req: &Request<'_>) -> Rout
         Some(Err(_)) => return Routed::answer(endpoint, Answer::text(403, "request origin is not valid UTF-8"), None),
         None => None,
     };
-    if !crate::origin::allowed(&config.allowed_origins, origin) {
+    let allowed = crate::origin::allowed(&config.allowed_origins, origin) || (config.admin && same_origin(req, origin));
+    if !allowed {
         return Routed::answer(endpoint, Answer::text(403, "request origin is not in allowed_origins"), None);
     }
     // Echoed only if it can be a header value as it is.
@@ -311,8 +334,39 @@ pub fn decide(config: &Config, endpoints: &Endpoints, req: &Request<'_>) -> Rout
         },
         Endpoint::Health => Decision::Health,
         Endpoint::Api => Decision::Answer(Answer::not_found()), // taken above
+        Endpoint::AdminPage => match req.method {
+            "GET" | "HEAD" => Decision::Answer(crate::admin::page()),
+            _ => Decision::Answer(Answer::method_not_allowed("GET")),
+        },
+        Endpoint::AdminAuth => match req.method {
+            "POST" => Decision::AdminLogin(AdminLogin { body: Body::new(crate::admin::MAX_LOGIN_BODY as u64) }),
+            _ => Decision::Answer(Answer::method_not_allowed("POST")),
+        },
+        Endpoint::AdminApi => match req.method {
+            "POST" => {
+                let token = match req.header("authorization") {
+                    Some(v) => v
+                        .split_once(' ')
+                        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("token"))
+                        .map(|(_, t)| t.trim().to_owned()),
+                    None => req.query_param("token"),
+                };
+                let body = Body { limit: MAX_API_BODY, too_large_status: 400 };
+                Decision::AdminApi(AdminCall { body, token })
+            }
+            _ => Decision::Answer(Answer::method_not_allowed("POST")),
+        },
     };
     Routed { endpoint: Some(endpoint), decision, origin }
+}
+
+/// Whether `origin` is the origin the request was sent to (its `Host`): the admin page's own
+/// requests and its live view's WebSocket, which `allowed_origins` (the application's
+/// origins) need not list.
+fn same_origin(req: &Request<'_>, origin: Option<&str>) -> bool {
+    let (Some(origin), Some(host)) = (origin, req.header("host")) else { return false };
+    let authority = origin.split_once("://").map_or("", |(_, rest)| rest);
+    !host.is_empty() && authority.eq_ignore_ascii_case(host.trim())
 }
 
 fn api(config: &Config, req: &Request<'_>, method: &str) -> Decision {
@@ -334,7 +388,7 @@ fn api_key_matches(req: &Request<'_>, key: &str) -> bool {
     if key.is_empty() {
         return false;
     }
-    let same = |given: &str| bool::from(given.as_bytes().ct_eq(key.as_bytes()));
+    let same = |given: &str| crate::auth::same_secret(given, key);
     if let Some(given) = req.header("x-api-key") {
         return same(given);
     }
@@ -395,7 +449,8 @@ fn stream(config: &Config, endpoint: Endpoint, req: &Request<'_>) -> Decision {
         .then(|| req.header("last-event-id").map(str::to_owned).or_else(|| req.query_param("last_event_id")))
         .flatten()
         .filter(|id| !id.is_empty());
-    Decision::Stream(StreamOpen { transport, content_type, prelude, input, last_event_id })
+    let headers = crate::proxy::forwarded_headers(config, req.headers);
+    Decision::Stream(StreamOpen { transport, content_type, prelude, input, last_event_id, headers })
 }
 
 fn upgrade(config: &Config, endpoint: Endpoint, req: &Request<'_>) -> Decision {
@@ -425,7 +480,8 @@ fn upgrade(config: &Config, endpoint: Endpoint, req: &Request<'_>) -> Decision {
         };
     let transport = if unidirectional { Transport::UniWebsocket } else { Transport::Websocket(encoding) };
     let message_limit = message_limit(config, transport);
-    Decision::Upgrade(Upgrade { transport, key: key.trim().to_owned(), protocol, message_limit, connect })
+    let headers = crate::proxy::forwarded_headers(config, req.headers);
+    Decision::Upgrade(Upgrade { transport, key: key.trim().to_owned(), protocol, message_limit, connect, headers })
 }
 
 /// The largest message a WebSocket session takes (then close 1009), for hosts that check it

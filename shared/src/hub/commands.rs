@@ -59,10 +59,13 @@ impl Hub {
             self.presence(session, id, &r.channel, CommandKind::PresenceStats, now)
         } else if let Some(r) = command.history {
             self.history(session, id, r, now)
-        } else if command.rpc.is_some() {
-            // No RPC handler is configured: 108 "not available", as Centrifugo answers (SDKs
-            // and their test suites expect exactly that code).
-            self.error_reply(session, id, Error::not_available())
+        } else if let Some(r) = command.rpc {
+            if crate::proxy::ProxyKind::Rpc.enabled(&self.config) {
+                self.rpc_by_proxy(session, id, r, now)
+            } else {
+                // No RPC handler is configured: 108 "not available", as Centrifugo answers.
+                self.error_reply(session, id, Error::not_available())
+            }
         } else if command.ping.is_some() {
             // Protocol v2 has no ping command: Centrifugo answers it with 108 too.
             self.error_reply(session, id, Error::not_available())
@@ -171,13 +174,9 @@ impl Hub {
             // disconnects such a subscribe as a bad request.
             return self.disconnect(session, Disconnect::bad_request(), now);
         }
-        if !req.delta.is_empty() {
-            if req.delta != crate::delta::FOSSIL {
-                // An unknown delta type is a broken client (Centrifugo disconnects too).
-                return self.disconnect(session, Disconnect::bad_request(), now);
-            }
-            // A type the namespace does not allow is not an error: the result says no delta.
-            plan.delta = opts.allowed_delta_types.iter().any(|t| t == crate::delta::FOSSIL);
+        if !req.delta.is_empty() && req.delta != crate::delta::FOSSIL {
+            // An unknown delta type is a broken client (Centrifugo disconnects too).
+            return self.disconnect(session, Disconnect::bad_request(), now);
         }
         if !req.token.is_empty() {
             match self.sub_verifier.verify_subscribe(&req.token, now.as_millis()) {
@@ -198,9 +197,38 @@ impl Hub {
                 Err(TokenError::Expired) => return self.error_reply(session, id, Error::token_expired()),
                 Err(TokenError::Invalid(_)) => return self.error_reply(session, id, Error::permission_denied()),
             }
+        } else if self.subscribe_proxied(&user, &channel, &opts) {
+            return self.subscribe_by_proxy(session, id, req, now);
         } else if !self.may_subscribe_without_token(&user, &channel, &opts) {
             return self.error_reply(session, id, Error::permission_denied());
         }
+        self.subscribe_granted(session, id, req, opts, plan, now);
+    }
+
+    /// Whether a subscribe without token goes to the subscribe proxy: the namespace says so,
+    /// and the channel is neither private nor a user-limited channel naming this user.
+    pub(crate) fn subscribe_proxied(&self, user: &str, channel: &str, opts: &ChannelOptions) -> bool {
+        let c = &self.config;
+        opts.proxy_subscribe
+            && crate::proxy::ProxyKind::Subscribe.enabled(c)
+            && !c.is_private(channel)
+            && !(opts.allow_user_limited_channels
+                && c.user_limited_users(channel).is_some_and(|users| users.contains(&user)))
+    }
+
+    /// The rest of a subscribe once it is allowed: the subscription's options, then the
+    /// broker.
+    pub(crate) fn subscribe_granted(
+        &mut self,
+        session: SessionId,
+        id: u32,
+        req: SubscribeRequest,
+        opts: ChannelOptions,
+        mut plan: SubscriptionPlan,
+        _now: Timestamp,
+    ) {
+        let Some(s) = self.sessions.get(&session) else { return };
+        let (user, channel, history) = (s.user.clone(), req.channel.clone(), plan.history);
         let history_access = self.allowed(
             &channel,
             &user,
@@ -220,6 +248,9 @@ impl Hub {
                 || plan.recoverable
                 || (req.positioned && (opts.allow_positioning || history_access)));
         plan.push_join_leave = opts.join_leave && (opts.force_push_join_leave || (req.join_leave && presence_access));
+        // A delta type the namespace does not allow is no error: the result says no delta.
+        plan.delta =
+            req.delta == crate::delta::FOSSIL && opts.allowed_delta_types.iter().any(|t| t == crate::delta::FOSSIL);
         let since =
             (req.recover && plan.recoverable).then(|| StreamPosition { offset: req.offset, epoch: req.epoch.clone() });
         let reject = req.flag & FLAG_REJECT_UNRECOVERED != 0;
@@ -229,9 +260,18 @@ impl Hub {
         }
         self.start_subscription(session, Arc::from(channel.as_str()), plan, Some(id), since, reject);
         if let Some(at) = expires_at {
-            let grace = ms(self.config.client_expired_sub_close_delay);
-            self.schedule(at.after_ms(grace), session, Timer::SubExpire(Arc::from(channel.as_str())));
+            if self.sub_refreshed_by_proxy(&opts) {
+                self.schedule(at, session, Timer::SubRefresh(Arc::from(channel.as_str())));
+            } else {
+                let grace = ms(self.config.client_expired_sub_close_delay);
+                self.schedule(at.after_ms(grace), session, Timer::SubExpire(Arc::from(channel.as_str())));
+            }
         }
+    }
+
+    /// Whether the server refreshes this namespace's expiring subscriptions itself.
+    pub(crate) fn sub_refreshed_by_proxy(&self, opts: &ChannelOptions) -> bool {
+        opts.proxy_sub_refresh && crate::proxy::ProxyKind::SubRefresh.enabled(&self.config)
     }
 
     /// The broker answered a subscription: build its result, then reply (client subscribe) or
@@ -253,6 +293,7 @@ impl Hub {
             self.position_seen(&channel, &top.epoch, top.offset);
         }
         let cache = recover.is_some() && self.cache_recovery(&channel);
+        let server_refreshed = self.config.namespace_for(&channel).is_ok_and(|o| self.sub_refreshed_by_proxy(o));
         let Some(s) = self.sessions.get_mut(&session) else { return };
         let Some(sub) = s.subs.get_mut(&channel).filter(|sub| sub.request == request) else {
             // Unsubscribed (by the server API) while the broker was answering, perhaps
@@ -264,7 +305,7 @@ impl Hub {
         let outcome: Result<SubscribeResult, Error> = match result {
             Ok(BrokerReply::Subscribed { top, publications }) => {
                 let mut r = SubscribeResult { data: token_data, delta: sub.delta, ..Default::default() };
-                if let Some(at) = sub.expires_at {
+                if let Some(at) = sub.expires_at.filter(|_| !server_refreshed) {
                     r.expires = true;
                     r.ttl = super::ttl_secs(now, at);
                 }
@@ -457,6 +498,13 @@ impl Hub {
             return self.error_reply(session, id, Error::unknown_channel());
         };
         let sub = s.subs.get(channel.as_str()).filter(|sub| sub.state == SubState::Active);
+        if opts.proxy_publish && crate::proxy::ProxyKind::Publish.enabled(&self.config) {
+            // The backend decides instead of the namespace's permissions.
+            if data.is_empty() {
+                return self.error_reply(session, id, Error::bad_request());
+            }
+            return self.publish_by_proxy(session, id, channel, data, now);
+        }
         if !self.allowed(
             &channel,
             &s.user,
@@ -526,7 +574,14 @@ impl Hub {
         self.command_request(session, id, &req.channel, op, CommandKind::History);
     }
 
-    fn command_request(&mut self, session: SessionId, command: u32, channel: &str, op: BrokerOp, kind: CommandKind) {
+    pub(crate) fn command_request(
+        &mut self,
+        session: SessionId,
+        command: u32,
+        channel: &str,
+        op: BrokerOp,
+        kind: CommandKind,
+    ) {
         if let Some(s) = self.sessions.get_mut(&session) {
             s.busy = true;
         }
@@ -569,7 +624,9 @@ impl Hub {
     // ---- refresh
 
     fn refresh(&mut self, session: SessionId, id: u32, token: &str, now: Timestamp) {
-        if token.is_empty() {
+        // With a refresh proxy the server refreshes connections: a client refresh is a
+        // protocol mistake (3501), as in Centrifugo.
+        if token.is_empty() || crate::proxy::ProxyKind::Refresh.enabled(&self.config) {
             return self.disconnect(session, Disconnect::bad_request(), now);
         }
         let claims = match self.verifier.verify_connect(token, now.as_millis()) {

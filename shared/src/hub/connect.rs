@@ -20,13 +20,15 @@ pub(crate) enum Refusal {
     Disconnect(Disconnect),
 }
 
-/// Who is connecting, from the token or the anonymous rules.
-struct Credentials {
-    user: String,
-    info: Bytes,
-    expires_at: Option<Timestamp>,
-    /// Server-side subscriptions the token asks for, with their channel info.
-    channels: BTreeMap<String, (Bytes, SubscribeOverrides)>,
+/// Who is connecting, from the token, the connect proxy or the anonymous rules.
+pub(crate) struct Credentials {
+    pub user: String,
+    pub info: Bytes,
+    pub expires_at: Option<Timestamp>,
+    /// Server-side subscriptions the token (or proxy) asks for: channel info, data, overrides.
+    pub channels: BTreeMap<String, (Bytes, Bytes, SubscribeOverrides)>,
+    /// `data` for the connect result (connect proxy only).
+    pub data: Bytes,
 }
 
 /// What a new subscription should be, decided before asking the broker.
@@ -81,10 +83,25 @@ impl SubscribeOverrides {
 
 impl Hub {
     pub(crate) fn connect(&mut self, session: SessionId, command: u32, request: ConnectRequest, now: Timestamp) {
+        if request.token.is_empty() && crate::proxy::ProxyKind::Connect.enabled(&self.config) {
+            return self.connect_by_proxy(session, command, request, now);
+        }
         let credentials = match self.credentials(&request, now) {
             Ok(c) => c,
             Err(refusal) => return self.refuse_connect(session, command, refusal, now),
         };
+        self.connect_as(session, command, request, credentials, now);
+    }
+
+    /// Goes on with a connect once it is known who connects.
+    pub(crate) fn connect_as(
+        &mut self,
+        session: SessionId,
+        command: u32,
+        request: ConnectRequest,
+        credentials: Credentials,
+        now: Timestamp,
+    ) {
         let plans = match self.server_side_plans(&credentials, &request) {
             Ok(p) => p,
             Err(refusal) => return self.refuse_connect(session, command, refusal, now),
@@ -120,6 +137,7 @@ impl Hub {
             waiting: plans.len(),
             results: BTreeMap::new(),
             failed: None,
+            data: credentials.data,
         }));
         // Anonymous connections are nobody in particular: indexing them under "" would make
         // every anonymous disconnect scan all the others.
@@ -156,6 +174,7 @@ impl Hub {
                     info: Bytes::new(),
                     expires_at: None,
                     channels: BTreeMap::new(),
+                    data: Bytes::new(),
                 });
             }
             return Err(Refusal::Disconnect(Disconnect::bad_request()));
@@ -171,13 +190,17 @@ impl Hub {
         let mut channels = BTreeMap::new();
         if claims.subs.is_empty() {
             for ch in &claims.channels {
-                channels.insert(ch.clone(), (Bytes::new(), SubscribeOverrides::default()));
+                channels.insert(ch.clone(), (Bytes::new(), Bytes::new(), SubscribeOverrides::default()));
             }
         } else {
             for (ch, opts) in &claims.subs {
                 channels.insert(
                     ch.clone(),
-                    (opts.info.clone().map(Bytes::from).unwrap_or_default(), opts.overrides.clone()),
+                    (
+                        opts.info.clone().map(Bytes::from).unwrap_or_default(),
+                        opts.data.clone().map(Bytes::from).unwrap_or_default(),
+                        opts.overrides.clone(),
+                    ),
                 );
             }
         }
@@ -186,6 +209,7 @@ impl Hub {
             info: claims.info.map(Bytes::from).unwrap_or_default(),
             expires_at: claims.expires_at_ms.map(Timestamp),
             channels,
+            data: Bytes::new(),
         })
     }
 
@@ -198,13 +222,12 @@ impl Hub {
     ) -> Result<BTreeMap<String, SubscriptionPlan>, Refusal> {
         let c = &self.config;
         let mut plans = BTreeMap::new();
-        for (channel, (info, overrides)) in &credentials.channels {
+        for (channel, (info, data, overrides)) in &credentials.channels {
             let opts = c.namespace_for(channel).map_err(|_| Refusal::Error(Error::unknown_channel()))?;
             let opts = overrides.apply(opts);
-            plans.insert(
-                channel.clone(),
-                SubscriptionPlan::server_side(&opts, self.history_options(&opts), info.clone()),
-            );
+            let mut plan = SubscriptionPlan::server_side(&opts, self.history_options(&opts), info.clone());
+            plan.data = data.clone();
+            plans.insert(channel.clone(), plan);
         }
         if c.user_subscribe_to_personal && !credentials.user.is_empty() {
             let channel = c.personal_channel(&credentials.user);
@@ -232,7 +255,7 @@ impl Hub {
         Ok(plans)
     }
 
-    fn refuse_connect(&mut self, session: SessionId, command: u32, refusal: Refusal, now: Timestamp) {
+    pub(crate) fn refuse_connect(&mut self, session: SessionId, command: u32, refusal: Refusal, now: Timestamp) {
         let Some(s) = self.sessions.get_mut(&session) else { return };
         match refusal {
             Refusal::Disconnect(d) => self.disconnect(session, d, now),
@@ -324,10 +347,13 @@ impl Hub {
             subs: pending.results,
             ..Default::default()
         };
-        if let Some(at) = s.expires_at {
+        // With a refresh proxy the server refreshes connections itself: clients are not told
+        // when they expire (Centrifugo forces `expires: false` then).
+        if let Some(at) = s.expires_at.filter(|_| !crate::proxy::ProxyKind::Refresh.enabled(c)) {
             result.expires = true;
             result.ttl = super::ttl_secs(now, at);
         }
+        result.data = pending.data;
         let interval = ms(c.ping_interval);
         if interval > 0 && super::pings(self.websocket_pings, s.transport) {
             result.ping = (interval / 1000).max(1) as u32;

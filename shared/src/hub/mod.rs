@@ -10,6 +10,7 @@ mod delta;
 mod event_ids;
 mod fanout;
 mod position_check;
+mod proxy;
 mod recovery_modes;
 mod restore;
 mod session;
@@ -23,7 +24,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use rustc_hash::FxHashMap;
 
-pub use restore::{Changes, SessionSnapshot, SubscriptionSnapshot};
+pub use restore::{Changes, ProxySnapshot, SessionSnapshot, SubscriptionSnapshot};
 pub use session::{SessionId, Transport};
 
 use crate::api::{ApiCommand, ApiId};
@@ -56,6 +57,11 @@ pub enum Output {
     Broker(BrokerRequest),
     /// The answer to a server API command.
     Api { id: ApiId, result: Result<serde_json::Value, Error> },
+    /// POST this to the application backend and feed what comes back to
+    /// [`Hub::handle_proxy_reply`].
+    Proxy(crate::proxy::ProxyRequest),
+    /// A proxy call failed (the client got an internal error): log it.
+    ProxyFailed { kind: crate::proxy::ProxyKind, endpoint: String, cause: String },
 }
 
 /// Who the node is, as told to clients and the API.
@@ -119,6 +125,9 @@ pub struct Hub {
     api_groups: api::ApiGroups,
     /// What changed for hosts that store snapshots (see [`Hub::tracking_snapshots`]).
     tracking: Option<Box<restore::Tracking>>,
+    /// Proxy calls waiting for the backend (each also holds a timer of its session).
+    proxies: HashMap<crate::proxy::ProxyId, proxy::ProxyCall>,
+    next_proxy: u64,
     /// Each namespace's compiled `channel_regex`, by pattern.
     channel_regexes: BTreeMap<String, regex::Regex>,
 }
@@ -182,6 +191,8 @@ impl Hub {
             websocket_pings: true,
             api_groups: Default::default(),
             tracking: None,
+            proxies: HashMap::new(),
+            next_proxy: 1,
             channel_regexes,
         })
     }
@@ -277,6 +288,7 @@ impl Hub {
                 resuming: false,
                 bad_frame: false,
                 restoring: false,
+                proxy: None,
             }),
         );
     }
@@ -491,6 +503,10 @@ impl Hub {
         let Some(s) = self.sessions.remove(&session) else { return };
         for (timer, at) in &s.timers {
             self.timers.remove(&(*at, session, timer.clone()));
+            if let Timer::Proxy(id) = timer {
+                // Its answer, if one still comes, finds nothing to continue.
+                self.proxies.remove(id);
+            }
         }
         self.snapshot_changed(session);
         self.by_token.remove(&s.token);

@@ -40,6 +40,18 @@ pub struct SessionSnapshot {
     pub exp: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subs: Vec<SubscriptionSnapshot>,
+    /// What proxy calls need: the forwarded request headers and the connect proxy's `meta`
+    /// (base64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub px: Option<ProxySnapshot>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProxySnapshot {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub h: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub m: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -188,6 +200,7 @@ impl Hub {
             info: b64(&s.conn_info),
             exp: s.expires_at.map(|t| t.as_millis()),
             subs,
+            px: s.proxy.as_ref().map(|p| ProxySnapshot { h: p.headers.clone(), m: b64(&p.meta) }),
         })
     }
 
@@ -216,6 +229,11 @@ impl Hub {
         s.conn_info = unb64(&snapshot.info);
         s.expires_at = snapshot.exp.map(Timestamp);
         s.state = State::Connected;
+        s.proxy = snapshot.px.map(|p| {
+            // Bounded as when they were first taken, whatever the store gave back.
+            let headers = p.h.into_iter().take(32).collect();
+            Box::new(super::session::SessionProxy { headers, meta: unb64(&p.m) })
+        });
         let (token, user) = (s.token.clone(), s.user.clone());
         self.by_token.insert(token, session);
         if !user.is_empty() {
@@ -248,8 +266,12 @@ impl Hub {
             });
             let channel: Arc<str> = Arc::from(sub.ch.as_str());
             if let Some(at) = plan.expires_at {
-                let grace = super::ms(self.config.client_expired_sub_close_delay);
-                self.schedule(at.after_ms(grace), session, super::timers::Timer::SubExpire(channel.clone()));
+                if self.config.namespace_for(&channel).is_ok_and(|o| self.sub_refreshed_by_proxy(o)) {
+                    self.schedule(at, session, super::timers::Timer::SubRefresh(channel.clone()));
+                } else {
+                    let grace = super::ms(self.config.client_expired_sub_close_delay);
+                    self.schedule(at.after_ms(grace), session, super::timers::Timer::SubExpire(channel.clone()));
+                }
             }
             self.start_subscription(session, channel.clone(), plan, None, since, false);
             if let Some(s) = self.sessions.get_mut(&session) {

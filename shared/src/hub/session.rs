@@ -113,6 +113,18 @@ pub(crate) struct Session {
     /// Rebuilt after the host lost its memory, with subscriptions still being re-made: the
     /// session is `busy` (its commands wait) until they all have answered.
     pub restoring: bool,
+    /// What proxies to the application backend need of this connection (boxed: most
+    /// deployments have no proxy).
+    pub proxy: Option<Box<SessionProxy>>,
+}
+
+/// A session's part in proxy calls.
+#[derive(Default)]
+pub(crate) struct SessionProxy {
+    /// The allow-listed headers of the client's request, forwarded on every call.
+    pub headers: Vec<(String, String)>,
+    /// `meta` from the connect proxy: sent back with later calls, never to clients.
+    pub meta: bytes::Bytes,
 }
 
 impl Session {
@@ -142,6 +154,8 @@ pub(crate) struct PendingConnect {
     pub results: BTreeMap<String, SubscribeResult>,
     /// Per-channel recovery hints from the connect request.
     pub failed: Option<crate::protocol::Error>,
+    /// `data` for the connect result (from the connect proxy).
+    pub data: Bytes,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -24,6 +24,12 @@ pub(crate) enum Timer {
     Expire,
     SubExpire(Arc<str>),
     PresenceRefresh,
+    /// A proxy call's answer is due (`proxy::ProxyId`'s number).
+    Proxy(crate::proxy::ProxyId),
+    /// The connection's `expire_at` passed: ask the refresh proxy.
+    Refresh,
+    /// A subscription's `expire_at` passed: ask the sub_refresh proxy.
+    SubRefresh(Arc<str>),
     /// Positioned subscriptions compare their position with the stream's top.
     PositionCheck,
 }
@@ -61,8 +67,12 @@ impl Hub {
             self.schedule(now.after_ms(first), session, Timer::Ping);
         }
         if let Some(at) = self.sessions.get(&session).and_then(|s| s.expires_at) {
-            let grace = ms(self.config.client_expired_close_delay);
-            self.schedule(at.after_ms(grace), session, Timer::Expire);
+            if crate::proxy::ProxyKind::Refresh.enabled(&self.config) {
+                self.schedule(at, session, Timer::Refresh);
+            } else {
+                let grace = ms(self.config.client_expired_close_delay);
+                self.schedule(at.after_ms(grace), session, Timer::Expire);
+            }
         }
         let presence = self.sessions.get(&session).is_some_and(|s| s.subs.values().any(|sub| sub.presence));
         if presence {
@@ -124,6 +134,9 @@ impl Hub {
                     self.disconnect(session, Disconnect::subscription_expired(), now);
                 }
             }
+            Timer::Proxy(id) => self.proxy_timed_out(id, now),
+            Timer::Refresh => self.refresh_by_proxy(session, now),
+            Timer::SubRefresh(channel) => self.sub_refresh_by_proxy(session, channel, now),
             Timer::PositionCheck => self.check_positions(session, now),
             Timer::PresenceRefresh => {
                 let ttl = ms(self.config.global_presence_ttl);

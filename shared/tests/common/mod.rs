@@ -105,6 +105,9 @@ impl Sim {
                 Output::Api { id, result } => {
                     assert!(self.api.insert(id.0, result).is_none(), "API {id:?} answered twice");
                 }
+                // The simulations configure no proxy (the hub's unit tests cover them).
+                Output::Proxy(r) => panic!("a proxy call with no proxy configured: {r:?}"),
+                Output::ProxyFailed { .. } => panic!("a proxy failure with no proxy configured"),
             }
         }
     }

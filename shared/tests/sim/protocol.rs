@@ -271,7 +271,7 @@ fn history_permissions() {
 
 #[test]
 fn rpc_without_a_handler_is_not_available() {
-    // No RPC handler exists: 108 "not available", as Centrifugo answers.
+    // No RPC proxy is configured: 108 "not available", as Centrifugo answers.
     let mut sim = Sim::new(&config());
     let (s, _) = connected(&mut sim, "42");
     let r = sim.command(s, json!({"id": 2, "rpc": {"method": "getUser", "data": {}}}));

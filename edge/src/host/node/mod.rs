@@ -37,7 +37,7 @@ use worker::{
 };
 
 use super::http::{self, text};
-use super::{load_config, now, random_u64, CONNECTION_API_PATH, EMULATION_PATH, EVENTS_PATH};
+use super::{load_config, now, random_u64, ADMIN_LOGIN_PATH, CONNECTION_API_PATH, EMULATION_PATH, EVENTS_PATH};
 use crate::batches::Batches;
 use crate::node_store::Attachment;
 
@@ -45,6 +45,7 @@ mod channel_link;
 mod connection_api;
 mod hibernation;
 mod outputs;
+mod proxy;
 mod transports;
 
 #[durable_object]
@@ -91,6 +92,8 @@ struct NodeHost {
     /// API commands run here (those acting on connections), waiting for their answers.
     api_waiters: RefCell<HashMap<ApiId, oneshot::Sender<std::result::Result<serde_json::Value, Error>>>>,
     next_api: Cell<u64>,
+    /// Failed admin logins (`node-0` takes every login; see `super::admin`).
+    admin_logins: RefCell<shared::admin::LoginGuard>,
 }
 
 impl DurableObject for NodeObject {
@@ -115,6 +118,7 @@ impl DurableObject for NodeObject {
             flush_pending: Cell::new(false),
             api_waiters: RefCell::new(HashMap::new()),
             next_api: Cell::new(1),
+            admin_logins: RefCell::default(),
         };
         NodeObject { host: Rc::new(host) }
     }
@@ -134,6 +138,9 @@ impl DurableObject for NodeObject {
         if path == EMULATION_PATH {
             return host.emulation(req).await;
         }
+        if path == ADMIN_LOGIN_PATH {
+            return super::admin::check_login(req, &host.env, &host.admin_logins).await;
+        }
         let loaded = load_config(&host.env).map_err(worker::Error::RustError)?;
         let routed = http::decide(&req, &loaded)?;
         let cors = routed.cors();
@@ -142,7 +149,11 @@ impl DurableObject for NodeObject {
             Decision::Upgrade(upgrade) => host.websocket(upgrade)?,
             Decision::Answer(a) => http::answer(a)?,
             // The Worker serves these; a node object is never asked.
-            Decision::Api(_) | Decision::Emulation(_) | Decision::Health => http::answer(Answer::not_found())?,
+            Decision::Api(_)
+            | Decision::Emulation(_)
+            | Decision::Health
+            | Decision::AdminLogin(_)
+            | Decision::AdminApi(_) => http::answer(Answer::not_found())?,
         };
         http::with_cors(response, &cors)
     }

@@ -70,6 +70,10 @@ impl NodeHost {
                         let _ = waiter.send(result);
                     }
                 }
+                Output::Proxy(request) => self.proxy(request),
+                Output::ProxyFailed { kind, endpoint, cause } => {
+                    worker::console_error!("rotor: {} proxy call to {endpoint} failed: {cause}", kind.name());
+                }
             }
         }
         if let Some(changes) = self.with_hub(|hub| hub.take_changes()).flatten() {

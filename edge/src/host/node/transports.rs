@@ -64,10 +64,13 @@ impl NodeHost {
             }
         };
         let prelude = (!open.prelude.is_empty()).then(|| open.prelude.to_vec());
-        let last_event_id = open.last_event_id;
-        self.open_stream(open.transport, open.content_type, prelude, |hub, session, now| match input {
-            FirstInput::Connect(request) => hub.handle_connect(session, request, last_event_id, now),
-            FirstInput::Frame(frame) => hub.handle_frame(session, &frame, now),
+        let (last_event_id, headers) = (open.last_event_id, open.headers);
+        self.open_stream(open.transport, open.content_type, prelude, |hub, session, now| {
+            hub.handle_headers(session, headers);
+            match input {
+                FirstInput::Connect(request) => hub.handle_connect(session, request, last_event_id, now),
+                FirstInput::Frame(frame) => hub.handle_frame(session, &frame, now),
+            }
         })
     }
 
@@ -99,7 +102,10 @@ impl NodeHost {
         server.serialize_attachment(Attachment { session: session.0, ..Default::default() })?;
         let binary = transport == Transport::Websocket(Encoding::Protobuf);
         self.sinks.borrow_mut().insert(session, Sink::Socket { ws: server, binary });
-        self.with_hub(|hub| hub.handle_open(session, transport, now));
+        self.with_hub(|hub| {
+            hub.handle_open(session, transport, now);
+            hub.handle_headers(session, upgrade.headers);
+        });
         if let Some(request) = upgrade.connect {
             self.with_hub(|hub| hub.handle_connect(session, request, None, now));
         }

@@ -10,6 +10,7 @@
 //! This is a measurement, not a test: nothing here asserts a number. Everything runs on
 //! 127.0.0.0/8, every loop is bounded, and the child server is stopped at the end.
 
+mod backend;
 mod client;
 mod hist;
 mod publisher;
@@ -37,8 +38,9 @@ struct Args {
     /// The server binary to start (built with `cargo build --release -p native` if missing).
     #[arg(long, default_value = "target/release/rotor")]
     rotor: PathBuf,
-    /// Which phases to run (comma-separated): idle, fanout, channels.
-    #[arg(long, default_value = "idle,fanout,channels", value_delimiter = ',')]
+    /// Which phases to run (comma-separated): idle, fanout, channels, connect (uni SSE
+    /// connects with a JWT, then with no token through the connect proxy).
+    #[arg(long, default_value = "idle,fanout,channels,connect", value_delimiter = ',')]
     phases: Vec<String>,
     /// Transports for the idle-memory phase (comma-separated).
     #[arg(long, default_value = "uni_sse,uni_http_stream,uni_websocket", value_delimiter = ',')]
@@ -186,7 +188,49 @@ async fn run(bench: &mut Bench) -> Result<Value, String> {
         )
         .await?;
     }
+    if phases.iter().any(|p| p == "connect") {
+        let n = sizes.idle[0].min(bench.max_conns);
+        report["connect"] = json!([connect_phase(bench, n, false).await?, connect_phase(bench, n, true).await?]);
+    }
     Ok(report)
+}
+
+/// `n` uni SSE connects on a fresh server: with a JWT each, or with no token through the
+/// connect proxy to a backend in this process (which shares the cores with the clients).
+async fn connect_phase(bench: &mut Bench, n: u64, proxy: bool) -> Result<Value, String> {
+    let how = if proxy { "connect proxy" } else { "JWT" };
+    eprintln!("bench: connect rate, {how} ({n} uni SSE connections)");
+    let backend = if proxy { Some(backend::Backend::start().await?) } else { None };
+    let extra = match &backend {
+        Some(b) => json!({"proxy_connect_endpoint": format!("http://{}/connect", b.addr)}),
+        None => json!({}),
+    };
+    let mut server = Server::start_with(&bench.args.rotor, &bench.args.server_log, extra)?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut crowd = Crowd::new(bench.args.concurrency);
+    crowd.tokenless = proxy;
+    let cpu0 = server.cpu_seconds();
+    let seconds = crowd.open(bench, &server, n, Transport::UniSse, |_| "idle".to_owned(), |_| None).await;
+    let cpu = server.cpu_seconds() - cpu0;
+    let ok = crowd.stats.connected.load(Relaxed);
+    let result = json!({
+        "auth": how,
+        "connections": n,
+        "connected": ok,
+        "failed": crowd.stats.failed.load(Relaxed),
+        "first_error": crowd.stats.first_error(),
+        "seconds": round(seconds, 3),
+        "per_second": (ok as f64 / seconds).round() as u64,
+        "server_cpu_seconds_per_1000": round(cpu / ok.max(1) as f64 * 1000.0, 4),
+        "backend_calls": backend.as_ref().map(|b| b.calls.load(Relaxed)),
+    });
+    crowd.close().await;
+    server.stop();
+    if let Some(b) = backend {
+        b.stop();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok(result)
 }
 
 /// Clients of one phase: their tasks and their counters.
@@ -194,11 +238,18 @@ struct Crowd {
     stats: Arc<Stats>,
     tasks: Vec<JoinHandle<()>>,
     permits: Arc<Semaphore>,
+    /// Connect with no token (the connect proxy decides who connects).
+    tokenless: bool,
 }
 
 impl Crowd {
     fn new(concurrency: usize) -> Self {
-        Crowd { stats: Stats::new(), tasks: Vec::new(), permits: Arc::new(Semaphore::new(concurrency)) }
+        Crowd {
+            stats: Stats::new(),
+            tasks: Vec::new(),
+            permits: Arc::new(Semaphore::new(concurrency)),
+            tokenless: false,
+        }
     }
 
     /// Opens `n` more clients and waits until each has its connect push (or failed).
@@ -220,7 +271,11 @@ impl Crowd {
             .map(|i| {
                 let n = bench.opened.fetch_add(1, Relaxed);
                 // One user per connection, as most deployments have (the hub indexes users).
-                let token = shared::auth::issue_hs256(server::HMAC_SECRET, &json!({"sub": format!("user-{n}")}));
+                let token = if self.tokenless {
+                    String::new()
+                } else {
+                    shared::auth::issue_hs256(server::HMAC_SECRET, &json!({"sub": format!("user-{n}")}))
+                };
                 Client {
                     server: server.addr,
                     source: client::source(n),
@@ -501,6 +556,24 @@ fn print_table(r: &Value) {
             "  server CPU {} s = {} s per 1M deliveries",
             f["server_cpu_seconds"], f["server_cpu_seconds_per_million_deliveries"]
         );
+    }
+    if let Some(rows) = r["connect"].as_array() {
+        println!();
+        println!(
+            "{:<16} {:>8} {:>10} {:>12} {:>15} {:>14}",
+            "uni SSE connect", "conns", "connected", "connects/s", "CPU s/1000 conn", "backend calls"
+        );
+        for c in rows {
+            println!(
+                "{:<16} {:>8} {:>10} {:>12} {:>15} {:>14}",
+                c["auth"].as_str().unwrap_or(""),
+                c["connections"].to_string(),
+                c["connected"].to_string(),
+                c["per_second"].to_string(),
+                c["server_cpu_seconds_per_1000"].to_string(),
+                c["backend_calls"].to_string()
+            );
+        }
     }
     for note in r["notes"].as_array().into_iter().flatten() {
         println!("note: {}", note.as_str().unwrap_or(""));

@@ -18,12 +18,17 @@ pub struct Server {
 impl Server {
     /// Starts `rotor -c <generated config>` on a free loopback port and waits until it answers.
     pub fn start(binary: &Path, log: &Path) -> Result<Server, String> {
+        Server::start_with(binary, log, serde_json::json!({}))
+    }
+
+    /// As [`Server::start`], with these config keys added.
+    pub fn start_with(binary: &Path, log: &Path, extra: serde_json::Value) -> Result<Server, String> {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(|e| format!("no free port: {e}"))?
             .port();
         let config = std::env::temp_dir().join(format!("rotor-bench-{}-{port}.json", std::process::id()));
-        let text = serde_json::json!({
+        let mut text = serde_json::json!({
             "address": "127.0.0.1",
             "port": port,
             "token_hmac_secret_key": HMAC_SECRET,
@@ -35,6 +40,9 @@ impl Server {
             "client_channel_limit": 100_000,
             "ping_interval": "25s",
         });
+        if let (Some(text), Some(extra)) = (text.as_object_mut(), extra.as_object()) {
+            text.extend(extra.clone());
+        }
         std::fs::write(&config, serde_json::to_vec_pretty(&text).unwrap())
             .map_err(|e| format!("{}: {e}", config.display()))?;
         let log_file = std::fs::OpenOptions::new()

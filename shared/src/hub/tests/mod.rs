@@ -20,6 +20,10 @@ struct Rig {
     held: VecDeque<BrokerRequest>,
     sent: Vec<(SessionId, Value)>,
     closed: Vec<(SessionId, u32)>,
+    /// Proxy calls the hub made and the test has not answered yet.
+    proxied: VecDeque<crate::proxy::ProxyRequest>,
+    /// Proxy failures the hub reported (kind, cause).
+    proxy_failures: Vec<(crate::proxy::ProxyKind, String)>,
 }
 
 fn config(json: Value) -> Arc<Config> {
@@ -46,6 +50,8 @@ impl Rig {
             held: VecDeque::new(),
             sent: Vec::new(),
             closed: Vec::new(),
+            proxied: VecDeque::new(),
+            proxy_failures: Vec::new(),
         }
     }
 
@@ -65,6 +71,8 @@ impl Rig {
                 }
                 Output::Close { session, disconnect } => self.closed.push((session, disconnect.code)),
                 Output::Api { .. } => {}
+                Output::Proxy(request) => self.proxied.push_back(request),
+                Output::ProxyFailed { kind, cause, .. } => self.proxy_failures.push((kind, cause)),
             }
         }
     }
@@ -659,4 +667,5 @@ fn a_restored_subscription_token_still_expires() {
 
 mod channel_options;
 mod delta;
+mod proxy;
 mod untrusted;
