@@ -2743,6 +2743,8 @@ impl Harness {
             }
             return;
         };
+        // An empty epoch asks for "any epoch": the result names the stream's.
+        let since_epoch = if since_epoch.is_empty() { r.epoch.clone() } else { since_epoch };
         if r.recovered {
             if r.epoch != since_epoch || r.offset != since_offset {
                 violation!(
