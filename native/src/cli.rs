@@ -62,6 +62,8 @@ pub enum Command {
 pub struct Loaded {
     pub config: Config,
     pub embedded: bool,
+    /// Unknown keys and the like, for the log once it is set up.
+    pub warnings: Vec<String>,
 }
 
 const EMBEDDED: &str = include_str!("default.json");
@@ -79,9 +81,6 @@ pub fn load(path: Option<&str>) -> Result<Loaded, String> {
         Some(p) => format!("config file {p}: {e}"),
         None => e.to_string(),
     })?;
-    for warning in &loaded.warnings {
-        eprintln!("rotor: warning: {warning}");
-    }
     let mut config = loaded.config;
     if embedded {
         if config.token_hmac_secret_key.is_empty() {
@@ -91,7 +90,7 @@ pub fn load(path: Option<&str>) -> Result<Loaded, String> {
             config.api_key = random_uuid();
         }
     }
-    Ok(Loaded { config, embedded })
+    Ok(Loaded { config, embedded, warnings: loaded.warnings })
 }
 
 /// For the token tools: the file given, else `config.json` when it exists, else an error.
@@ -101,7 +100,11 @@ fn load_for_tokens(path: Option<&str>) -> Result<Config, String> {
         None if Path::new("config.json").exists() => "config.json".to_owned(),
         None => return Err("no configuration: pass -c config.json (create one with `rotor genconfig`)".into()),
     };
-    Ok(load(Some(&path))?.config)
+    let loaded = load(Some(&path))?;
+    for warning in &loaded.warnings {
+        eprintln!("rotor: warning: {warning}");
+    }
+    Ok(loaded.config)
 }
 
 pub fn genconfig(path: &str) -> std::process::ExitCode {

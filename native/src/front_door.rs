@@ -151,7 +151,7 @@ pub async fn serve(mut socket: TcpStream, engine: &Engine) -> Option<ForHyper> {
             });
         }
         // Not for the unidirectional endpoints.
-        Decision::Api(_) | Decision::Emulation(_) | Decision::Health => {}
+        Decision::Api(_) | Decision::Emulation(_) | Decision::Health | Decision::Metrics { .. } => {}
     }
     None
 }

@@ -191,6 +191,17 @@ pub struct Config {
     #[serde(flatten)]
     pub channel: ChannelOptions,
     pub namespaces: Vec<Namespace>,
+
+    // Operating rotor: logs, metrics, shutdown.
+    /// `none`, `trace`, `debug`, `info`, `warn` or `error`.
+    pub log_level: String,
+    /// Write logs to this file (appended) instead of stderr; empty: stderr.
+    pub log_file: String,
+    /// Serve Prometheus metrics at `/metrics`.
+    pub prometheus: bool,
+    /// How long a graceful shutdown may take before the process exits anyway.
+    #[serde(with = "go_duration")]
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for Config {
@@ -271,6 +282,10 @@ impl Default for Config {
             engine: "memory".into(),
             channel: ChannelOptions::default(),
             namespaces: Vec::new(),
+            log_level: "info".into(),
+            log_file: String::new(),
+            prometheus: false,
+            shutdown_timeout: secs(30),
         }
     }
 }
@@ -345,6 +360,9 @@ impl std::error::Error for UnknownNamespace {}
 /// Environment variables overriding top-level keys are this prefix + the upper-cased key.
 pub const ENV_PREFIX: &str = "ROTOR_";
 
+/// The values of `log_level`.
+pub const LOG_LEVELS: [&str; 6] = ["none", "trace", "debug", "info", "warn", "error"];
+
 impl Config {
     /// Parses a JSON config file, applies `ROTOR_<KEY>` overrides from `env`, and validates.
     ///
@@ -402,6 +420,10 @@ impl Config {
                     self.api_error_mode
                 ),
             ));
+        }
+        if !LOG_LEVELS.contains(&self.log_level.as_str()) {
+            let why = format!("unknown level \"{}\": use one of {}", self.log_level, LOG_LEVELS.join(", "));
+            return Err(invalid("log_level", why));
         }
         crate::http::Endpoints::new(self)?;
         self.validate_channel_options(&self.channel, "")?;

@@ -49,6 +49,9 @@ impl Hub {
         let mut lost = Vec::new();
         let mut ids = Vec::new();
         let offset = publication.offset;
+        // Deliveries by transport, added to the metrics once for the batch.
+        let mut sent = [0u64; crate::metrics::TRANSPORTS.len()];
+        let counting = self.counting;
         for &session in &subscribers.active {
             let Some(s) = self.sessions.get_mut(&session) else { continue };
             let Some(sub) = s.subs.get_mut_shared(&shared_name) else { continue };
@@ -65,6 +68,9 @@ impl Hub {
                     sub.epoch = epoch.clone();
                 }
             }
+            if counting {
+                sent[s.transport.metric_index()] += 1;
+            }
             match encoded.get(s.wire) {
                 Ok(data) if s.has_event_ids() => ids.push((session, data)),
                 Ok(data) => self.outputs.push_back(Output::Send { session, data }),
@@ -76,6 +82,7 @@ impl Hub {
                 sub.buffer.push((epoch.clone(), publication.clone()));
             }
         }
+        self.count_received(crate::metrics::MessageType::Publication, &sent);
         for (session, data) in ids {
             self.send_event(session, data);
         }
@@ -130,13 +137,17 @@ impl Hub {
         };
         let mut encoded = Encoded::new(push);
         let mut sends = Vec::new();
+        let mut sent = [0u64; crate::metrics::TRANSPORTS.len()];
         for &session in &subscribers.active {
             let Some(s) = self.sessions.get(&session) else { continue };
             if !s.subs.get(channel).is_some_and(|sub| sub.push_join_leave && sub.state == SubState::Active) {
                 continue;
             }
+            sent[s.transport.metric_index()] += 1;
             sends.push((session, encoded.get(s.wire)));
         }
+        let kind = if join { crate::metrics::MessageType::Join } else { crate::metrics::MessageType::Leave };
+        self.count_received(kind, &sent);
         for (session, encoded) in sends {
             self.send_encoded(session, encoded, false);
         }

@@ -8,6 +8,7 @@ mod commands;
 mod connect;
 mod event_ids;
 mod fanout;
+mod metrics;
 mod restore;
 mod session;
 mod timers;
@@ -114,6 +115,11 @@ pub struct Hub {
     api_groups: api::ApiGroups,
     /// What changed for hosts that store snapshots (see [`Hub::tracking_snapshots`]).
     tracking: Option<Box<restore::Tracking>>,
+    /// Prometheus counters (see `metrics.rs`); kept only when `counting` (config `prometheus`).
+    metrics: crate::metrics::Metrics,
+    counting: bool,
+    /// The time of the command being handled, for its reply's duration.
+    now: Timestamp,
 }
 
 /// A configuration the hub cannot run with (bad key material).
@@ -148,6 +154,7 @@ impl Hub {
             TokenVerifier::new(keys, &c.token_audience, &c.token_issuer, "")
         };
         let event_id_key = event_id_key(&config);
+        let config_prometheus = config.prometheus;
         Ok(Hub {
             config,
             node,
@@ -167,6 +174,9 @@ impl Hub {
             websocket_pings: true,
             api_groups: Default::default(),
             tracking: None,
+            metrics: Default::default(),
+            counting: config_prometheus,
+            now,
         })
     }
 
@@ -226,6 +236,7 @@ impl Hub {
     /// `client_stale_close_delay`.
     pub fn handle_open(&mut self, session: SessionId, transport: Transport, now: Timestamp) {
         self.open_session(session, transport);
+        self.count_open(transport);
         // WebSocket clients send their connect after the upgrade and may never do so; HTTP
         // transports carry it in the request, which the host hands over right after opening.
         if matches!(transport, Transport::Websocket(_) | Transport::UniWebsocket) {
@@ -261,6 +272,7 @@ impl Hub {
                 resuming: false,
                 bad_frame: false,
                 restoring: false,
+                command: (crate::metrics::UNKNOWN_METHOD as u8, Timestamp(0)),
             }),
         );
     }
@@ -331,6 +343,7 @@ impl Hub {
     }
 
     pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.now = now;
         while let Some((at, session, timer)) = self.timers.first().cloned() {
             if at > now {
                 break;
@@ -341,6 +354,7 @@ impl Hub {
     }
 
     pub fn handle_broker(&mut self, event: BrokerEvent, now: Timestamp) {
+        self.now = now;
         match event {
             BrokerEvent::Reply { id, result } => {
                 if let Some(pending) = self.pending.remove(&id) {
@@ -364,8 +378,10 @@ impl Hub {
         self.end(session, disconnect);
     }
 
-    /// Closes every session (server shutdown), code 3001.
+    /// Closes every session (server shutdown), code 3001: clients reconnect (to another node,
+    /// or to this one once restarted). Hosts stop opening sessions first.
     pub fn shutdown(&mut self, now: Timestamp) {
+        tracing::info!(clients = self.sessions.len(), "shutdown: disconnecting every client (3001)");
         let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
         for id in ids {
             self.disconnect(id, Disconnect::shutdown(), now);
@@ -396,6 +412,7 @@ impl Hub {
                 }
                 return;
             };
+            self.count_command(session, &command, now);
             self.dispatch(session, command, now);
         }
     }
@@ -404,6 +421,7 @@ impl Hub {
         let id = RequestId(self.next_request);
         self.next_request = self.next_request.wrapping_add(1);
         self.pending.insert(id, pending);
+        self.count_broker_op(&op);
         self.outputs.push_back(Output::Broker(BrokerRequest { id, channel: channel.to_owned(), op }));
         id
     }
@@ -426,6 +444,7 @@ impl Hub {
     }
 
     fn reply(&mut self, session: SessionId, reply: Reply) {
+        self.count_reply(session, &reply);
         if let Some(s) = self.sessions.get(&session) {
             let encoded = s.wire.reply(&reply);
             self.send_encoded(session, encoded, false);
@@ -452,6 +471,9 @@ impl Hub {
     /// Ends a session: the disconnect push where the transport carries one, the close, and
     /// everything the session held.
     pub(crate) fn end(&mut self, session: SessionId, disconnect: Disconnect) {
+        let Some(s) = self.sessions.get(&session) else { return };
+        log_disconnect(&s.client, &s.user, s.transport, &disconnect);
+        self.count_disconnect(&disconnect);
         let Some(s) = self.sessions.get(&session) else { return };
         if s.transport.pushes_disconnect() {
             // A disconnect carries no payload: it encodes on every wire.
@@ -539,6 +561,17 @@ impl Hub {
         } else {
             self.rng.next_u64() % n
         }
+    }
+}
+
+/// Disconnects the server decides: `debug`, but a slow client or a limit reached is worth
+/// an operator's `info`.
+fn log_disconnect(client: &str, user: &str, transport: Transport, d: &Disconnect) {
+    let (code, reason, transport) = (d.code, d.reason.as_str(), transport.name());
+    if matches!(code, 3008 | 3013 | 3504 | 3505 | 3509) {
+        tracing::info!(client, user, transport, code, reason, "client disconnected");
+    } else {
+        tracing::debug!(client, user, transport, code, reason, "client disconnected");
     }
 }
 

@@ -142,7 +142,9 @@ impl DurableObject for NodeObject {
             Decision::Upgrade(upgrade) => host.websocket(upgrade)?,
             Decision::Answer(a) => http::answer(a)?,
             // The Worker serves these; a node object is never asked.
-            Decision::Api(_) | Decision::Emulation(_) | Decision::Health => http::answer(Answer::not_found())?,
+            Decision::Api(_) | Decision::Emulation(_) | Decision::Health | Decision::Metrics { .. } => {
+                http::answer(Answer::not_found())?
+            }
         };
         http::with_cors(response, &cors)
     }
