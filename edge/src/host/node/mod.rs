@@ -37,7 +37,9 @@ use worker::{
 };
 
 use super::http::{self, text};
-use super::{load_config, now, random_u64, CONNECTION_API_PATH, EMULATION_PATH, EVENTS_PATH};
+use super::{
+    load_config, now, random_u64, CONNECTION_API_PATH, EMULATION_PATH, EVENTS_PATH, HEALTH_PATH, METRICS_PATH,
+};
 use crate::batches::Batches;
 use crate::node_store::Attachment;
 
@@ -91,6 +93,8 @@ struct NodeHost {
     /// API commands run here (those acting on connections), waiting for their answers.
     api_waiters: RefCell<HashMap<ApiId, oneshot::Sender<std::result::Result<serde_json::Value, Error>>>>,
     next_api: Cell<u64>,
+    /// When this life of the object began (the health test hook counts from it).
+    started: Timestamp,
 }
 
 impl DurableObject for NodeObject {
@@ -115,6 +119,7 @@ impl DurableObject for NodeObject {
             flush_pending: Cell::new(false),
             api_waiters: RefCell::new(HashMap::new()),
             next_api: Cell::new(1),
+            started: now(),
         };
         NodeObject { host: Rc::new(host) }
     }
@@ -133,6 +138,14 @@ impl DurableObject for NodeObject {
         }
         if path == EMULATION_PATH {
             return host.emulation(req).await;
+        }
+        if path == METRICS_PATH {
+            let snapshot = host.with_hub(|hub| hub.metrics_snapshot()).unwrap_or_default();
+            let body = serde_json::to_string(&snapshot).map_err(|e| worker::Error::RustError(e.to_string()))?;
+            return http::json(200, body);
+        }
+        if path == HEALTH_PATH {
+            return host.health().await;
         }
         let loaded = load_config(&host.env).map_err(worker::Error::RustError)?;
         let routed = http::decide(&req, &loaded)?;
@@ -195,6 +208,19 @@ impl DurableObject for NodeObject {
 }
 
 impl NodeHost {
+    /// Answers a health round trip. A test hook (`TEST_NODE_STALL_MS` in the environment)
+    /// makes the object stop answering that long after it started, so tests can see
+    /// `/health` turn 503.
+    async fn health(&self) -> Result<Response> {
+        let hook = self.env.var("TEST_NODE_STALL_MS").or_else(|_| self.env.secret("TEST_NODE_STALL_MS"));
+        let stall_after = hook.ok().and_then(|v| v.to_string().parse::<u64>().ok());
+        if stall_after.is_some_and(|ms| now().0 >= self.started.0.saturating_add(ms)) {
+            tracing::warn!("test hook: the node object stops answering (TEST_NODE_STALL_MS)");
+            worker::Delay::from(std::time::Duration::from_secs(30)).await;
+        }
+        text(200, "{}")
+    }
+
     /// Runs `f` on the hub, if there is one (it exists from the first request on).
     fn with_hub<R>(&self, f: impl FnOnce(&mut Hub) -> R) -> Option<R> {
         let mut hub = self.hub.borrow_mut();
