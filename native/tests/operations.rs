@@ -173,7 +173,20 @@ fn metrics_show_known_traffic_under_centrifugo_names() {
         assert!(value == "NaN" || value.parse::<f64>().is_ok(), "bad value in {line:?}");
     }
 
-    // A client leaves: the gauge follows; a server disconnect is counted by code.
+    // One client goes away: the next publication reaches (and counts) two.
+    let mut clients = clients;
+    drop(clients.pop());
+    let gone = rotor.wait_for(Duration::from_secs(5), |r| {
+        figure(&get(r, "/metrics").1, "centrifugo_node_num_clients") == Some(2.0)
+    });
+    assert!(gone, "{}", get(&rotor, "/metrics").1);
+    let (status, body) =
+        api(rotor.addr, "publish", &json!({"channel": "news", "data": {"x": 2}}), Duration::from_secs(5));
+    assert!(status.contains(" 200 "), "{status} {body}");
+    let text = get(&rotor, "/metrics").1;
+    assert_eq!(figure(&text, "centrifugo_transport_messages_sent{transport=\"uni_http_stream\"}"), Some(5.0), "{text}");
+
+    // The rest leave: the gauge follows; a server disconnect is counted by code.
     drop(clients);
     let (status, body) = api(rotor.addr, "disconnect", &json!({"user": "bob"}), Duration::from_secs(5));
     assert!(status.contains(" 200 "), "{status} {body}");

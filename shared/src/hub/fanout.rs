@@ -49,14 +49,16 @@ impl Hub {
         let mut lost = Vec::new();
         let mut ids = Vec::new();
         let offset = publication.offset;
-        // Deliveries by transport, added to the metrics once for the batch.
-        let mut sent = [0u64; crate::metrics::TRANSPORTS.len()];
-        let counting = self.counting;
+        // Deliveries by transport, counted once for the batch: every active subscriber, less
+        // the few skipped below.
+        let mut sent = subscribers.by_transport;
         for &session in &subscribers.active {
             let Some(s) = self.sessions.get_mut(&session) else { continue };
             let Some(sub) = s.subs.get_mut_shared(&shared_name) else { continue };
             if offset > 0 {
                 if sub.positioned && (*sub.epoch != **epoch || sub.offset.checked_add(1) != Some(offset)) {
+                    let skipped = &mut sent[s.transport.metric_index()];
+                    *skipped = skipped.saturating_sub(1);
                     if offset <= sub.offset && *sub.epoch == **epoch {
                         continue; // already delivered (recovery overlap)
                     }
@@ -68,13 +70,14 @@ impl Hub {
                     sub.epoch = epoch.clone();
                 }
             }
-            if counting {
-                sent[s.transport.metric_index()] += 1;
-            }
             match encoded.get(s.wire) {
                 Ok(data) if s.has_event_ids() => ids.push((session, data)),
                 Ok(data) => self.outputs.push_back(Output::Send { session, data }),
-                Err(NotJson) => lost.push(Lost::WrongProtocol(session)),
+                Err(NotJson) => {
+                    let skipped = &mut sent[s.transport.metric_index()];
+                    *skipped = skipped.saturating_sub(1);
+                    lost.push(Lost::WrongProtocol(session));
+                }
             }
         }
         for &session in &subscribers.pending {

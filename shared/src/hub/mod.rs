@@ -87,6 +87,25 @@ enum Pending {
 struct ChannelSubscribers {
     active: BTreeSet<SessionId>,
     pending: BTreeSet<SessionId>,
+    /// Active subscribers by transport (`metrics::TRANSPORTS`): a publication's deliveries are
+    /// counted once per batch from these, not once per subscriber.
+    by_transport: [u64; crate::metrics::TRANSPORTS.len()],
+}
+
+impl ChannelSubscribers {
+    fn insert_active(&mut self, session: SessionId, transport: Transport) {
+        if self.active.insert(session) {
+            self.by_transport[transport.metric_index()] += 1;
+        }
+    }
+
+    fn remove_active(&mut self, session: SessionId, transport: Option<Transport>) {
+        if self.active.remove(&session) {
+            if let Some(n) = transport.and_then(|t| self.by_transport.get_mut(t.metric_index())) {
+                *n = n.saturating_sub(1);
+            }
+        }
+    }
 }
 
 pub struct Hub {
@@ -511,6 +530,10 @@ impl Hub {
             leaving.push((channel.clone(), sub.presence, sub.emit_join_leave && joined, info_of(sub)));
         }
         for (channel, presence, join_leave, info) in leaving {
+            // The session is gone from `sessions`: its transport is known here only.
+            if let Some(subs) = self.channels.get_mut(&channel) {
+                subs.remove_active(session, Some(s.transport));
+            }
             self.leave_channel(session, &channel, presence, join_leave, info);
         }
     }
@@ -530,9 +553,10 @@ impl Hub {
         if join_leave {
             self.request(channel, BrokerOp::Leave { info }, Pending::Ignore);
         }
+        let transport = self.sessions.get(&session).map(|s| s.transport);
         let empty = match self.channels.get_mut(channel) {
             Some(subs) => {
-                subs.active.remove(&session);
+                subs.remove_active(session, transport);
                 subs.pending.remove(&session);
                 subs.active.is_empty() && subs.pending.is_empty()
             }
