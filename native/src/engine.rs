@@ -229,13 +229,15 @@ pub fn random_u64() -> u64 {
     u64::from_le_bytes(b)
 }
 
+/// A waiting API call: where the answer goes, the method and when it started (metrics).
+type WaitingApi = (oneshot::Sender<Result<Value, Error>>, &'static str, Instant);
+
 struct Loop {
     node: Node,
     /// Shut down: connections that open now are closed at once (3001).
     draining: bool,
     conns: FxHashMap<SessionId, Conn>,
-    /// Waiting API calls: where the answer goes, the method and when it started (metrics).
-    api: HashMap<ApiId, (oneshot::Sender<Result<Value, Error>>, &'static str, Instant)>,
+    api: HashMap<ApiId, WaitingApi>,
     next_api: u64,
 }
 

@@ -26,12 +26,8 @@ use shared::time::Timestamp;
 const CHANNEL: &str = "bench";
 const START: Timestamp = Timestamp(1_700_000_000_000);
 
-/// A node with `n` uni HTTP-stream sessions, each subscribed to [`CHANNEL`] at connect.
-fn node_with_subscribers(n: u64) -> Node {
-    node_counting(n, false)
-}
-
-/// [`node_with_subscribers`], with the Prometheus counters on or off (config `prometheus`).
+/// A node with `n` uni HTTP-stream sessions, each subscribed to [`CHANNEL`] at connect, with
+/// the Prometheus counters on or off (config `prometheus`).
 fn node_counting(n: u64, prometheus: bool) -> Node {
     let mut config = Config { client_insecure: true, prometheus, ..Config::default() };
     config.channel.allow_subscribe_for_client = true;
