@@ -240,4 +240,7 @@ pub fn print_banner(config: &Config, local: SocketAddr, embedded: bool) {
         key = config.api_key,
         secret = config.token_hmac_secret_key,
     );
+    if config.prometheus {
+        println!("\x20 curl {base}/metrics\n");
+    }
 }
