@@ -650,4 +650,5 @@ fn a_restored_subscription_token_still_expires() {
     assert_eq!(rig.closed, vec![(s, 3006)]);
 }
 
+mod metrics;
 mod untrusted;
