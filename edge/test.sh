@@ -4,7 +4,8 @@
 # conformance suite against it (tests/conformance/, config tests/config/conformance.json), the
 # centrifuge SDK's Node suites (tests/sdk/*.test.mjs, config tests/config/sdk.json; off with
 # ROTOR_EDGE_SDK=0), the server API through the official clients (tests/api/ with PyPI cent,
-# tests/api-js/ with npm cent.js, config tests/config/api.json; off with ROTOR_EDGE_API=0) and
+# tests/api-js/ with npm cent.js, config tests/config/api.json; off with ROTOR_EDGE_API=0), the
+# admin web UI (tests/admin/, config tests/config/admin.json; off with ROTOR_EDGE_ADMIN=0) and
 # the edge's own checks (tests/edge/: durability across a wrangler restart, ordered fan-out
 # over several node objects, WebSocket sessions kept through hibernation). Stops every
 # wrangler it started.
@@ -98,6 +99,18 @@ if [ "${ROTOR_EDGE_API:-1}" = 1 ]; then
     TEST_NODE_COUNT="$(sed -n 's/^edge_node_count *= *\([0-9][0-9]*\).*/\1/p' wrangler.toml)")
   env "${api_env[@]}" tests/api/run.sh || rc=1
   env "${api_env[@]}" tests/api-js/run.sh || rc=1
+  stop
+fi
+
+if [ "${ROTOR_EDGE_ADMIN:-1}" = 1 ]; then
+  # The admin web UI served by the Worker (tests/config/admin.json): its endpoints and the
+  # page in headless Chromium, one node row per node object.
+  config=tests/config/admin.json
+  serve "$config" admin
+  ROTOR_URL="$url" ROTOR_API_KEY="$(key "$config" api_key)" ROTOR_HMAC_SECRET="$(key "$config" token_hmac_secret_key)" \
+    TEST_NODE_COUNT="$(sed -n 's/^edge_node_count *= *\([0-9][0-9]*\).*/\1/p' wrangler.toml)" \
+    CHROMIUM_PATH="${CHROMIUM_PATH:-/usr/bin/chromium}" ROTOR_ADMIN_SCREENSHOT="${ROTOR_ADMIN_SCREENSHOT:-$work/admin-ui.png}" \
+    node --test --test-force-exit --test-concurrency=1 tests/admin/auth.test.mjs tests/admin/ui.test.mjs || rc=1
   stop
 fi
 

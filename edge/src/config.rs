@@ -8,8 +8,11 @@
 //!   `api_key` belong in secrets (`wrangler secret put`).
 //! - `ROTOR_CONFIG_JSON`, when set, is a whole config.json as text and *replaces* the config
 //!   keys above (local runs and tests pass one file, the way the native server takes `-c`).
-//! - `ROTOR_<KEY>` text vars are passed on as the environment overrides the native server
-//!   reads from its process environment; they apply in both cases.
+//! - `ROTOR_<KEY>` and `CENTRIFUGO_<V6 PATH>` text vars are passed on as the environment
+//!   overrides the native server reads from its process environment; they apply in both cases.
+//! - The config (vars or `ROTOR_CONFIG_JSON`) may use Centrifugo v6's nested layout (`client`,
+//!   `channel`, `http_api`, … as JSON values) as well as v5's flat keys: the core's loader
+//!   detects which.
 //! - `edge_*` vars configure the edge host itself (see [`EdgeOptions`]): `edge_node_count`.
 
 use serde_json::{Map, Value};
@@ -80,7 +83,7 @@ pub fn from_env(entries: impl IntoIterator<Item = (String, EnvValue)>) -> Result
                 }
                 _ => return Err(format!("unknown edge option edge_{option}: there is edge_node_count")),
             }
-        } else if name.starts_with("ROTOR_") {
+        } else if name.starts_with("ROTOR_") || name.starts_with("CENTRIFUGO_") {
             if let EnvValue::Text(t) = value {
                 overrides.push((name, t));
             }
@@ -143,6 +146,34 @@ mod tests {
         .unwrap();
         let v: Value = serde_json::from_str(&c.json).unwrap();
         assert_eq!(v, json!({"history_size": 5, "api_key": "file"}));
+    }
+
+    #[test]
+    fn a_v6_config_json_and_centrifugo_vars_load() {
+        let c = from_env(vec![
+            (
+                CONFIG_JSON_VAR.into(),
+                text(
+                    r#"{"client": {"token": {"hmac_secret_key": "s"}}, "http_api": {"key": "k"},
+                        "uni_sse": {"enabled": true},
+                        "channel": {"namespaces": [{"name": "chat", "presence": true}]}}"#,
+                ),
+            ),
+            ("CENTRIFUGO_CHANNEL_NAMESPACES_CHAT_JOIN_LEAVE".into(), text("true")),
+            ("ROTOR_PING_INTERVAL".into(), text("3s")),
+        ])
+        .unwrap();
+        let loaded = shared::config::Config::from_json_str(&c.json, c.overrides).unwrap();
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        assert_eq!(loaded.layout, shared::config::Layout::V6);
+        let config = loaded.config;
+        assert_eq!((config.token_hmac_secret_key.as_str(), config.api_key.as_str()), ("s", "k"));
+        assert!(config.uni_sse && config.namespaces[0].options.presence && config.namespaces[0].options.join_leave);
+        assert_eq!(config.ping_interval, std::time::Duration::from_secs(3));
+        // v6 sections as typed vars (wrangler [vars] tables) work the same way.
+        let c = from_env(vec![("client".into(), EnvValue::Json(json!({"token": {"hmac_secret_key": "t"}})))]).unwrap();
+        let loaded = shared::config::Config::from_json_str(&c.json, c.overrides).unwrap();
+        assert_eq!(loaded.config.token_hmac_secret_key, "t");
     }
 
     #[test]

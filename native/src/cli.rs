@@ -6,15 +6,19 @@ use std::path::Path;
 use clap::{Parser, Subcommand};
 use serde_json::json;
 use shared::auth::{issue_hs256, KeySet, TokenVerifier};
+use shared::config::v6::CENTRIFUGO_PREFIX;
 use shared::config::Config;
 
+use crate::config_file::{self, Format};
 use crate::engine::{now, random_u64};
 
 #[derive(Parser)]
 #[command(name = "rotor", version, about = "A real-time messaging server that speaks Centrifugo's protocols")]
 pub struct Args {
-    /// Configuration file (JSON, Centrifugo v5 flat keys). Without it rotor runs a
-    /// development configuration with every transport on and fresh secrets.
+    /// Configuration file: JSON, YAML (.yaml, .yml) or TOML (.toml), with Centrifugo v5's flat
+    /// keys or v6's nested ones. Without it rotor runs a development configuration with every
+    /// transport on and fresh secrets, or, when CENTRIFUGO_* variables are set, Centrifugo's
+    /// defaults with those variables.
     #[arg(short = 'c', long = "config", global = true)]
     pub config: Option<String>,
     /// Port to listen on (config key `port`, default 8000).
@@ -54,7 +58,17 @@ pub enum Command {
         token: String,
     },
     /// Print every configuration key with its default value.
-    Defaultconfig,
+    Defaultconfig {
+        /// `v5` (flat keys) or `v6` (nested keys, as Centrifugo v6 writes them).
+        #[arg(long, default_value = "v5", value_parser = ["v5", "v6"])]
+        layout: String,
+        /// `json`, `yaml` or `toml`.
+        #[arg(long, default_value = "json", value_parser = ["json", "yaml", "toml"])]
+        format: String,
+    },
+    /// List every configuration key: its v6 and v5 names, default and meaning, then the
+    /// Centrifugo v6 options rotor accepts but does not implement.
+    Configdoc,
     /// Print the version.
     Version,
 }
@@ -64,23 +78,38 @@ pub struct Loaded {
     pub embedded: bool,
     /// Unknown keys and the like, for the log once it is set up.
     pub warnings: Vec<String>,
+    /// Where the configuration came from and its layout, for the start-up log.
+    pub source: String,
 }
 
 const EMBEDDED: &str = include_str!("default.json");
 
-/// Loads the configuration: the file given, or the embedded development default with fresh
-/// secrets. `ROTOR_<KEY>` environment variables override either.
+/// Loads the configuration: the file given (JSON, YAML or TOML, either layout), else
+/// Centrifugo's defaults when `CENTRIFUGO_*` variables are set (as Centrifugo runs without a
+/// file), else the embedded development default with fresh secrets. `CENTRIFUGO_*` and then
+/// `ROTOR_<KEY>` environment variables override any of them.
 pub fn load(path: Option<&str>) -> Result<Loaded, String> {
-    let (text, embedded) = match path {
-        Some(p) => (std::fs::read_to_string(p).map_err(|e| format!("cannot read config file {p}: {e}"))?, false),
-        None => (EMBEDDED.to_owned(), true),
-    };
     // The tests' timeout override is no configuration key.
-    let env = std::env::vars().filter(|(k, _)| k.starts_with("ROTOR_") && k != crate::timeouts::TIMEOUTS_ENV);
-    let loaded = Config::from_json_str(&text, env).map_err(|e| match path {
+    let env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| {
+            (k.starts_with("ROTOR_") && k != crate::timeouts::TIMEOUTS_ENV) || k.starts_with(CENTRIFUGO_PREFIX)
+        })
+        .collect();
+    let from_env = path.is_none() && env.iter().any(|(k, _)| k.starts_with(CENTRIFUGO_PREFIX));
+    let (text, format, embedded) = match path {
+        Some(p) => (config_file::read(p)?, Format::of_path(p), false),
+        None if from_env => (String::new(), Format::Json, false),
+        None => (embedded_with_admin_secrets(), Format::Json, true),
+    };
+    let loaded = config_file::load(&text, format, env).map_err(|e| match path {
         Some(p) => format!("config file {p}: {e}"),
-        None => e.to_string(),
+        None => e,
     })?;
+    let source = match path {
+        Some(p) => format!("config file {p}: {}, {}", format.name(), loaded.layout),
+        None if from_env => "no config file: Centrifugo's defaults and CENTRIFUGO_* variables".to_owned(),
+        None => "embedded development configuration".to_owned(),
+    };
     let mut config = loaded.config;
     if embedded {
         if config.token_hmac_secret_key.is_empty() {
@@ -90,14 +119,73 @@ pub fn load(path: Option<&str>) -> Result<Loaded, String> {
             config.api_key = random_uuid();
         }
     }
-    Ok(Loaded { config, embedded, warnings: loaded.warnings })
+    Ok(Loaded { config, embedded, warnings: loaded.warnings, source })
 }
 
-/// For the token tools: the file given, else `config.json` when it exists, else an error.
+/// The embedded development config with a fresh admin password and secret (its admin UI is
+/// on, and a config with `admin` on needs both to load).
+fn embedded_with_admin_secrets() -> String {
+    let mut value: serde_json::Value = serde_json::from_str(EMBEDDED).expect("the embedded config is JSON");
+    if let Some(object) = value.as_object_mut() {
+        object.entry("admin_password").or_insert_with(|| random_hex(8).into());
+        object.entry("admin_secret").or_insert_with(|| random_hex(32).into());
+    }
+    value.to_string()
+}
+
+/// `rotor defaultconfig`: every key with its default, in either layout and any format.
+pub fn defaultconfig(layout: &str, format: &str) -> std::process::ExitCode {
+    let document = match layout {
+        "v6" => shared::config::v6::default_document(),
+        _ => serde_json::to_value(Config::default()).unwrap_or_default(),
+    };
+    let format = match format {
+        "yaml" => Format::Yaml,
+        "toml" => Format::Toml,
+        _ => Format::Json,
+    };
+    match config_file::render(&document, format) {
+        Ok(text) => {
+            println!("{}", text.trim_end());
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("rotor: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `rotor configdoc`: every key with both names, default and meaning, then what is accepted
+/// but not implemented.
+pub fn configdoc() -> std::process::ExitCode {
+    use std::fmt::Write;
+    let reference = shared::config::v6::reference();
+    let mut out = String::from(
+        "rotor configuration keys. A file uses one layout: Centrifugo v6 (nested) or v5 (flat).\n\
+         Environment: CENTRIFUGO_<V6 PATH with . as _> (e.g. CENTRIFUGO_CLIENT_TOKEN_HMAC_SECRET_KEY,\n\
+         CENTRIFUGO_CHANNEL_NAMESPACES=\"chat news\" with CENTRIFUGO_CHANNEL_NAMESPACES_CHAT_PRESENCE=true),\n\
+         then ROTOR_<V5 KEY> (e.g. ROTOR_API_KEY), which wins.\n\n",
+    );
+    for doc in reference.iter().filter(|d| !d.v5.is_empty()) {
+        let v6 = if doc.v6.is_empty() { "(no v6 name)" } else { doc.v6.as_str() };
+        let _ = writeln!(out, "{v6}\n    v5: {}    default: {}\n    {}", doc.v5, doc.default, doc.meaning);
+    }
+    out.push_str("\nCentrifugo v6 options rotor accepts but does not implement (a warning when set):\n");
+    for doc in reference.iter().filter(|d| d.v5.is_empty()) {
+        let _ = writeln!(out, "{}", doc.v6);
+    }
+    print!("{out}");
+    std::process::ExitCode::SUCCESS
+}
+
+/// For the token tools: the file given, else `config.json` when it exists, else the
+/// `CENTRIFUGO_*` variables when set, else an error.
 fn load_for_tokens(path: Option<&str>) -> Result<Config, String> {
     let path = match path {
         Some(p) => p.to_owned(),
         None if Path::new("config.json").exists() => "config.json".to_owned(),
+        None if std::env::vars().any(|(k, _)| k.starts_with(CENTRIFUGO_PREFIX)) => return Ok(load(None)?.config),
         None => return Err("no configuration: pass -c config.json (create one with `rotor genconfig`)".into()),
     };
     let loaded = load(Some(&path))?;
@@ -224,8 +312,15 @@ fn random_uuid() -> String {
 pub fn print_banner(config: &Config, local: SocketAddr, embedded: bool) {
     let base = format!("http://{local}");
     println!("rotor {} listening on {base}", env!("CARGO_PKG_VERSION"));
+    let admin_url = admin_url(config, &base);
     if !embedded {
+        if let Some(url) = admin_url {
+            println!("admin web UI: {url}");
+        }
         return;
+    }
+    if let Some(url) = admin_url {
+        println!("\nAdmin web UI: {url}  (password: {})", config.admin_password);
     }
     let token = token_for(&config.token_hmac_secret_key, "user12", 3600);
     println!(
@@ -243,4 +338,10 @@ pub fn print_banner(config: &Config, local: SocketAddr, embedded: bool) {
     if config.prometheus {
         println!("\x20 curl {base}/metrics\n");
     }
+}
+
+/// Where the admin web UI is, when it is on.
+fn admin_url(config: &Config, base: &str) -> Option<String> {
+    let endpoints = shared::http::Endpoints::new(config).ok()?;
+    endpoints.path(shared::http::Endpoint::AdminPage).map(|path| format!("{base}{path}"))
 }

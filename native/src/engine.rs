@@ -141,6 +141,8 @@ pub struct Engine {
     pub endpoints: Arc<Endpoints>,
     pub node_id: Arc<str>,
     pub timeouts: Timeouts,
+    /// Failed admin logins (bounded; see `shared::admin::LoginGuard`).
+    pub admin_logins: Arc<std::sync::Mutex<shared::admin::LoginGuard>>,
 }
 
 impl Engine {
@@ -220,7 +222,9 @@ pub fn start(config: Arc<Config>, node_name: String, timeouts: Timeouts) -> Resu
     let stall_after = std::env::var("ROTOR_TEST_ENGINE_STALL_MS").ok().and_then(|v| v.parse().ok());
     tokio::spawn(run(node, rx, stall_after.map(Duration::from_millis)));
     let admission = Arc::new(Semaphore::new(INBOX_BYTES));
-    Ok(Engine { tx, admission, next_session: Arc::new(AtomicU64::new(1)), config, endpoints, node_id, timeouts })
+    let admin_logins = Arc::default();
+    let next_session = Arc::new(AtomicU64::new(1));
+    Ok(Engine { tx, admission, next_session, config, endpoints, node_id, timeouts, admin_logins })
 }
 
 pub fn random_u64() -> u64 {

@@ -151,7 +151,12 @@ pub async fn serve(mut socket: TcpStream, engine: &Engine) -> Option<ForHyper> {
             });
         }
         // Not for the unidirectional endpoints.
-        Decision::Api(_) | Decision::Emulation(_) | Decision::Health | Decision::Metrics { .. } => {}
+        Decision::Api(_)
+        | Decision::Emulation(_)
+        | Decision::Health
+        | Decision::AdminLogin(_)
+        | Decision::AdminApi(_)
+        | Decision::Metrics { .. } => {}
     }
     None
 }

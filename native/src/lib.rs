@@ -1,7 +1,9 @@
 //! rotor's native host as a library: the binary (`src/main.rs`) and the fuzz targets
 //! (`tests/fuzz`) use these modules.
 
+pub mod admin;
 pub mod cli;
+pub mod config_file;
 pub mod emulation;
 pub mod engine;
 pub mod front_door;

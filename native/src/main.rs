@@ -13,11 +13,8 @@ fn main() -> std::process::ExitCode {
             cli::gentoken(config.as_deref(), &user, ttl, quiet)
         }
         Some(cli::Command::Checktoken { config, token }) => cli::checktoken(config.as_deref(), &token),
-        Some(cli::Command::Defaultconfig) => {
-            let defaults = serde_json::to_string_pretty(&shared::config::Config::default()).expect("config serializes");
-            println!("{defaults}");
-            std::process::ExitCode::SUCCESS
-        }
+        Some(cli::Command::Defaultconfig { layout, format }) => cli::defaultconfig(&layout, &format),
+        Some(cli::Command::Configdoc) => cli::configdoc(),
         Some(cli::Command::Version) => {
             println!("rotor {}", env!("CARGO_PKG_VERSION"));
             std::process::ExitCode::SUCCESS
@@ -36,10 +33,12 @@ fn serve(args: cli::Args) -> std::process::ExitCode {
     };
     let mut config = loaded.config;
     if let Err(e) = logging::init(&config.log_level, &config.log_file) {
+        eprintln!("rotor: {}", loaded.source);
         eprintln!("rotor: {e}");
         return std::process::ExitCode::FAILURE;
     }
     metrics::mark_start();
+    tracing::info!(source = %loaded.source, "configuration loaded");
     for warning in &loaded.warnings {
         tracing::warn!("config: {warning}");
     }

@@ -3,7 +3,7 @@
 //! itself; hyper serves what it gives back, routed here.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
@@ -22,7 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::engine::Engine;
 use crate::front_door::{self, ForHyper};
 use crate::http::{answer, text, Body};
-use crate::{emulation, http_api, stream, ws};
+use crate::{admin, emulation, http_api, stream, ws};
 
 pub async fn serve(listener: TcpListener, engine: Engine) {
     loop {
@@ -49,9 +49,10 @@ pub async fn serve(listener: TcpListener, engine: Engine) {
 /// complete request head, and maybe more).
 async fn serve_hyper(socket: TcpStream, read: Bytes, engine: Engine) {
     let timeouts = engine.timeouts;
+    let peer = socket.peer_addr().ok().map(|a| a.ip());
     let service = service_fn(move |req| {
         let engine = engine.clone();
-        async move { Ok::<_, Infallible>(route(req, engine).await) }
+        async move { Ok::<_, Infallible>(route(req, engine, peer).await) }
     });
     let io = TokioIo::new(ClientSocket::new(socket, read, timeouts.write));
     let _ = hyper::server::conn::http1::Builder::new()
@@ -171,8 +172,8 @@ impl shared::http::Headers for HyperHeaders<'_> {
     }
 }
 
-/// Asks the endpoint layer what the request is, and does it.
-async fn route(req: Request<Incoming>, engine: Engine) -> Response<Body> {
+/// Asks the endpoint layer what the request is, and does it. `peer`: the client's address.
+async fn route(req: Request<Incoming>, engine: Engine, peer: Option<IpAddr>) -> Response<Body> {
     let routed = {
         let headers = HyperHeaders(req.headers());
         let (method, path, query) = (req.method().as_str(), req.uri().path(), req.uri().query());
@@ -182,6 +183,8 @@ async fn route(req: Request<Incoming>, engine: Engine) -> Response<Body> {
     let cors = routed.cors();
     let mut response = match routed.decision {
         Decision::Api(call) => http_api::handle(req, engine, call).await,
+        Decision::AdminLogin(login) => admin::login(req, &engine, login, peer).await,
+        Decision::AdminApi(call) => admin::api(req, &engine, call).await,
         Decision::Stream(open) => stream::serve(req, &engine, open).await,
         Decision::Upgrade(upgrade) => ws::upgrade(req, &engine, upgrade),
         Decision::Emulation(call) => emulation::emulation(req, &engine, call).await,

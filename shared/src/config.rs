@@ -19,6 +19,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub mod v6;
+mod v6_table;
+
+pub use v6::Layout;
+
 /// Per-channel behaviour: what a namespace (or the top level) allows and keeps.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -192,13 +197,25 @@ pub struct Config {
     pub channel: ChannelOptions,
     pub namespaces: Vec<Namespace>,
 
+    // Admin web UI (`crate::admin`): the page at `admin_handler_prefix` (`/` when empty),
+    // `<prefix>/admin/auth` (password → token) and `<prefix>/admin/api`.
+    pub admin: bool,
+    pub admin_password: String,
+    /// Signs the admin tokens (HMAC-SHA256).
+    pub admin_secret: String,
+    /// Anyone may use the admin UI and its API without a password: only behind a trusted proxy.
+    pub admin_insecure: bool,
+    pub admin_handler_prefix: String,
+
     // Operating rotor: logs, metrics, shutdown.
     /// `none`, `trace`, `debug`, `info`, `warn` or `error`.
     pub log_level: String,
     /// Write logs to this file (appended) instead of stderr; empty: stderr.
     pub log_file: String,
-    /// Serve Prometheus metrics at `/metrics`.
+    /// Serve Prometheus metrics at `prometheus_handler_prefix`.
     pub prometheus: bool,
+    /// Where metrics are served (Centrifugo v6's `prometheus.handler_prefix`).
+    pub prometheus_handler_prefix: String,
     /// How long a graceful shutdown may take before the process exits anyway.
     #[serde(with = "go_duration")]
     pub shutdown_timeout: Duration,
@@ -282,9 +299,15 @@ impl Default for Config {
             engine: "memory".into(),
             channel: ChannelOptions::default(),
             namespaces: Vec::new(),
+            admin: false,
+            admin_password: String::new(),
+            admin_secret: String::new(),
+            admin_insecure: false,
+            admin_handler_prefix: String::new(),
             log_level: "info".into(),
             log_file: String::new(),
             prometheus: false,
+            prometheus_handler_prefix: "/metrics".into(),
             shutdown_timeout: secs(30),
         }
     }
@@ -296,6 +319,8 @@ pub struct Loaded {
     pub config: Config,
     /// Unknown keys and unknown `ROTOR_` variables: likely typos, so the host should show them.
     pub warnings: Vec<String>,
+    /// The layout the document used (the host says it at start-up).
+    pub layout: Layout,
 }
 
 /// Why a configuration was refused. `Display` names the key (or variable) and the problem.
@@ -364,22 +389,37 @@ pub const ENV_PREFIX: &str = "ROTOR_";
 pub const LOG_LEVELS: [&str; 6] = ["none", "trace", "debug", "info", "warn", "error"];
 
 impl Config {
-    /// Parses a JSON config file, applies `ROTOR_<KEY>` overrides from `env`, and validates.
+    /// Parses a JSON config file, applies `CENTRIFUGO_*` and `ROTOR_<KEY>` overrides from
+    /// `env`, and validates.
     ///
     /// Whitespace-only text is an empty file: all defaults. `env` may be the whole process
-    /// environment; names without the `ROTOR_` prefix are skipped.
+    /// environment; names without either prefix are skipped.
     pub fn from_json_str(text: &str, env: impl IntoIterator<Item = (String, String)>) -> Result<Loaded, ConfigError> {
         let document = if text.trim().is_empty() {
             Value::Object(Map::new())
         } else {
             serde_json::from_str(text).map_err(|e| syntax_error(&e))?
         };
-        let Value::Object(mut root) = document else {
+        Config::from_value(document, env)
+    }
+
+    /// Loads an already parsed document (a host reads YAML or TOML into a JSON value): either
+    /// layout, Centrifugo v5's flat keys or v6's nested ones (see [`v6`]), then the environment.
+    pub fn from_value(document: Value, env: impl IntoIterator<Item = (String, String)>) -> Result<Loaded, ConfigError> {
+        let Value::Object(root) = document else {
             return Err(ConfigError::NotAnObject { found: json_kind(&document) });
         };
+        v6::load(root, env.into_iter().collect())
+    }
+
+    /// The flat loader every layout ends in: `root` holds v5 keys; `ROTOR_*` variables win.
+    fn from_flat(
+        mut root: Map<String, Value>,
+        env: Vec<(String, String)>,
+        mut warnings: Vec<String>,
+    ) -> Result<Loaded, ConfigError> {
         let defaults = object_of(&Config::default());
         let channel_keys: BTreeSet<String> = object_of(&ChannelOptions::default()).keys().cloned().collect();
-        let mut warnings = Vec::new();
 
         for key in root.keys().filter(|k| !defaults.contains_key(*k)).cloned().collect::<Vec<_>>() {
             warnings.push(unknown_key_warning(&key, &key, defaults.keys()));
@@ -399,7 +439,7 @@ impl Config {
             config.namespaces = decode_namespaces(namespaces, &channel_keys, &mut warnings).map_err(blame)?;
         }
         config.validate()?;
-        Ok(Loaded { config, warnings })
+        Ok(Loaded { config, warnings, layout: Layout::V5 })
     }
 
     /// Every top-level key a config file may hold (channel options included), sorted.
@@ -426,6 +466,14 @@ impl Config {
             return Err(invalid("log_level", why));
         }
         crate::http::Endpoints::new(self)?;
+        if self.admin && !self.admin_insecure {
+            for (key, value) in [("admin_password", &self.admin_password), ("admin_secret", &self.admin_secret)] {
+                if value.is_empty() {
+                    let why = "must be set when \"admin\" is on (or set \"admin_insecure\", which lets anyone in)";
+                    return Err(invalid(key, why.to_owned()));
+                }
+            }
+        }
         self.validate_channel_options(&self.channel, "")?;
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, ns) in self.namespaces.iter().enumerate() {

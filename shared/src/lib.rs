@@ -61,6 +61,7 @@
 //! assert!(matches!(output, Output::Ping { .. }));
 //! ```
 
+pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod broker;

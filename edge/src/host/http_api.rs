@@ -44,6 +44,17 @@ pub async fn serve(mut req: Request, env: &Env, loaded: &Loaded, call: ApiCall) 
     answer(&method, result, transport_errors)
 }
 
+/// Runs one parsed API command as `POST /api/<method>` would (the admin API's calls).
+pub async fn run(
+    env: &Env,
+    loaded: &Loaded,
+    method: &str,
+    params: &[u8],
+    command: ApiCommand,
+) -> Result<std::result::Result<Value, Error>> {
+    Ok(ApiRunner::new(loaded, env)?.execute(method, params, command).await)
+}
+
 fn answer(method: &str, result: std::result::Result<Value, Error>, transport_errors: bool) -> Result<Response> {
     if let Err(e) = &result {
         tracing::info!(method, code = e.code, message = %e.message, "api error");

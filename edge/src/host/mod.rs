@@ -1,6 +1,7 @@
 //! The Workers host: everything that names `worker::`. Pure logic lives in the crate's other
 //! modules (and in `shared`), tested natively.
 
+mod admin;
 mod channel;
 mod http;
 mod http_api;
@@ -32,6 +33,8 @@ pub const BROKER_PATH: &str = "/_rotor/broker";
 pub const EVENTS_PATH: &str = "/_rotor/events";
 /// Server API commands about connections, from the Worker to every node object.
 pub const CONNECTION_API_PATH: &str = "/_rotor/api";
+/// An admin login, from the Worker to `node-0`, which keeps the failed-login table.
+pub const ADMIN_LOGIN_PATH: &str = "/_rotor/admin_login";
 /// An emulation request the Worker checked, for the node holding its session (Protobuf).
 pub const EMULATION_PATH: &str = "/_rotor/emulation";
 /// The node object's figures for `/metrics` (JSON of `shared::metrics::Snapshot`).

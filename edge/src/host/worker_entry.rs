@@ -9,7 +9,7 @@ use worker::{event, Context, Env, Request, Response, Result};
 
 use super::http::{self, read_body, text};
 use super::{
-    http_api, internal_request, load_config, random_u64, response_bytes, Loaded, EMULATION_PATH, HEALTH_PATH,
+    admin, http_api, internal_request, load_config, random_u64, response_bytes, Loaded, EMULATION_PATH, HEALTH_PATH,
     METRICS_PATH, NODES,
 };
 
@@ -23,6 +23,8 @@ pub async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let cors = routed.cors();
     let response = match routed.decision {
         Decision::Api(call) => http_api::serve(req, &env, &loaded, call).await?,
+        Decision::AdminLogin(login) => admin::login(req, &env, login).await?,
+        Decision::AdminApi(call) => admin::api(req, &env, &loaded, call).await?,
         Decision::Emulation(call) => emulation(req, &env, call).await?,
         Decision::Health => health(&env).await?,
         Decision::Metrics { authorized: false } => http::answer(Answer::empty(401))?,

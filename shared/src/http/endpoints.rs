@@ -13,10 +13,16 @@ pub enum Endpoint {
     UniWebsocket,
     Emulation,
     Health,
-    /// Prometheus metrics (config `prometheus`; Centrifugo has no prefix key for it).
+    /// Prometheus metrics (config `prometheus`, at `prometheus_handler_prefix`).
     Metrics,
     /// `POST <prefix>/<method>` and the legacy `POST <prefix>`.
     Api,
+    /// The admin web UI's page (`admin_handler_prefix`, `/` when empty).
+    AdminPage,
+    /// `POST <admin prefix>/admin/auth`: password → admin token.
+    AdminAuth,
+    /// `POST <admin prefix>/admin/api`: server API calls with an admin token.
+    AdminApi,
 }
 
 impl Endpoint {
@@ -73,7 +79,7 @@ fn keyed(c: &Config) -> [(&'static str, &str, &'static str, bool, Endpoint); 10]
         ),
         ("emulation_handler_prefix", &c.emulation_handler_prefix, "/emulation", emulation, Endpoint::Emulation),
         ("health_handler_prefix", &c.health_handler_prefix, "/health", true, Endpoint::Health),
-        ("prometheus", "/metrics", "/metrics", c.prometheus, Endpoint::Metrics),
+        ("prometheus_handler_prefix", &c.prometheus_handler_prefix, "/metrics", c.prometheus, Endpoint::Metrics),
     ]
 }
 
@@ -102,6 +108,13 @@ impl Endpoints {
             }
             exact.push((path.to_owned(), endpoint, key));
         }
+        for (path, endpoint) in admin_paths(config)? {
+            if let Some((_, _, other)) = exact.iter().find(|(p, _, _)| *p == path) {
+                let why = format!("\"{path}\" is also {other}: each endpoint needs its own path");
+                return Err(invalid("admin_handler_prefix", why));
+            }
+            exact.push((path, endpoint, "admin_handler_prefix"));
+        }
         if let Some((prefix, key)) = &api {
             if let Some((path, _, other)) = exact.iter().find(|(p, _, _)| under(prefix, p).is_some()) {
                 return Err(invalid(
@@ -129,6 +142,29 @@ impl Endpoints {
         }
         self.exact.iter().find(|(_, e)| *e == endpoint).map(|(p, _)| p.as_str())
     }
+}
+
+/// The admin UI's paths when it is on: the page at the prefix (and the prefix with a `/`),
+/// `<prefix>/admin/auth` and `<prefix>/admin/api`, as Centrifugo serves them.
+fn admin_paths(c: &Config) -> Result<Vec<(String, Endpoint)>, ConfigError> {
+    if !c.admin {
+        return Ok(Vec::new());
+    }
+    let prefix = c.admin_handler_prefix.as_str();
+    if !(prefix.is_empty() || prefix.starts_with('/'))
+        || prefix.bytes().any(|b| b <= b' ' || b == b'?' || b == b'#' || b >= 0x7f)
+    {
+        let why = format!("\"{prefix}\" must be empty or a path starting with / (no spaces, ? or #)");
+        return Err(invalid("admin_handler_prefix", why));
+    }
+    let prefix = prefix.trim_end_matches('/');
+    let mut paths = vec![(format!("{prefix}/"), Endpoint::AdminPage)];
+    if !prefix.is_empty() {
+        paths.push((prefix.to_owned(), Endpoint::AdminPage));
+    }
+    paths.push((format!("{prefix}/admin/auth"), Endpoint::AdminAuth));
+    paths.push((format!("{prefix}/admin/api"), Endpoint::AdminApi));
+    Ok(paths)
 }
 
 /// What follows `prefix` in `path` (without the `/`), if `path` is the prefix or under it.

@@ -239,9 +239,27 @@ impl EmulationCall {
     }
 }
 
+/// `POST <admin prefix>/admin/auth`: read the body, then
+/// [`LoginGuard::login`](crate::admin::LoginGuard::login).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdminLogin {
+    pub body: Body,
+}
+
+/// `POST <admin prefix>/admin/api`: read the body, then [`crate::admin::command`] (which
+/// checks the token: that needs the time).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminCall {
+    pub body: Body,
+    /// From `Authorization: token <t>`, else `?token=`.
+    pub token: Option<String>,
+}
+
 #[derive(Debug)]
 pub enum Decision {
     Api(ApiCall),
+    AdminLogin(AdminLogin),
+    AdminApi(AdminCall),
     Stream(StreamOpen),
     Upgrade(Upgrade),
     Emulation(EmulationCall),
@@ -297,7 +315,8 @@ pub fn decide(config: &Config, endpoints: &Endpoints, req: &Request<'_>) -> Rout
         Some(Err(_)) => return Routed::answer(endpoint, Answer::text(403, "request origin is not valid UTF-8"), None),
         None => None,
     };
-    if !crate::origin::allowed(&config.allowed_origins, origin) {
+    let allowed = crate::origin::allowed(&config.allowed_origins, origin) || (config.admin && same_origin(req, origin));
+    if !allowed {
         return Routed::answer(endpoint, Answer::text(403, "request origin is not in allowed_origins"), None);
     }
     // Echoed only if it can be a header value as it is.
@@ -324,8 +343,39 @@ pub fn decide(config: &Config, endpoints: &Endpoints, req: &Request<'_>) -> Rout
             _ => Decision::Answer(Answer::method_not_allowed("GET")),
         },
         Endpoint::Api => Decision::Answer(Answer::not_found()), // taken above
+        Endpoint::AdminPage => match req.method {
+            "GET" | "HEAD" => Decision::Answer(crate::admin::page()),
+            _ => Decision::Answer(Answer::method_not_allowed("GET")),
+        },
+        Endpoint::AdminAuth => match req.method {
+            "POST" => Decision::AdminLogin(AdminLogin { body: Body::new(crate::admin::MAX_LOGIN_BODY as u64) }),
+            _ => Decision::Answer(Answer::method_not_allowed("POST")),
+        },
+        Endpoint::AdminApi => match req.method {
+            "POST" => {
+                let token = match req.header("authorization") {
+                    Some(v) => v
+                        .split_once(' ')
+                        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("token"))
+                        .map(|(_, t)| t.trim().to_owned()),
+                    None => req.query_param("token"),
+                };
+                let body = Body { limit: MAX_API_BODY, too_large_status: 400 };
+                Decision::AdminApi(AdminCall { body, token })
+            }
+            _ => Decision::Answer(Answer::method_not_allowed("POST")),
+        },
     };
     Routed { endpoint: Some(endpoint), decision, origin }
+}
+
+/// Whether `origin` is the origin the request was sent to (its `Host`): the admin page's own
+/// requests and its live view's WebSocket, which `allowed_origins` (the application's
+/// origins) need not list.
+fn same_origin(req: &Request<'_>, origin: Option<&str>) -> bool {
+    let (Some(origin), Some(host)) = (origin, req.header("host")) else { return false };
+    let authority = origin.split_once("://").map_or("", |(_, rest)| rest);
+    !host.is_empty() && authority.eq_ignore_ascii_case(host.trim())
 }
 
 fn api(config: &Config, req: &Request<'_>, method: &str) -> Decision {

@@ -1,9 +1,9 @@
-//! The config file reader: any text, with any `ROTOR_*` environment overrides, loads or gives
-//! an error, never a panic. A config that loads writes out (`rotor defaultconfig` style) to JSON
+//! The config file reader: any text (either layout), with any `ROTOR_*` and `CENTRIFUGO_*`
+//! environment overrides, loads or gives an error, never a panic. A config that loads writes out (`rotor defaultconfig` style) to JSON
 //! that loads back to the same config, and the per-channel lookups hosts make on it do not panic.
 //!
 //! Input: `text \0 env \0 channel \0 origin \0 duration`; env is `NAME=VALUE` lines (`ROTOR_`
-//! is prefixed when missing); missing parts are empty.
+//! is prefixed unless the name starts with `ROTOR_` or `CENTRIFUGO_`); missing parts are empty.
 #![no_main]
 
 use std::time::Duration;
@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
         .lines()
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| {
-            let k = if k.starts_with("ROTOR_") { k.to_owned() } else { format!("ROTOR_{}", k.to_ascii_uppercase()) };
+            let k = if k.starts_with("ROTOR_") || k.starts_with("CENTRIFUGO_") { k.to_owned() } else { format!("ROTOR_{}", k.to_ascii_uppercase()) };
             (k, v.to_owned())
         })
         .collect();

@@ -2,8 +2,8 @@
 //! a head the same however the bytes arrive, and finds it in every head httparse completes;
 //! `parse_head` gives a head, "incomplete" or an error, never a panic; a parsed head lies
 //! inside the buffer and parses the same from its own bytes; the lookups the server does on it
-//! and the endpoint layer's decision (`shared::http::decide`, with every endpoint on) do not
-//! panic.
+//! and the endpoint layer's decision (`shared::http::decide`, with every endpoint on, the admin
+//! UI's too) do not panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -18,7 +18,8 @@ fn setup() -> &'static (Config, Endpoints) {
     S.get_or_init(|| {
         let config = Config::from_json_str(
             r#"{"uni_sse": true, "uni_http_stream": true, "uni_websocket": true, "http_stream": true, "sse": true,
-                "api_key": "k", "allowed_origins": ["http://*.example.com", "http://localhost:*"]}"#,
+                "api_key": "k", "allowed_origins": ["http://*.example.com", "http://localhost:*"],
+                "admin": true, "admin_password": "p", "admin_secret": "s"}"#,
             Vec::new(),
         )
         .expect("fuzz config loads")

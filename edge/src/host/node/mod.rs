@@ -38,7 +38,8 @@ use worker::{
 
 use super::http::{self, text};
 use super::{
-    load_config, now, random_u64, CONNECTION_API_PATH, EMULATION_PATH, EVENTS_PATH, HEALTH_PATH, METRICS_PATH,
+    load_config, now, random_u64, ADMIN_LOGIN_PATH, CONNECTION_API_PATH, EMULATION_PATH, EVENTS_PATH, HEALTH_PATH,
+    METRICS_PATH,
 };
 use crate::batches::Batches;
 use crate::node_store::Attachment;
@@ -93,6 +94,8 @@ struct NodeHost {
     /// API commands run here (those acting on connections), waiting for their answers.
     api_waiters: RefCell<HashMap<ApiId, oneshot::Sender<std::result::Result<serde_json::Value, Error>>>>,
     next_api: Cell<u64>,
+    /// Failed admin logins (`node-0` takes every login; see `super::admin`).
+    admin_logins: RefCell<shared::admin::LoginGuard>,
     /// When this life of the object began (the health test hook counts from it).
     started: Timestamp,
 }
@@ -119,6 +122,7 @@ impl DurableObject for NodeObject {
             flush_pending: Cell::new(false),
             api_waiters: RefCell::new(HashMap::new()),
             next_api: Cell::new(1),
+            admin_logins: RefCell::default(),
             started: now(),
         };
         NodeObject { host: Rc::new(host) }
@@ -139,6 +143,9 @@ impl DurableObject for NodeObject {
         if path == EMULATION_PATH {
             return host.emulation(req).await;
         }
+        if path == ADMIN_LOGIN_PATH {
+            return super::admin::check_login(req, &host.env, &host.admin_logins).await;
+        }
         if path == METRICS_PATH {
             let snapshot = host.with_hub(|hub| hub.metrics_snapshot()).unwrap_or_default();
             let body = serde_json::to_string(&snapshot).map_err(|e| worker::Error::RustError(e.to_string()))?;
@@ -155,9 +162,12 @@ impl DurableObject for NodeObject {
             Decision::Upgrade(upgrade) => host.websocket(upgrade)?,
             Decision::Answer(a) => http::answer(a)?,
             // The Worker serves these; a node object is never asked.
-            Decision::Api(_) | Decision::Emulation(_) | Decision::Health | Decision::Metrics { .. } => {
-                http::answer(Answer::not_found())?
-            }
+            Decision::Api(_)
+            | Decision::Emulation(_)
+            | Decision::Health
+            | Decision::AdminLogin(_)
+            | Decision::AdminApi(_)
+            | Decision::Metrics { .. } => http::answer(Answer::not_found())?,
         };
         http::with_cors(response, &cors)
     }
