@@ -69,6 +69,7 @@ pub mod config;
 pub mod glob;
 pub mod http;
 pub mod hub;
+pub mod metrics;
 pub mod node;
 pub mod origin;
 pub mod protocol;

@@ -56,6 +56,9 @@ pub async fn run(
 }
 
 fn answer(method: &str, result: std::result::Result<Value, Error>, transport_errors: bool) -> Result<Response> {
+    if let Err(e) = &result {
+        tracing::info!(method, code = e.code, message = %e.message, "api error");
+    }
     let (status, body) = api::http_answer(method, &result, transport_errors);
     http::json(status, body.to_string())
 }

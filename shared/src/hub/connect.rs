@@ -254,6 +254,12 @@ impl Hub {
 
     pub(crate) fn refuse_connect(&mut self, session: SessionId, command: u32, refusal: Refusal, now: Timestamp) {
         let Some(s) = self.sessions.get_mut(&session) else { return };
+        let (code, reason) = match &refusal {
+            Refusal::Disconnect(d) => (d.code, d.reason.as_str()),
+            Refusal::Error(e) => (e.code, e.message.as_str()),
+        };
+        let (client, transport) = (&*s.client, s.transport.name());
+        tracing::info!(client, transport, code, reason, "connection refused");
         match refusal {
             Refusal::Disconnect(d) => self.disconnect(session, d, now),
             Refusal::Error(e) if s.transport.is_unidirectional() => {
@@ -373,9 +379,11 @@ impl Hub {
         };
         s.state = State::Connected;
         s.busy = false;
+        tracing::debug!(client = &*s.client, user = &*s.user, transport = s.transport.name(), "client connected");
         if !self.send_encoded(session, encoded, true) {
             return;
         }
+        self.count_reply(session, &Reply { id: pending.command_id, ..Default::default() });
         self.snapshot_changed(session);
         for (channel, publications) in replay {
             for publication in publications {

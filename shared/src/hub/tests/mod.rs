@@ -658,5 +658,6 @@ fn a_restored_subscription_token_still_expires() {
     assert_eq!(rig.closed, vec![(s, 3006)]);
 }
 
+mod metrics;
 mod proxy;
 mod untrusted;
