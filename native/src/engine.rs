@@ -384,7 +384,7 @@ impl Loop {
                     });
                 }
                 Output::ProxyFailed { kind, endpoint, cause } => {
-                    eprintln!("rotor: {} proxy call to {endpoint} failed: {cause}", kind.name());
+                    tracing::warn!(proxy = kind.name(), %endpoint, %cause, "{} proxy call to {endpoint} failed: {cause}", kind.name());
                 }
             }
         }

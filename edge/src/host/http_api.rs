@@ -127,7 +127,7 @@ impl ApiRunner {
             match answer {
                 Ok(r) => results.push(r),
                 Err(e) => {
-                    worker::console_error!("rotor: api {method} on a node: {e}");
+                    tracing::error!("api {method} on a node: {e}");
                     results.push(Err(Error::internal()));
                 }
             }
@@ -173,7 +173,7 @@ impl ApiRunner {
                     }
                     other => {
                         if let Err(e) = other {
-                            worker::console_error!("rotor: api: channel {channel}: {e}");
+                            tracing::error!("api: channel {channel}: {e}");
                         }
                         let event = BrokerEvent::Reply { id: request.id, result: Err(Error::internal()) };
                         self.hub.handle_broker(event, now);
