@@ -25,7 +25,7 @@ use tokio::sync::Semaphore;
 /// Idle connections kept per backend host.
 const MAX_IDLE_PER_HOST: usize = 256;
 /// Calls on the wire at once (so connections to backends, idle ones aside).
-const MAX_IN_FLIGHT: usize = 512;
+const MAX_IN_FLIGHT: usize = 1024;
 
 #[derive(Clone)]
 pub struct ProxyClient {
