@@ -362,3 +362,22 @@ fn subscribe_and_sub_refresh_answers_already_expired_are_refused() {
     rig.pump();
     assert!(rig.proxied.is_empty(), "no further sub_refresh call");
 }
+
+/// A namespace whose subscriptions the backend decides (`proxy_subscribe`) cannot be entered
+/// by naming it in the connect command's `subs`, even where it also lets clients subscribe.
+#[test]
+fn connect_subs_do_not_bypass_the_subscribe_proxy() {
+    let mut config = (*proxy_config()).clone();
+    config.namespaces[0].options.allow_subscribe_for_client = true;
+    let mut rig = Rig::new(Arc::new(config));
+    let s = SessionId(1);
+    rig.hub.handle_open(s, Transport::Websocket(Encoding::Json), T0);
+    let frame = json!({"id": 1, "connect": {"token": token("1"), "subs": {"px:secret": {}}}}).to_string();
+    rig.hub.handle_frame(s, frame.as_bytes(), T0);
+    rig.serve_all();
+    let got = rig.take(s);
+    assert!(got[0]["connect"].get("subs").is_none_or(|subs| subs.get("px:secret").is_none()), "{got:?}");
+    // Asked for, it goes to the backend.
+    rig.frame(s, json!({"id": 2, "subscribe": {"channel": "px:secret"}}));
+    assert_eq!(rig.proxied.len(), 1, "the subscribe proxy decides");
+}
