@@ -238,9 +238,11 @@ impl Hub {
                 continue; // a recovery hint for a subscription we already make
             }
             // A channel the client could not subscribe to (unknown namespace included) is
-            // left out of the result, as Centrifugo does; the connection goes on.
+            // left out of the result, as Centrifugo does; the connection goes on. So is one
+            // whose subscriptions the backend decides: only a subscribe command asks it.
             let Ok(opts) = c.namespace_for(channel) else { continue };
             if self.valid_channel_name(channel, opts)
+                && !self.subscribe_proxied(&credentials.user, channel, opts)
                 && self.may_subscribe_without_token(&credentials.user, channel, opts)
             {
                 plans.insert(
