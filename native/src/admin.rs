@@ -24,7 +24,7 @@ pub async fn login(req: Request<Incoming>, engine: &Engine, login: AdminLogin, p
         guard.login(&engine.config, &who, content_type.as_deref(), &body, now())
     };
     if reply.status != 200 {
-        eprintln!("rotor: admin login from {who} refused: {} {}", reply.status, reply.body);
+        tracing::info!(%who, status = reply.status, reason = %reply.body, "admin login refused");
     }
     answer(reply)
 }
@@ -42,7 +42,7 @@ pub async fn api(req: Request<Incoming>, engine: &Engine, call: AdminCall) -> Re
         Ok(Step::Run { command, .. }) => answer(admin::api_answer(&engine.api(*command, body.len()).await)),
         Ok(Step::Done(reply)) => answer(reply),
         Err(refused) => {
-            eprintln!("rotor: admin api call refused: {} {}", refused.status, refused.body);
+            tracing::info!(status = refused.status, reason = %refused.body, "admin api call refused");
             answer(refused)
         }
     }

@@ -76,6 +76,8 @@ pub enum Command {
 pub struct Loaded {
     pub config: Config,
     pub embedded: bool,
+    /// Unknown keys and the like, for the log once it is set up.
+    pub warnings: Vec<String>,
     /// Where the configuration came from and its layout, for the start-up log.
     pub source: String,
 }
@@ -103,9 +105,6 @@ pub fn load(path: Option<&str>) -> Result<Loaded, String> {
         Some(p) => format!("config file {p}: {e}"),
         None => e,
     })?;
-    for warning in &loaded.warnings {
-        eprintln!("rotor: warning: {warning}");
-    }
     let source = match path {
         Some(p) => format!("config file {p}: {}, {}", format.name(), loaded.layout),
         None if from_env => "no config file: Centrifugo's defaults and CENTRIFUGO_* variables".to_owned(),
@@ -120,7 +119,7 @@ pub fn load(path: Option<&str>) -> Result<Loaded, String> {
             config.api_key = random_uuid();
         }
     }
-    Ok(Loaded { config, embedded, source })
+    Ok(Loaded { config, embedded, warnings: loaded.warnings, source })
 }
 
 /// The embedded development config with a fresh admin password and secret (its admin UI is
@@ -189,7 +188,11 @@ fn load_for_tokens(path: Option<&str>) -> Result<Config, String> {
         None if std::env::vars().any(|(k, _)| k.starts_with(CENTRIFUGO_PREFIX)) => return Ok(load(None)?.config),
         None => return Err("no configuration: pass -c config.json (create one with `rotor genconfig`)".into()),
     };
-    Ok(load(Some(&path))?.config)
+    let loaded = load(Some(&path))?;
+    for warning in &loaded.warnings {
+        eprintln!("rotor: warning: {warning}");
+    }
+    Ok(loaded.config)
 }
 
 pub fn genconfig(path: &str) -> std::process::ExitCode {
@@ -332,6 +335,9 @@ pub fn print_banner(config: &Config, local: SocketAddr, embedded: bool) {
         key = config.api_key,
         secret = config.token_hmac_secret_key,
     );
+    if config.prometheus {
+        println!("\x20 curl {base}/metrics\n");
+    }
 }
 
 /// Where the admin web UI is, when it is on.

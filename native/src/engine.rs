@@ -14,8 +14,8 @@ use std::future::Future;
 
 use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use serde_json::Value;
@@ -23,6 +23,7 @@ use shared::api::{ApiCommand, ApiId};
 use shared::config::Config;
 use shared::http::Endpoints;
 use shared::hub::{NodeInfo, SessionId, Transport};
+use shared::metrics::Snapshot;
 use shared::node::{Node, Output};
 use shared::protocol::{ConnectRequest, Error};
 use shared::proxy::{ProxyId, ProxyOutcome};
@@ -76,8 +77,13 @@ pub enum Event {
         size: usize,
         reply: oneshot::Sender<Result<Value, Error>>,
     },
+    /// Disconnects every client (3001); answers with the connections still to flush.
     Shutdown {
-        done: oneshot::Sender<()>,
+        done: oneshot::Sender<Vec<Weak<Outbox>>>,
+    },
+    /// The node's figures (`/metrics`).
+    Metrics {
+        reply: oneshot::Sender<Snapshot>,
     },
     /// A round trip through the engine (`/health`).
     Health {
@@ -102,7 +108,8 @@ impl Event {
             | Event::Closed { .. }
             | Event::Shutdown { .. }
             | Event::Health { .. }
-            | Event::ProxyReply { .. } => 0,
+            | Event::ProxyReply { .. }
+            | Event::Metrics { .. } => 0,
         };
         // Clamped: a single event larger than the bound waits for an empty queue, not forever.
         bytes.clamp(MIN_EVENT_BYTES, INBOX_BYTES) as u32
@@ -189,11 +196,23 @@ impl Engine {
         tokio::time::timeout(limit, round_trip).await.unwrap_or(false)
     }
 
-    /// Disconnects every client (3001). Skips admission: a full queue must not delay it.
-    pub async fn shutdown(&self) {
+    /// Disconnects every client (3001) and closes every connection opened from now on.
+    /// Skips admission: a full queue must not delay it. Answers with the connections that
+    /// still have their disconnect to write: each is gone once its task has flushed it.
+    pub async fn shutdown(&self) -> Vec<Weak<Outbox>> {
         let (done, rx) = oneshot::channel();
         let _ = self.tx.send(Queued { event: Event::Shutdown { done }, _admitted: None });
-        let _ = rx.await;
+        rx.await.unwrap_or_default()
+    }
+
+    /// The node's figures, if the engine answers within `limit`.
+    pub async fn metrics(&self, limit: Duration) -> Option<Snapshot> {
+        let (reply, rx) = oneshot::channel();
+        let round_trip = async {
+            self.send(Event::Metrics { reply }).await;
+            rx.await.ok()
+        };
+        tokio::time::timeout(limit, round_trip).await.ok().flatten()
     }
 }
 
@@ -209,7 +228,10 @@ pub fn start(config: Arc<Config>, node_name: String, timeouts: Timeouts) -> Resu
     let node = Node::new(config.clone(), info, seed, now()).map_err(|e| e.to_string())?;
     let endpoints = Arc::new(Endpoints::new(&config).map_err(|e| e.to_string())?);
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(run(node, rx, tx.downgrade()));
+    // A test hook: the engine stops answering after this many milliseconds (`/health` must
+    // then say so).
+    let stall_after = std::env::var("ROTOR_TEST_ENGINE_STALL_MS").ok().and_then(|v| v.parse().ok());
+    tokio::spawn(run(node, rx, tx.downgrade(), stall_after.map(Duration::from_millis)));
     let admission = Arc::new(Semaphore::new(INBOX_BYTES));
     let admin_logins = Arc::default();
     let next_session = Arc::new(AtomicU64::new(1));
@@ -222,10 +244,15 @@ pub fn random_u64() -> u64 {
     u64::from_le_bytes(b)
 }
 
+/// A waiting API call: where the answer goes, the method and when it started (metrics).
+type WaitingApi = (oneshot::Sender<Result<Value, Error>>, &'static str, Instant);
+
 struct Loop {
     node: Node,
+    /// Shut down: connections that open now are closed at once (3001).
+    draining: bool,
     conns: FxHashMap<SessionId, Conn>,
-    api: HashMap<ApiId, oneshot::Sender<Result<Value, Error>>>,
+    api: HashMap<ApiId, WaitingApi>,
     next_api: u64,
     /// Makes the hub's proxy calls; their answers come back as [`Event::ProxyReply`]s.
     proxy: ProxyClient,
@@ -233,10 +260,21 @@ struct Loop {
     replies: mpsc::WeakUnboundedSender<Queued>,
 }
 
-async fn run(node: Node, mut rx: mpsc::UnboundedReceiver<Queued>, replies: mpsc::WeakUnboundedSender<Queued>) {
+async fn run(
+    node: Node,
+    mut rx: mpsc::UnboundedReceiver<Queued>,
+    replies: mpsc::WeakUnboundedSender<Queued>,
+    stall_after: Option<Duration>,
+) {
     let proxy = ProxyClient::default();
-    let mut l = Loop { node, conns: FxHashMap::default(), api: HashMap::new(), next_api: 1, proxy, replies };
+    let mut l =
+        Loop { node, draining: false, conns: FxHashMap::default(), api: HashMap::new(), next_api: 1, proxy, replies };
+    let stall_at = stall_after.map(|d| tokio::time::Instant::now() + d);
     loop {
+        if stall_at.is_some_and(|at| tokio::time::Instant::now() >= at) {
+            tracing::warn!("test hook: the engine stops answering (ROTOR_TEST_ENGINE_STALL_MS)");
+            std::future::pending::<()>().await;
+        }
         let sleep = match l.node.poll_timeout() {
             Some(at) => Duration::from_millis(now().until(at)),
             None => Duration::from_secs(3600),
@@ -253,7 +291,7 @@ async fn run(node: Node, mut rx: mpsc::UnboundedReceiver<Queued>, replies: mpsc:
                     }
                 }
             }
-            _ = tokio::time::sleep(sleep) => {
+            _ = tokio::time::sleep(sleep.min(stall_after.unwrap_or(sleep))) => {
                 l.node.handle_timeout(now());
                 l.drain();
             }
@@ -267,6 +305,9 @@ impl Loop {
         let Queued { event, _admitted } = queued;
         let now = now();
         match event {
+            Event::Open { conn, .. } if self.draining => {
+                conn.push(Out::Close(shared::protocol::Disconnect::shutdown()));
+            }
             Event::Open { session, transport, conn, headers } => {
                 self.conns.insert(session, conn);
                 self.node.handle_open(session, transport, now);
@@ -291,13 +332,18 @@ impl Loop {
             Event::Api { command, reply, .. } => {
                 let id = ApiId(self.next_api);
                 self.next_api += 1;
-                self.api.insert(id, reply);
+                self.api.insert(id, (reply, command.method(), Instant::now()));
                 self.node.handle_api(id, command, now);
             }
             Event::Shutdown { done } => {
+                self.draining = true;
+                let open: Vec<Weak<Outbox>> = self.conns.values().map(Arc::downgrade).collect();
                 self.node.shutdown(now);
                 self.drain();
-                let _ = done.send(());
+                let _ = done.send(open);
+            }
+            Event::Metrics { reply } => {
+                let _ = reply.send(self.node.metrics_snapshot());
             }
             Event::Health { reply } => {
                 let _ = reply.send(());
@@ -320,7 +366,9 @@ impl Loop {
                     }
                 }
                 Output::Api { id, result } => {
-                    if let Some(reply) = self.api.remove(&id) {
+                    if let Some((reply, method, started)) = self.api.remove(&id) {
+                        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                        self.node.metrics_mut().observe_api(method, micros);
                         let _ = reply.send(result);
                     }
                 }
@@ -336,7 +384,7 @@ impl Loop {
                     });
                 }
                 Output::ProxyFailed { kind, endpoint, cause } => {
-                    eprintln!("rotor: {} proxy call to {endpoint} failed: {cause}", kind.name());
+                    tracing::warn!(proxy = kind.name(), %endpoint, %cause, "{} proxy call to {endpoint} failed: {cause}", kind.name());
                 }
             }
         }

@@ -156,7 +156,8 @@ pub async fn serve(mut socket: TcpStream, engine: &Engine) -> Option<ForHyper> {
         | Decision::Emulation(_)
         | Decision::Health
         | Decision::AdminLogin(_)
-        | Decision::AdminApi(_) => {}
+        | Decision::AdminApi(_)
+        | Decision::Metrics { .. } => {}
     }
     None
 }

@@ -24,13 +24,19 @@ pub async fn handle(req: Request<Incoming>, engine: Engine, call: ApiCall) -> Re
     let command = match api::parse(&call.method, &body) {
         Ok(Some(command)) => command,
         Ok(None) => return answer("", Err(api::not_found()), call.transport_errors),
-        Err(e) => return text(StatusCode::BAD_REQUEST, &e.0),
+        Err(e) => {
+            tracing::info!(method = %call.method, "api error: {}", e.0);
+            return text(StatusCode::BAD_REQUEST, &e.0);
+        }
     };
     let method = command.method();
     answer(method, engine.api(command, body.len()).await, call.transport_errors)
 }
 
 fn answer(method: &str, result: Result<Value, Error>, transport_errors: bool) -> Response<Body> {
+    if let Err(e) = &result {
+        tracing::info!(method, code = e.code, message = %e.message, "api error");
+    }
     let (status, body) = api::http_answer(method, &result, transport_errors);
     json_response(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &body)
 }

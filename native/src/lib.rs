@@ -9,6 +9,8 @@ pub mod engine;
 pub mod front_door;
 pub mod http;
 pub mod http_api;
+pub mod logging;
+pub mod metrics;
 pub mod outbox;
 pub mod proxy;
 pub mod server;

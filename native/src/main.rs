@@ -1,6 +1,6 @@
 //! `rotor`: the native server and its command-line tools.
 
-use native::{cli, engine, server, timeouts};
+use native::{cli, engine, logging, metrics, server, timeouts};
 
 use clap::Parser;
 
@@ -31,11 +31,20 @@ fn serve(args: cli::Args) -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    eprintln!("rotor: {}", loaded.source);
     let mut config = loaded.config;
-    if config.engine != "memory" {
-        eprintln!("rotor: config key \"engine\": only \"memory\" is available in this build, not {:?}", config.engine);
+    if let Err(e) = logging::init(&config.log_level, &config.log_file) {
+        eprintln!("rotor: {}", loaded.source);
+        eprintln!("rotor: {e}");
         return std::process::ExitCode::FAILURE;
+    }
+    metrics::mark_start();
+    tracing::info!(source = %loaded.source, "configuration loaded");
+    for warning in &loaded.warnings {
+        tracing::warn!("config: {warning}");
+    }
+    if config.engine != "memory" {
+        let e = format!("config key \"engine\": only \"memory\" is available in this build, not {:?}", config.engine);
+        return fail(&e);
     }
     if let Some(port) = args.port {
         config.port = port;
@@ -44,46 +53,67 @@ fn serve(args: cli::Args) -> std::process::ExitCode {
         config.address = address;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let shutdown_timeout = config.shutdown_timeout;
     let code = runtime.block_on(async move {
         let listener = match server::bind(&config.address, config.port).await {
             Ok(l) => l,
-            Err(e) => {
-                eprintln!("rotor: cannot listen on {}:{}: {e}", config.address, config.port);
-                return std::process::ExitCode::FAILURE;
-            }
+            Err(e) => return fail(&format!("cannot listen on {}:{}: {e}", config.address, config.port)),
         };
         let local = listener.local_addr().expect("bound socket has an address");
         let config = std::sync::Arc::new(config);
         let node_name = if config.name.is_empty() { format!("rotor_{}", local.port()) } else { config.name.clone() };
         let timeouts = match timeouts::Timeouts::from_env() {
             Ok(t) => t,
-            Err(e) => {
-                eprintln!("rotor: {e}");
-                return std::process::ExitCode::FAILURE;
-            }
+            Err(e) => return fail(&e.to_string()),
         };
         let engine = match engine::start(config.clone(), node_name, timeouts) {
             Ok(e) => e,
-            Err(e) => {
-                eprintln!("rotor: {e}");
-                return std::process::ExitCode::FAILURE;
-            }
+            Err(e) => return fail(&e),
         };
         cli::print_banner(&config, local, loaded.embedded);
-        tokio::spawn(server::serve(listener, engine.clone()));
+        tracing::info!(version = env!("CARGO_PKG_VERSION"), address = %local, "rotor listening");
+        let accepting = tokio::spawn(server::serve(listener, engine.clone()));
         shutdown_signal().await;
-        eprintln!("rotor: shutting down");
-        // Bounded: an engine stuck on a long task must not keep the process from exiting.
-        if tokio::time::timeout(std::time::Duration::from_secs(5), engine.shutdown()).await.is_err() {
-            eprintln!("rotor: the engine did not finish its shutdown within 5 s; exiting anyway");
-        }
-        // Give writers a moment to flush the disconnect pushes and close frames.
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        drain(accepting, &engine, shutdown_timeout).await;
         std::process::ExitCode::SUCCESS
     });
-    // Connection tasks still running are dropped; a task stuck in a long poll is not waited for.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    // Tasks still running (idle keep-alive connections) are dropped without waiting.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     code
+}
+
+fn fail(e: &str) -> std::process::ExitCode {
+    tracing::error!("{e}");
+    eprintln!("rotor: {e}");
+    std::process::ExitCode::FAILURE
+}
+
+/// Graceful drain: stop accepting, disconnect every client with 3001 (they reconnect,
+/// elsewhere or to the next process), let each connection flush what it has queued, and
+/// be done within `timeout` (config `shutdown_timeout`), logging what had to be cut.
+async fn drain(accepting: tokio::task::JoinHandle<()>, engine: &engine::Engine, timeout: std::time::Duration) {
+    let started = tokio::time::Instant::now();
+    // A little is kept for the runtime's own shutdown.
+    let deadline = started + timeout.saturating_sub(std::time::Duration::from_millis(200));
+    accepting.abort();
+    tracing::info!(shutdown_timeout = ?timeout, "shutting down: no new connections");
+    let Ok(open) = tokio::time::timeout_at(deadline, engine.shutdown()).await else {
+        tracing::error!("shutdown: the engine did not answer within shutdown_timeout; exiting anyway");
+        return;
+    };
+    let total = open.len();
+    loop {
+        let left = open.iter().filter(|c| c.strong_count() > 0).count();
+        if left == 0 {
+            tracing::info!(connections = total, elapsed = ?started.elapsed(), "shutdown: every connection flushed and closed");
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(cut = left, of = total, "shutdown: connections still writing at shutdown_timeout were cut");
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// A panic is a bug, and a server with a dead engine task must not go on answering: the
@@ -93,6 +123,7 @@ fn exit_on_panic() {
     let report = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         report(info);
+        tracing::error!(panic = %info, "fatal: a panic (a bug); exiting with code 70 so that a supervisor restarts rotor");
         eprintln!("rotor: fatal: {info}; exiting (code 70) so that a supervisor restarts rotor");
         std::process::exit(70);
     }));

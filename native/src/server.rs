@@ -30,7 +30,7 @@ pub async fn serve(listener: TcpListener, engine: Engine) {
             Ok(conn) => conn,
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
-                eprintln!("rotor: accept failed: {e}");
+                tracing::warn!("accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -190,7 +190,21 @@ async fn route(req: Request<Incoming>, engine: Engine, peer: Option<IpAddr>) -> 
         Decision::Emulation(call) => emulation::emulation(req, &engine, call).await,
         // Healthy only when the engine answers: a wedged engine must not look alive.
         Decision::Health if engine.healthy(Duration::from_secs(1)).await => text(StatusCode::OK, "{}"),
-        Decision::Health => text(StatusCode::SERVICE_UNAVAILABLE, "engine did not answer within 1 s"),
+        Decision::Health => {
+            tracing::error!("health check: the engine did not answer within 1 s");
+            text(StatusCode::SERVICE_UNAVAILABLE, "engine did not answer within 1 s")
+        }
+        Decision::Metrics { .. } => match engine.metrics(Duration::from_secs(1)).await {
+            Some(snapshot) => {
+                let mut r = Response::new(http_body_util::BodyExt::boxed(http_body_util::Full::new(Bytes::from(
+                    crate::metrics::render(&snapshot),
+                ))));
+                r.headers_mut()
+                    .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(crate::metrics::CONTENT_TYPE));
+                r
+            }
+            None => text(StatusCode::SERVICE_UNAVAILABLE, "engine did not answer within 1 s"),
+        },
         Decision::Answer(a) => answer(a),
     };
     let h = response.headers_mut();

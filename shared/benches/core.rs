@@ -30,9 +30,10 @@ use shared::time::Timestamp;
 const CHANNEL: &str = "bench";
 const START: Timestamp = Timestamp(1_700_000_000_000);
 
-/// A node with `n` uni HTTP-stream sessions, each subscribed to [`CHANNEL`] at connect.
-fn node_with_subscribers(n: u64) -> Node {
-    let mut config = Config { client_insecure: true, ..Config::default() };
+/// A node with `n` uni HTTP-stream sessions, each subscribed to [`CHANNEL`] at connect, with
+/// the Prometheus counters on or off (config `prometheus`).
+fn node_counting(n: u64, prometheus: bool) -> Node {
+    let mut config = Config { client_insecure: true, prometheus, ..Config::default() };
     config.channel.allow_subscribe_for_client = true;
     let info = NodeInfo { id: "bench-node".into(), name: "bench".into(), version: "0".into() };
     let mut node = Node::new(Arc::new(config), info, 7, START).expect("valid config");
@@ -59,9 +60,15 @@ fn publish(seq: u64) -> ApiCommand {
 }
 
 fn fanout(c: &mut Criterion) {
-    let mut group = c.benchmark_group("fanout");
-    for n in [1u64, 100, 10_000] {
-        let mut node = node_with_subscribers(n);
+    fanout_group(c, "fanout", &[1, 100, 10_000], false);
+    // What counting for Prometheus costs the fan-out: the same publication, counters on.
+    fanout_group(c, "fanout_prometheus_on", &[10_000], true);
+}
+
+fn fanout_group(c: &mut Criterion, name: &str, sizes: &[u64], prometheus: bool) {
+    let mut group = c.benchmark_group(name);
+    for &n in sizes {
+        let mut node = node_counting(n, prometheus);
         let mut seq = 0u64;
         let mut now = START;
         group.throughput(Throughput::Elements(n));

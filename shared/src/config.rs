@@ -261,6 +261,19 @@ pub struct Config {
     pub proxy_http_headers: Vec<String>,
     pub proxy_static_http_headers: BTreeMap<String, String>,
     pub proxy_include_connection_meta: bool,
+
+    // Operating rotor: logs, metrics, shutdown.
+    /// `none`, `trace`, `debug`, `info`, `warn` or `error`.
+    pub log_level: String,
+    /// Write logs to this file (appended) instead of stderr; empty: stderr.
+    pub log_file: String,
+    /// Serve Prometheus metrics at `prometheus_handler_prefix`.
+    pub prometheus: bool,
+    /// Where metrics are served (Centrifugo v6's `prometheus.handler_prefix`).
+    pub prometheus_handler_prefix: String,
+    /// How long a graceful shutdown may take before the process exits anyway.
+    #[serde(with = "go_duration")]
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for Config {
@@ -362,6 +375,11 @@ impl Default for Config {
             proxy_http_headers: Vec::new(),
             proxy_static_http_headers: BTreeMap::new(),
             proxy_include_connection_meta: false,
+            log_level: "info".into(),
+            log_file: String::new(),
+            prometheus: false,
+            prometheus_handler_prefix: "/metrics".into(),
+            shutdown_timeout: secs(30),
         }
     }
 }
@@ -438,6 +456,9 @@ impl std::error::Error for UnknownNamespace {}
 /// Environment variables overriding top-level keys are this prefix + the upper-cased key.
 pub const ENV_PREFIX: &str = "ROTOR_";
 
+/// The values of `log_level`.
+pub const LOG_LEVELS: [&str; 6] = ["none", "trace", "debug", "info", "warn", "error"];
+
 impl Config {
     /// Parses a JSON config file, applies `CENTRIFUGO_*` and `ROTOR_<KEY>` overrides from
     /// `env`, and validates.
@@ -510,6 +531,10 @@ impl Config {
                     self.api_error_mode
                 ),
             ));
+        }
+        if !LOG_LEVELS.contains(&self.log_level.as_str()) {
+            let why = format!("unknown level \"{}\": use one of {}", self.log_level, LOG_LEVELS.join(", "));
+            return Err(invalid("log_level", why));
         }
         crate::http::Endpoints::new(self)?;
         if self.admin && !self.admin_insecure {

@@ -70,6 +70,7 @@ pub mod delta;
 pub mod glob;
 pub mod http;
 pub mod hub;
+pub mod metrics;
 pub mod node;
 pub mod origin;
 pub mod protocol;

@@ -63,6 +63,16 @@ impl Node {
         &self.broker
     }
 
+    /// The node's figures for `/metrics`.
+    pub fn metrics_snapshot(&self) -> crate::metrics::Snapshot {
+        self.hub.metrics_snapshot()
+    }
+
+    /// The counters, for figures the host measures (server API durations).
+    pub fn metrics_mut(&mut self) -> &mut crate::metrics::Metrics {
+        self.hub.metrics_mut()
+    }
+
     // ---- handlers (see `Hub` for what each means)
 
     pub fn handle_open(&mut self, session: SessionId, transport: Transport, now: Timestamp) {

@@ -454,13 +454,34 @@ impl RpcAnswer {
     }
 }
 
-/// The headers of a request: `Content-Type`, the forwarded ones, then the static ones.
+/// Headers that frame or route the call (its body's length and encoding, the host it goes to,
+/// the connection): the HTTP client's own, never taken from a client or the config (Go's
+/// client, Centrifugo's, ignores them in a request's header map too).
+const RESERVED_HEADERS: [&str; 11] = [
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+];
+
+/// The headers of a request: `Content-Type`, the forwarded ones, then the static ones, none
+/// of them a [`RESERVED_HEADERS`] one.
 pub(crate) fn request_headers(config: &Config, forwarded: &[(String, String)]) -> Vec<(String, String)> {
     let mut headers = Vec::with_capacity(1 + forwarded.len() + config.proxy_static_http_headers.len());
     headers.push(("content-type".to_owned(), "application/json".to_owned()));
-    headers.extend(forwarded.iter().cloned());
+    let ours = |name: &str| RESERVED_HEADERS.iter().any(|r| r.eq_ignore_ascii_case(name));
+    headers.extend(forwarded.iter().filter(|(name, _)| !ours(name)).cloned());
     for (name, value) in &config.proxy_static_http_headers {
-        headers.push((name.to_ascii_lowercase(), value.clone()));
+        if !ours(name) {
+            headers.push((name.to_ascii_lowercase(), value.clone()));
+        }
     }
     headers
 }
@@ -502,6 +523,40 @@ mod tests {
             let Err(Failure(cause)) = read else { panic!("{why}: accepted") };
             assert!(cause.contains(why), "{cause} should name {why}");
         }
+    }
+
+    /// A client's Content-Length: 0 forwarded made the call's body vanish, its Host sent the
+    /// call to another virtual host, an emulated Transfer-Encoding re-framed it: headers that
+    /// frame or route the call are rotor's own, whatever the allow-list and static headers say.
+    #[test]
+    fn framing_and_routing_headers_are_never_forwarded_or_added() {
+        let names = ["Content-Length", "Transfer-Encoding", "Host", "Connection", "Content-Type", "Cookie"];
+        let config = Config {
+            proxy_http_headers: names.iter().map(|n| n.to_string()).collect(),
+            proxy_static_http_headers: BTreeMap::from([
+                ("Host".to_owned(), "elsewhere".to_owned()),
+                ("X-Static".to_owned(), "1".to_owned()),
+            ]),
+            ..Default::default()
+        };
+        let headers: Vec<(&str, &[u8])> = vec![
+            ("content-length", b"0"),
+            ("host", b"rotor.example"),
+            ("content-type", b"text/plain"),
+            ("connection", b"upgrade"),
+            ("cookie", b"a=1"),
+        ];
+        let mut forwarded = forwarded_headers(&config, &headers);
+        let emulated = BTreeMap::from([("Transfer-Encoding".to_owned(), "chunked".to_owned())]);
+        merge_emulated(&config, &mut forwarded, &emulated);
+        assert_eq!(
+            request_headers(&config, &forwarded),
+            vec![
+                ("content-type".to_owned(), "application/json".to_owned()),
+                ("cookie".to_owned(), "a=1".to_owned()),
+                ("x-static".to_owned(), "1".to_owned()),
+            ]
+        );
     }
 
     #[test]

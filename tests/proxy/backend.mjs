@@ -7,11 +7,14 @@
 // Proxy port: POST /connect, /refresh, /subscribe, /publish, /rpc, /sub_refresh. What comes
 // back depends on the request: the connect `data.mode` or cookie, the rpc `method`, the
 // subscribe/publish channel name (a part after the namespace: `ok`, `error`, `disconnect`,
-// `slow`, `malformed`, `status500`, `badcode`, `huge`, `drop`). Also GET /page (a page on the
+// `slow`, `malformed`, `status500`, `badcode`, `huge`, `drop`; hostile ones: `drip` (a valid
+// answer a byte every 300 ms), `endless` (a chunked body that never ends), `gzipbomb` (16 MiB
+// of spaces, gzipped), `redirect` (307 to /followed, which would answer a result)). Also GET /page (a page on the
 // backend's origin that sets a session cookie and opens a plain EventSource to rotor).
 // Control port: GET /calls (every call so far), POST /down (stop listening and drop every
 // connection: calls are refused), POST /up (listen again on the same port).
 import http from 'node:http';
+import zlib from 'node:zlib';
 
 const calls = [];
 const MAX_CALLS = 10000;
@@ -89,6 +92,31 @@ async function answer(kind, body, req, res) {
       return json(200, { result: { data: 'x'.repeat(2 * 1024 * 1024) } });
     case 'drop':
       return req.socket.destroy();
+    case 'drip': {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      for (const ch of JSON.stringify({ result: result(kind, body, req.headers) })) {
+        if (res.destroyed) return;
+        res.write(ch);
+        await sleep(300);
+      }
+      return res.end();
+    }
+    case 'endless': {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      const chunk = Buffer.alloc(64 * 1024, 32);
+      while (!res.destroyed) {
+        if (!res.write(chunk)) await new Promise((r) => { res.once('drain', r); res.once('close', r); });
+      }
+      return;
+    }
+    case 'gzipbomb': {
+      const bomb = zlib.gzipSync(Buffer.alloc(16 * 1024 * 1024, 32));
+      res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' });
+      return res.end(bomb);
+    }
+    case 'redirect':
+      res.writeHead(307, { location: '/followed' });
+      return res.end();
     case 'anonymous_refused':
       return json(200, { disconnect: { code: 4403, reason: 'login first' } });
     default:

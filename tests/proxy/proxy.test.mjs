@@ -230,6 +230,21 @@ describe('rpc proxy', () => {
     assert.deepEqual(r.closed, { code: 4501, reason: 'go away' });
     await by.stillWorks();
   });
+
+  it('a hostile backend (a byte at a time, an endless body, a gzip bomb, a redirect) is error 100 within the timeout', async () => {
+    const by = await bystander();
+    const c = track(bidi());
+    assert.ok((await c.send({ connect: { data: { user: uniq('rpc') } } })).connect);
+    for (const method of ['drip', 'endless', 'gzipbomb', 'redirect']) {
+      const t0 = Date.now();
+      const r = await c.send({ rpc: { method } });
+      assert.equal(r.error?.code, 100, `${method}: ${JSON.stringify(r)}`);
+      assert.ok(Date.now() - t0 < 2500, `${method}: answered in ${Date.now() - t0} ms (timeout 1 s)`);
+    }
+    assert.equal((await calls((c) => c.kind === 'followed')).length, 0, 'redirects are not followed');
+    assert.ok((await c.send({ rpc: { method: 'echo' } })).rpc, 'the connection goes on');
+    await by.stillWorks();
+  });
 });
 
 describe('subscribe and publish proxies', () => {

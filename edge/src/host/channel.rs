@@ -55,6 +55,8 @@ struct ChannelHost {
 
 impl DurableObject for ChannelObject {
     fn new(state: State, env: Env) -> Self {
+        // Installs the isolate's logger (the config is read once per isolate and cached).
+        let _ = crate::host::load_config(&env);
         let host = ChannelHost {
             state,
             env,
@@ -82,7 +84,7 @@ impl DurableObject for ChannelObject {
             let request = match BrokerRequest::try_from(request) {
                 Ok(r) => r,
                 Err(e) => {
-                    worker::console_error!("rotor: bad broker request: {e}");
+                    tracing::error!("bad broker request: {e}");
                     replies.push(wire::reply_to(RequestId(id), &Err(shared::protocol::Error::bad_request())));
                     continue;
                 }
@@ -231,7 +233,7 @@ impl ChannelHost {
                     }
                 }
                 Ok(_) => {}
-                Err(e) => worker::console_error!("rotor: delivery to node {node} on {channel}: {e}"),
+                Err(e) => tracing::error!("delivery to node {node} on {channel}: {e}"),
             }
         }
     }
@@ -247,7 +249,7 @@ impl ChannelHost {
         self.broker.borrow_mut().handle_request(request, now);
         self.drain(&mut Vec::new());
         if let Err(e) = self.persist() {
-            worker::console_error!("rotor: channel {channel}: {e}");
+            tracing::error!("channel {channel}: {e}");
         }
     }
 
@@ -270,7 +272,7 @@ impl ChannelHost {
         wasm_bindgen_futures::spawn_local(async move {
             let date = js_sys::Date::new(&wasm_bindgen::JsValue::from(at.as_millis() as f64));
             if let Err(e) = storage.set_alarm(worker::ScheduledTime::new(date)).await {
-                worker::console_error!("rotor: channel alarm: {e}");
+                tracing::error!("channel alarm: {e}");
             }
         });
     }

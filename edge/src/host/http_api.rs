@@ -56,6 +56,9 @@ pub async fn run(
 }
 
 fn answer(method: &str, result: std::result::Result<Value, Error>, transport_errors: bool) -> Result<Response> {
+    if let Err(e) = &result {
+        tracing::info!(method, code = e.code, message = %e.message, "api error");
+    }
     let (status, body) = api::http_answer(method, &result, transport_errors);
     http::json(status, body.to_string())
 }
@@ -124,7 +127,7 @@ impl ApiRunner {
             match answer {
                 Ok(r) => results.push(r),
                 Err(e) => {
-                    worker::console_error!("rotor: api {method} on a node: {e}");
+                    tracing::error!("api {method} on a node: {e}");
                     results.push(Err(Error::internal()));
                 }
             }
@@ -170,7 +173,7 @@ impl ApiRunner {
                     }
                     other => {
                         if let Err(e) = other {
-                            worker::console_error!("rotor: api: channel {channel}: {e}");
+                            tracing::error!("api: channel {channel}: {e}");
                         }
                         let event = BrokerEvent::Reply { id: request.id, result: Err(Error::internal()) };
                         self.hub.handle_broker(event, now);

@@ -5,6 +5,7 @@ mod admin;
 mod channel;
 mod http;
 mod http_api;
+mod logging;
 mod node;
 mod worker_entry;
 
@@ -36,6 +37,10 @@ pub const CONNECTION_API_PATH: &str = "/_rotor/api";
 pub const ADMIN_LOGIN_PATH: &str = "/_rotor/admin_login";
 /// An emulation request the Worker checked, for the node holding its session (Protobuf).
 pub const EMULATION_PATH: &str = "/_rotor/emulation";
+/// The node object's figures for `/metrics` (JSON of `shared::metrics::Snapshot`).
+pub const METRICS_PATH: &str = "/_rotor/metrics";
+/// A round trip through a node object, for `/health`.
+pub const HEALTH_PATH: &str = "/_rotor/health";
 
 /// Milliseconds since the Unix epoch. Time moves only between I/O on Workers: read it once
 /// per event and pass it down.
@@ -70,8 +75,9 @@ pub fn load_config(env: &Env) -> Result<Loaded, String> {
         return cached;
     }
     let result = parse_env(env);
-    if let Err(e) = &result {
-        worker::console_error!("rotor: configuration error: {e}");
+    match &result {
+        Ok(loaded) => logging::init(&loaded.config.log_level),
+        Err(e) => worker::console_error!("rotor: configuration error: {e}"),
     }
     LOADED.with(|l| *l.borrow_mut() = Some(result.clone()));
     result

@@ -32,6 +32,11 @@ impl Rotor {
     /// Starts `rotor -c <config>` with `extra` keys over the test defaults; `timeouts` sets the
     /// hidden test override of the connection timeouts.
     pub fn start(name: &str, extra: Value, timeouts: Option<&str>) -> Rotor {
+        Rotor::start_with_env(name, extra, timeouts, &[])
+    }
+
+    /// [`Rotor::start`] with environment variables set for the process (test hooks).
+    pub fn start_with_env(name: &str, extra: Value, timeouts: Option<&str>, env: &[(&str, &str)]) -> Rotor {
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
         let dir = std::env::temp_dir();
         let config = dir.join(format!("rotor-{name}-{}-{port}.json", std::process::id()));
@@ -63,6 +68,7 @@ impl Rotor {
         if let Some(t) = timeouts {
             command.env("ROTOR_TEST_TIMEOUTS_MS", t);
         }
+        command.envs(env.iter().copied());
         let child = command.spawn().expect("rotor starts");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let mut rotor = Rotor { child, addr, config, log };

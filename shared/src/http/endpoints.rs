@@ -13,6 +13,8 @@ pub enum Endpoint {
     UniWebsocket,
     Emulation,
     Health,
+    /// Prometheus metrics (config `prometheus`, at `prometheus_handler_prefix`).
+    Metrics,
     /// `POST <prefix>/<method>` and the legacy `POST <prefix>`.
     Api,
     /// The admin web UI's page (`admin_handler_prefix`, `/` when empty).
@@ -41,7 +43,7 @@ pub struct Endpoints {
 }
 
 /// The key, path (default for an empty value) and whether the endpoint is on.
-fn keyed(c: &Config) -> [(&'static str, &str, &'static str, bool, Endpoint); 9] {
+fn keyed(c: &Config) -> [(&'static str, &str, &'static str, bool, Endpoint); 10] {
     let emulation = c.http_stream || c.sse;
     [
         ("api_handler_prefix", c.api_handler_prefix.as_str(), "/api", !c.api_disable, Endpoint::Api),
@@ -77,6 +79,7 @@ fn keyed(c: &Config) -> [(&'static str, &str, &'static str, bool, Endpoint); 9] 
         ),
         ("emulation_handler_prefix", &c.emulation_handler_prefix, "/emulation", emulation, Endpoint::Emulation),
         ("health_handler_prefix", &c.health_handler_prefix, "/health", true, Endpoint::Health),
+        ("prometheus_handler_prefix", &c.prometheus_handler_prefix, "/metrics", c.prometheus, Endpoint::Metrics),
     ]
 }
 

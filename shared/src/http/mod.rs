@@ -269,6 +269,13 @@ pub enum Decision {
     Emulation(EmulationCall),
     /// Healthy when the host's engine answers.
     Health,
+    /// The node's figures in the Prometheus text format ([`crate::metrics`]).
+    /// `authorized`: the request carries the API key (or the API is insecure); the native
+    /// server serves metrics to anyone who reaches the port, as Centrifugo does, while the
+    /// edge, reachable from the whole Internet, asks for the key.
+    Metrics {
+        authorized: bool,
+    },
     Answer(Answer),
 }
 
@@ -333,6 +340,12 @@ pub fn decide(config: &Config, endpoints: &Endpoints, req: &Request<'_>) -> Rout
             _ => Decision::Answer(Answer::method_not_allowed("POST")),
         },
         Endpoint::Health => Decision::Health,
+        Endpoint::Metrics => match req.method {
+            "GET" | "HEAD" => {
+                Decision::Metrics { authorized: config.api_insecure || api_key_matches(req, &config.api_key) }
+            }
+            _ => Decision::Answer(Answer::method_not_allowed("GET")),
+        },
         Endpoint::Api => Decision::Answer(Answer::not_found()), // taken above
         Endpoint::AdminPage => match req.method {
             "GET" | "HEAD" => Decision::Answer(crate::admin::page()),

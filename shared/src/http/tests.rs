@@ -174,3 +174,22 @@ fn content_lengths() {
         assert_eq!(content_length(&h(bad)).unwrap_err().status, 400, "{bad:?}");
     }
 }
+
+#[test]
+fn metrics_only_when_prometheus_is_on_and_say_whether_the_key_came() {
+    let off = config(r#"{"api_key": "secret"}"#);
+    assert_eq!(answer(run(&off, "GET", "/metrics", &[])).status, 404);
+    let on = config(r#"{"api_key": "secret", "prometheus": true}"#);
+    let authorized = |r: Routed| match r.decision {
+        Decision::Metrics { authorized } => authorized,
+        other => panic!("expected metrics, got {other:?}"),
+    };
+    assert!(!authorized(run(&on, "GET", "/metrics", &[])));
+    assert!(!authorized(run(&on, "GET", "/metrics", &[("x-api-key", "wrong")])));
+    assert!(authorized(run(&on, "GET", "/metrics", &[("x-api-key", "secret")])));
+    assert!(authorized(run(&on, "GET", "/metrics?api_key=secret", &[])));
+    assert_eq!(answer(run(&on, "POST", "/metrics", &[])).status, 405);
+    // Its path is taken: no other endpoint may move onto it.
+    let clash: Config = serde_json::from_str(r#"{"prometheus": true, "health_handler_prefix": "/metrics"}"#).unwrap();
+    assert!(clash.validate().unwrap_err().to_string().contains("/metrics"));
+}

@@ -430,6 +430,7 @@ impl Hub {
             return;
         }
         let info = s.info(&sub.chan_info);
+        let transport = s.transport;
         let Some(sub) = s.subs.get_mut(channel) else { return };
         sub.state = SubState::Active;
         let buffered = std::mem::take(&mut sub.buffer);
@@ -438,7 +439,7 @@ impl Hub {
         self.snapshot_changed(session);
         if let Some(subs) = self.channels.get_mut(channel) {
             subs.pending.remove(&session);
-            subs.active.insert(session);
+            subs.insert_active(session, transport);
         }
         for (epoch, publication) in buffered {
             self.deliver_to(session, channel, &epoch, &publication);

@@ -241,9 +241,11 @@ impl Hub {
                 continue; // a recovery hint for a subscription we already make
             }
             // A channel the client could not subscribe to (unknown namespace included) is
-            // left out of the result, as Centrifugo does; the connection goes on.
+            // left out of the result, as Centrifugo does; the connection goes on. So is one
+            // whose subscriptions the backend decides: only a subscribe command asks it.
             let Ok(opts) = c.namespace_for(channel) else { continue };
             if self.valid_channel_name(channel, opts)
+                && !self.subscribe_proxied(&credentials.user, channel, opts)
                 && self.may_subscribe_without_token(&credentials.user, channel, opts)
             {
                 plans.insert(
@@ -257,6 +259,12 @@ impl Hub {
 
     pub(crate) fn refuse_connect(&mut self, session: SessionId, command: u32, refusal: Refusal, now: Timestamp) {
         let Some(s) = self.sessions.get_mut(&session) else { return };
+        let (code, reason) = match &refusal {
+            Refusal::Disconnect(d) => (d.code, d.reason.as_str()),
+            Refusal::Error(e) => (e.code, e.message.as_str()),
+        };
+        let (client, transport) = (&*s.client, s.transport.name());
+        tracing::info!(client, transport, code, reason, "connection refused");
         match refusal {
             Refusal::Disconnect(d) => self.disconnect(session, d, now),
             Refusal::Error(e) if s.transport.is_unidirectional() => {
@@ -386,9 +394,11 @@ impl Hub {
         };
         s.state = State::Connected;
         s.busy = false;
+        tracing::debug!(client = &*s.client, user = &*s.user, transport = s.transport.name(), "client connected");
         if !self.send_encoded(session, encoded, true) {
             return;
         }
+        self.count_reply(session, &Reply { id: pending.command_id, ..Default::default() });
         self.snapshot_changed(session);
         for (channel, publications) in replay {
             for publication in publications {

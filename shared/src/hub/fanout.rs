@@ -56,12 +56,17 @@ impl Hub {
         let mut lost = Vec::new();
         let mut ids = Vec::new();
         let offset = publication.offset;
+        // Deliveries by transport, counted once for the batch: every active subscriber, less
+        // the few skipped below.
+        let mut sent = subscribers.by_transport;
         for &session in &subscribers.active {
             let Some(s) = self.sessions.get_mut(&session) else { continue };
             let Some(sub) = s.subs.get_mut_shared(&shared_name) else { continue };
             let base_ok = super::delta::holds_base(sub, epoch, offset);
             if offset > 0 {
                 if sub.positioned && (*sub.epoch != **epoch || sub.offset.checked_add(1) != Some(offset)) {
+                    let skipped = &mut sent[s.transport.metric_index()];
+                    *skipped = skipped.saturating_sub(1);
                     if offset <= sub.offset && *sub.epoch == **epoch {
                         continue; // already delivered (recovery overlap)
                     }
@@ -82,7 +87,11 @@ impl Hub {
             match data {
                 Ok(data) if s.has_event_ids() => ids.push((session, data)),
                 Ok(data) => self.outputs.push_back(Output::Send { session, data }),
-                Err(NotJson) => lost.push(Lost::WrongProtocol(session)),
+                Err(NotJson) => {
+                    let skipped = &mut sent[s.transport.metric_index()];
+                    *skipped = skipped.saturating_sub(1);
+                    lost.push(Lost::WrongProtocol(session));
+                }
             }
         }
         for &session in &subscribers.pending {
@@ -90,6 +99,7 @@ impl Hub {
                 sub.buffer.push((epoch.clone(), publication.clone()));
             }
         }
+        self.count_received(crate::metrics::MessageType::Publication, &sent);
         for (session, data) in ids {
             self.send_event(session, data);
         }
@@ -156,13 +166,17 @@ impl Hub {
         };
         let mut encoded = Encoded::new(push);
         let mut sends = Vec::new();
+        let mut sent = [0u64; crate::metrics::TRANSPORTS.len()];
         for &session in &subscribers.active {
             let Some(s) = self.sessions.get(&session) else { continue };
             if !s.subs.get(channel).is_some_and(|sub| sub.push_join_leave && sub.state == SubState::Active) {
                 continue;
             }
+            sent[s.transport.metric_index()] += 1;
             sends.push((session, encoded.get(s.wire)));
         }
+        let kind = if join { crate::metrics::MessageType::Join } else { crate::metrics::MessageType::Leave };
+        self.count_received(kind, &sent);
         for (session, encoded) in sends {
             self.send_encoded(session, encoded, false);
         }

@@ -9,6 +9,7 @@ mod connect;
 mod delta;
 mod event_ids;
 mod fanout;
+mod metrics;
 mod position_check;
 mod proxy;
 mod recovery_modes;
@@ -97,6 +98,25 @@ enum Pending {
 struct ChannelSubscribers {
     active: BTreeSet<SessionId>,
     pending: BTreeSet<SessionId>,
+    /// Active subscribers by transport (`metrics::TRANSPORTS`): a publication's deliveries are
+    /// counted once per batch from these, not once per subscriber.
+    by_transport: [u64; crate::metrics::TRANSPORTS.len()],
+}
+
+impl ChannelSubscribers {
+    fn insert_active(&mut self, session: SessionId, transport: Transport) {
+        if self.active.insert(session) {
+            self.by_transport[transport.metric_index()] += 1;
+        }
+    }
+
+    fn remove_active(&mut self, session: SessionId, transport: Option<Transport>) {
+        if self.active.remove(&session) {
+            if let Some(n) = transport.and_then(|t| self.by_transport.get_mut(t.metric_index())) {
+                *n = n.saturating_sub(1);
+            }
+        }
+    }
 }
 
 pub struct Hub {
@@ -128,6 +148,11 @@ pub struct Hub {
     /// Proxy calls waiting for the backend (each also holds a timer of its session).
     proxies: HashMap<crate::proxy::ProxyId, proxy::ProxyCall>,
     next_proxy: u64,
+    /// Prometheus counters (see `metrics.rs`); kept only when `counting` (config `prometheus`).
+    metrics: crate::metrics::Metrics,
+    counting: bool,
+    /// The time of the command being handled, for its reply's duration.
+    now: Timestamp,
     /// Each namespace's compiled `channel_regex`, by pattern.
     channel_regexes: BTreeMap<String, regex::Regex>,
 }
@@ -164,6 +189,7 @@ impl Hub {
             TokenVerifier::new(keys, &c.token_audience, &c.token_issuer, "")
         };
         let event_id_key = event_id_key(&config);
+        let config_prometheus = config.prometheus;
         let mut channel_regexes = BTreeMap::new();
         let patterns =
             std::iter::once(&c.channel.channel_regex).chain(c.namespaces.iter().map(|n| &n.options.channel_regex));
@@ -193,6 +219,9 @@ impl Hub {
             tracking: None,
             proxies: HashMap::new(),
             next_proxy: 1,
+            metrics: Default::default(),
+            counting: config_prometheus,
+            now,
             channel_regexes,
         })
     }
@@ -253,6 +282,7 @@ impl Hub {
     /// `client_stale_close_delay`.
     pub fn handle_open(&mut self, session: SessionId, transport: Transport, now: Timestamp) {
         self.open_session(session, transport);
+        self.count_open(transport);
         // WebSocket clients send their connect after the upgrade and may never do so; HTTP
         // transports carry it in the request, which the host hands over right after opening.
         if matches!(transport, Transport::Websocket(_) | Transport::UniWebsocket) {
@@ -289,6 +319,7 @@ impl Hub {
                 bad_frame: false,
                 restoring: false,
                 proxy: None,
+                command: (crate::metrics::UNKNOWN_METHOD as u8, Timestamp(0)),
             }),
         );
     }
@@ -359,6 +390,7 @@ impl Hub {
     }
 
     pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.now = now;
         while let Some((at, session, timer)) = self.timers.first().cloned() {
             if at > now {
                 break;
@@ -369,6 +401,7 @@ impl Hub {
     }
 
     pub fn handle_broker(&mut self, event: BrokerEvent, now: Timestamp) {
+        self.now = now;
         match event {
             BrokerEvent::Reply { id, result } => {
                 if let Some(pending) = self.pending.remove(&id) {
@@ -394,8 +427,10 @@ impl Hub {
         self.end(session, disconnect);
     }
 
-    /// Closes every session (server shutdown), code 3001.
+    /// Closes every session (server shutdown), code 3001: clients reconnect (to another node,
+    /// or to this one once restarted). Hosts stop opening sessions first.
     pub fn shutdown(&mut self, now: Timestamp) {
+        tracing::info!(clients = self.sessions.len(), "shutdown: disconnecting every client (3001)");
         let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
         for id in ids {
             self.disconnect(id, Disconnect::shutdown(), now);
@@ -426,6 +461,7 @@ impl Hub {
                 }
                 return;
             };
+            self.count_command(session, &command, now);
             self.dispatch(session, command, now);
         }
     }
@@ -434,6 +470,7 @@ impl Hub {
         let id = RequestId(self.next_request);
         self.next_request = self.next_request.wrapping_add(1);
         self.pending.insert(id, pending);
+        self.count_broker_op(&op);
         self.outputs.push_back(Output::Broker(BrokerRequest { id, channel: channel.to_owned(), op }));
         id
     }
@@ -457,6 +494,7 @@ impl Hub {
     }
 
     fn reply(&mut self, session: SessionId, reply: Reply) {
+        self.count_reply(session, &reply);
         if let Some(s) = self.sessions.get(&session) {
             let encoded = s.wire.reply(&reply);
             self.send_encoded(session, encoded, false);
@@ -483,6 +521,9 @@ impl Hub {
     /// Ends a session: the disconnect push where the transport carries one, the close, and
     /// everything the session held.
     pub(crate) fn end(&mut self, session: SessionId, disconnect: Disconnect) {
+        let Some(s) = self.sessions.get(&session) else { return };
+        log_disconnect(&s.client, &s.user, s.transport, &disconnect);
+        self.count_disconnect(&disconnect);
         let Some(s) = self.sessions.get(&session) else { return };
         if s.transport.pushes_disconnect() {
             // A disconnect carries no payload: it encodes on every wire.
@@ -524,6 +565,10 @@ impl Hub {
             leaving.push((channel.clone(), sub.presence, sub.emit_join_leave && joined, info_of(sub)));
         }
         for (channel, presence, join_leave, info) in leaving {
+            // The session is gone from `sessions`: its transport is known here only.
+            if let Some(subs) = self.channels.get_mut(&channel) {
+                subs.remove_active(session, Some(s.transport));
+            }
             self.leave_channel(session, &channel, presence, join_leave, info);
         }
     }
@@ -543,9 +588,10 @@ impl Hub {
         if join_leave {
             self.request(channel, BrokerOp::Leave { info }, Pending::Ignore);
         }
+        let transport = self.sessions.get(&session).map(|s| s.transport);
         let empty = match self.channels.get_mut(channel) {
             Some(subs) => {
-                subs.active.remove(&session);
+                subs.remove_active(session, transport);
                 subs.pending.remove(&session);
                 subs.active.is_empty() && subs.pending.is_empty()
             }
@@ -574,6 +620,17 @@ impl Hub {
         } else {
             self.rng.next_u64() % n
         }
+    }
+}
+
+/// Disconnects the server decides: `debug`, but a slow client or a limit reached is worth
+/// an operator's `info`.
+fn log_disconnect(client: &str, user: &str, transport: Transport, d: &Disconnect) {
+    let (code, reason, transport) = (d.code, d.reason.as_str(), transport.name());
+    if matches!(code, 3008 | 3013 | 3504 | 3505 | 3509) {
+        tracing::info!(client, user, transport, code, reason, "client disconnected");
+    } else {
+        tracing::debug!(client, user, transport, code, reason, "client disconnected");
     }
 }
 

@@ -370,6 +370,8 @@ impl Hub {
         let grant = match grant {
             // Subscribed meanwhile (by the server API): the command's answer says so.
             Ok(_) if s.subs.contains_key(req.channel.as_str()) => Err(Error::already_subscribed()),
+            // Already past its expiry: 110 "expired", as for a connect (and in Centrifugo).
+            Ok(g) if g.expires_at_ms.is_some_and(|at| at <= now.as_millis()) => Err(Error::expired()),
             other => other,
         };
         let opts = self.config.namespace_for(&req.channel).cloned();
@@ -471,7 +473,8 @@ impl Hub {
                 return self.disconnect(session, Disconnect::server_error(), now);
             }
         };
-        if r.expired {
+        // Refreshed into the past is expired too: asking again would only loop.
+        if r.expired || r.expires_at_ms().is_some_and(|at| at <= now.as_millis()) {
             return self.disconnect(session, Disconnect::expired(), now);
         }
         let expires_at = r.expires_at_ms().map(Timestamp);
@@ -489,7 +492,7 @@ impl Hub {
         }
         self.snapshot_changed(session);
         match expires_at {
-            // An expiry already past would ask again at once: wait a second at least.
+            // Later than now (checked above); a second at least between two calls.
             Some(at) => self.schedule(at.max(now.after_ms(1000)), session, Timer::Refresh),
             None => self.cancel(session, &Timer::Refresh),
         }
@@ -506,7 +509,7 @@ impl Hub {
                 return self.disconnect(session, Disconnect::server_error(), now);
             }
         };
-        if r.expired {
+        if r.expired || r.expires_at_ms().is_some_and(|at| at <= now.as_millis()) {
             return self.disconnect(session, Disconnect::subscription_expired(), now);
         }
         let expires_at = r.expires_at_ms().map(Timestamp);

@@ -113,6 +113,8 @@ pub(crate) struct Session {
     /// Rebuilt after the host lost its memory, with subscriptions still being re-made: the
     /// session is `busy` (its commands wait) until they all have answered.
     pub restoring: bool,
+    /// The client method of the command being handled and when it started (metrics).
+    pub command: (u8, Timestamp),
     /// What proxies to the application backend need of this connection (boxed: most
     /// deployments have no proxy).
     pub proxy: Option<Box<SessionProxy>>,

@@ -50,7 +50,7 @@ impl NodeHost {
                         self.with_hub(|hub| hub.handle_broker(event, now));
                     }
                 }
-                Err(e) => worker::console_error!("rotor: channel {channel}: {e}"),
+                Err(e) => tracing::error!("channel {channel}: {e}"),
             }
             for request in &batch {
                 if !answered.contains(&request.id.0) {

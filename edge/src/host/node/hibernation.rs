@@ -39,7 +39,7 @@ impl NodeHost {
         *self.hub.borrow_mut() = Some(hub.without_websocket_pings().tracking_snapshots());
         if let Err(e) = self.wake_up(now) {
             // Sockets that cannot be rebuilt must not linger unpinged: clients reconnect.
-            worker::console_error!("rotor: node wake-up: {e}");
+            tracing::error!("node wake-up: {e}");
             let d = Disconnect::shutdown();
             for ws in self.state.get_websockets() {
                 let (code, reason) = d.websocket_close();
@@ -155,7 +155,7 @@ impl NodeHost {
             let (attachment, write) = node_store::place(session.0, snapshot.as_ref(), in_table);
             if let Some(Sink::Socket { ws, .. }) = self.sinks.borrow().get(&session) {
                 if let Err(e) = ws.serialize_attachment(&attachment) {
-                    worker::console_error!("rotor: attachment of session {}: {e}", session.0);
+                    tracing::error!("attachment of session {}: {e}", session.0);
                 }
             }
             match &write {
@@ -167,7 +167,7 @@ impl NodeHost {
         }
         for write in writes {
             if let Err(e) = self.store(write) {
-                worker::console_error!("rotor: node storage: {e}");
+                tracing::error!("node storage: {e}");
             }
         }
         if changes.positions.is_empty() {
@@ -182,7 +182,7 @@ impl NodeHost {
                 let due = std::mem::take(&mut *host.positions_due.borrow_mut());
                 for (channel, position) in due {
                     if let Err(e) = host.store(node_store::position_write(&channel, position.as_ref())) {
-                        worker::console_error!("rotor: node storage: {e}");
+                        tracing::error!("node storage: {e}");
                     }
                 }
             });

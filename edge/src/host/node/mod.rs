@@ -37,7 +37,10 @@ use worker::{
 };
 
 use super::http::{self, text};
-use super::{load_config, now, random_u64, ADMIN_LOGIN_PATH, CONNECTION_API_PATH, EMULATION_PATH, EVENTS_PATH};
+use super::{
+    load_config, now, random_u64, ADMIN_LOGIN_PATH, CONNECTION_API_PATH, EMULATION_PATH, EVENTS_PATH, HEALTH_PATH,
+    METRICS_PATH,
+};
 use crate::batches::Batches;
 use crate::node_store::Attachment;
 
@@ -94,6 +97,8 @@ struct NodeHost {
     next_api: Cell<u64>,
     /// Failed admin logins (`node-0` takes every login; see `super::admin`).
     admin_logins: RefCell<shared::admin::LoginGuard>,
+    /// When this life of the object began (the health test hook counts from it).
+    started: Timestamp,
 }
 
 impl DurableObject for NodeObject {
@@ -119,6 +124,7 @@ impl DurableObject for NodeObject {
             api_waiters: RefCell::new(HashMap::new()),
             next_api: Cell::new(1),
             admin_logins: RefCell::default(),
+            started: now(),
         };
         NodeObject { host: Rc::new(host) }
     }
@@ -141,6 +147,14 @@ impl DurableObject for NodeObject {
         if path == ADMIN_LOGIN_PATH {
             return super::admin::check_login(req, &host.env, &host.admin_logins).await;
         }
+        if path == METRICS_PATH {
+            let snapshot = host.with_hub(|hub| hub.metrics_snapshot()).unwrap_or_default();
+            let body = serde_json::to_string(&snapshot).map_err(|e| worker::Error::RustError(e.to_string()))?;
+            return http::json(200, body);
+        }
+        if path == HEALTH_PATH {
+            return host.health().await;
+        }
         let loaded = load_config(&host.env).map_err(worker::Error::RustError)?;
         let routed = http::decide(&req, &loaded)?;
         let cors = routed.cors();
@@ -153,7 +167,8 @@ impl DurableObject for NodeObject {
             | Decision::Emulation(_)
             | Decision::Health
             | Decision::AdminLogin(_)
-            | Decision::AdminApi(_) => http::answer(Answer::not_found())?,
+            | Decision::AdminApi(_)
+            | Decision::Metrics { .. } => http::answer(Answer::not_found())?,
         };
         http::with_cors(response, &cors)
     }
@@ -204,6 +219,19 @@ impl DurableObject for NodeObject {
 }
 
 impl NodeHost {
+    /// Answers a health round trip. A test hook (`TEST_NODE_STALL_MS` in the environment)
+    /// makes the object stop answering that long after it started, so tests can see
+    /// `/health` turn 503.
+    async fn health(&self) -> Result<Response> {
+        let hook = self.env.var("TEST_NODE_STALL_MS").or_else(|_| self.env.secret("TEST_NODE_STALL_MS"));
+        let stall_after = hook.ok().and_then(|v| v.to_string().parse::<u64>().ok());
+        if stall_after.is_some_and(|ms| now().0 >= self.started.0.saturating_add(ms)) {
+            tracing::warn!("test hook: the node object stops answering (TEST_NODE_STALL_MS)");
+            worker::Delay::from(std::time::Duration::from_secs(30)).await;
+        }
+        text(200, "{}")
+    }
+
     /// Runs `f` on the hub, if there is one (it exists from the first request on).
     fn with_hub<R>(&self, f: impl FnOnce(&mut Hub) -> R) -> Option<R> {
         let mut hub = self.hub.borrow_mut();

@@ -72,7 +72,7 @@ impl NodeHost {
                 }
                 Output::Proxy(request) => self.proxy(request),
                 Output::ProxyFailed { kind, endpoint, cause } => {
-                    worker::console_error!("rotor: {} proxy call to {endpoint} failed: {cause}", kind.name());
+                    tracing::warn!(proxy = kind.name(), %endpoint, %cause, "{} proxy call to {endpoint} failed: {cause}", kind.name());
                 }
             }
         }

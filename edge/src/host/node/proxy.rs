@@ -1,6 +1,6 @@
 //! Proxy calls to the application backend from a node object: the hub's
 //! [`ProxyRequest`]s go out with `fetch` (bounded by the call's timeout, and the answer
-//! read to at most [`MAX_ANSWER_BYTES`] + 1), and what comes back goes to
+//! read to at most [`MAX_ANSWER_BYTES`] + 1, redirects not followed), and what comes back goes to
 //! `Hub::handle_proxy_reply`. The hub owns the timeout; the fetch is aborted at it too, so
 //! nothing outlives the call.
 
@@ -9,7 +9,7 @@ use std::rc::Rc;
 use futures_util::future::{select, Either};
 use futures_util::StreamExt;
 use shared::proxy::{ProxyOutcome, ProxyRequest, MAX_ANSWER_BYTES};
-use worker::{AbortController, Fetch, Headers, Method, Request, RequestInit};
+use worker::{AbortController, Fetch, Headers, Method, Request, RequestInit, RequestRedirect};
 
 use super::NodeHost;
 use crate::host::now;
@@ -52,7 +52,12 @@ async fn post(request: ProxyRequest, signal: worker::AbortSignal) -> ProxyOutcom
     }
     let body = js_sys::Uint8Array::from(&request.body[..]);
     let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_headers(headers).with_body(Some(body.into()));
+    // A redirect is an answer like any other 3xx (refused by its status), as natively: fetch
+    // would follow it by default, re-sending the body and forwarded headers elsewhere.
+    init.with_method(Method::Post)
+        .with_headers(headers)
+        .with_body(Some(body.into()))
+        .with_redirect(RequestRedirect::Manual);
     let req = match Request::new_with_init(&request.endpoint, &init) {
         Ok(r) => r,
         Err(e) => return failed("request", e),

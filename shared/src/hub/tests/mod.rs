@@ -667,5 +667,6 @@ fn a_restored_subscription_token_still_expires() {
 
 mod channel_options;
 mod delta;
+mod metrics;
 mod proxy;
 mod untrusted;

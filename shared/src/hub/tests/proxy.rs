@@ -313,3 +313,71 @@ fn commands_behind_a_refused_proxied_connect_meet_the_refusal() {
     assert!(rig.closed.contains(&(s, 3501)), "{:?}", rig.closed);
     assert!(rig.proxied.is_empty());
 }
+
+/// A backend that keeps answering refreshes with an `expire_at` already past must not be
+/// asked again every second forever: the credentials are expired, as in Centrifugo.
+#[test]
+fn a_refresh_answer_already_expired_ends_the_connection_instead_of_asking_again() {
+    let mut rig = Rig::new(proxy_config());
+    let s = rig.ws_proxied(1, vec![]);
+    let at = T0.as_millis() / 1000 + 10;
+    rig.answer(ok(json!({"result": {"user": "7", "expire_at": at}})), T0);
+    rig.take(s);
+    let t1 = Timestamp(at * 1000);
+    rig.hub.handle_timeout(t1);
+    rig.pump();
+    let call = rig.answer(ok(json!({"result": {"expire_at": at - 5}})), t1);
+    assert_eq!(call.kind, ProxyKind::Refresh);
+    assert!(rig.closed.contains(&(s, 3005)), "{:?}", rig.closed);
+    rig.hub.handle_timeout(t1.after_ms(60_000));
+    rig.pump();
+    assert!(rig.proxied.is_empty(), "no further refresh call");
+}
+
+#[test]
+fn subscribe_and_sub_refresh_answers_already_expired_are_refused() {
+    let mut config = (*proxy_config()).clone();
+    config.proxy_sub_refresh_endpoint = "http://127.0.0.1:9/sub_refresh".into();
+    config.namespaces[0].options.proxy_sub_refresh = true;
+    let mut rig = Rig::new(Arc::new(config));
+    let s = rig.ws(1, "1");
+    rig.take(s);
+    let past = T0.as_millis() / 1000 - 1;
+    rig.frame(s, json!({"id": 2, "subscribe": {"channel": "px:a"}}));
+    rig.answer(ok(json!({"result": {"expire_at": past}})), T0);
+    assert_eq!(rig.take(s), vec![json!({"id": 2, "error": {"code": 110, "message": "expired"}})]);
+    assert!(rig.proxied.is_empty(), "no sub_refresh call for a subscription never made");
+    // A subscription refreshed into the past ends as expired, without a call every second.
+    let at = T0.as_millis() / 1000 + 10;
+    rig.frame(s, json!({"id": 3, "subscribe": {"channel": "px:b"}}));
+    rig.answer(ok(json!({"result": {"expire_at": at}})), T0);
+    assert_eq!(rig.take(s)[0]["id"], 3);
+    let t1 = Timestamp(at * 1000);
+    rig.hub.handle_timeout(t1);
+    rig.pump();
+    let call = rig.answer(ok(json!({"result": {"expire_at": at - 5}})), t1);
+    assert_eq!(call.kind, ProxyKind::SubRefresh);
+    assert!(rig.closed.contains(&(s, 3006)), "{:?}", rig.closed);
+    rig.hub.handle_timeout(t1.after_ms(60_000));
+    rig.pump();
+    assert!(rig.proxied.is_empty(), "no further sub_refresh call");
+}
+
+/// A namespace whose subscriptions the backend decides (`proxy_subscribe`) cannot be entered
+/// by naming it in the connect command's `subs`, even where it also lets clients subscribe.
+#[test]
+fn connect_subs_do_not_bypass_the_subscribe_proxy() {
+    let mut config = (*proxy_config()).clone();
+    config.namespaces[0].options.allow_subscribe_for_client = true;
+    let mut rig = Rig::new(Arc::new(config));
+    let s = SessionId(1);
+    rig.hub.handle_open(s, Transport::Websocket(Encoding::Json), T0);
+    let frame = json!({"id": 1, "connect": {"token": token("1"), "subs": {"px:secret": {}}}}).to_string();
+    rig.hub.handle_frame(s, frame.as_bytes(), T0);
+    rig.serve_all();
+    let got = rig.take(s);
+    assert!(got[0]["connect"].get("subs").is_none_or(|subs| subs.get("px:secret").is_none()), "{got:?}");
+    // Asked for, it goes to the backend.
+    rig.frame(s, json!({"id": 2, "subscribe": {"channel": "px:secret"}}));
+    assert_eq!(rig.proxied.len(), 1, "the subscribe proxy decides");
+}

@@ -1,0 +1,73 @@
+//! What the hub counts for `/metrics`, after known traffic.
+
+use super::*;
+use crate::metrics::{CLIENT_METHODS, TRANSPORTS};
+
+fn method(name: &str) -> usize {
+    CLIENT_METHODS.iter().position(|m| *m == name).unwrap()
+}
+
+fn transport(name: &str) -> usize {
+    TRANSPORTS.iter().position(|t| *t == name).unwrap()
+}
+
+#[test]
+fn counts_follow_known_traffic() {
+    let mut rig = Rig::new(config(json!({"prometheus": true, "allow_subscribe_for_client": true})));
+    let (a, b, c) = (rig.ws(1, "u1"), rig.ws(2, "u2"), rig.ws(3, "u2"));
+    // `a` subscribes; the broker answers 30 ms later: the command took 30 ms.
+    rig.frame(a, json!({"id": 2, "subscribe": {"channel": "news"}}));
+    let request = rig.held.pop_front().expect("a subscribe request");
+    rig.broker.handle_request(request, T0);
+    while let Some(e) = rig.broker.poll_output() {
+        rig.hub.handle_broker(e, Timestamp(T0.0 + 30));
+    }
+    rig.serve_all();
+    rig.frame(c, json!({"id": 2, "subscribe": {"channel": "news"}}));
+    rig.serve_all();
+    // `b` asks for a channel of a namespace that does not exist: error 102.
+    rig.frame(b, json!({"id": 2, "subscribe": {"channel": "nosuch:x"}}));
+    rig.serve_all();
+    rig.publish("news", 1, HistoryOptions::default());
+
+    let m = rig.hub.metrics_snapshot();
+    assert_eq!((m.num_clients, m.num_users, m.num_channels, m.num_subscriptions), (3, 2, 1, 2));
+    let k = &m.metrics;
+    assert_eq!(k.transport_connects[transport("websocket")], 3);
+    assert_eq!(k.command_durations[method("connect")].count(), 3);
+    assert_eq!(k.command_durations[method("subscribe")].count(), 3);
+    assert_eq!(k.reply_errors.get(method("subscribe") as u8, 102), 1);
+    assert_eq!(k.messages_received[0], 1);
+    // 3 connect replies, 3 subscribe replies, 2 deliveries.
+    assert_eq!(k.transport_messages_sent[transport("websocket")], 8);
+
+    // `a` goes away: the next publication is counted for `c` alone.
+    rig.hub.handle_closed(a, T0);
+    rig.publish("news", 2, HistoryOptions::default());
+    assert_eq!(rig.hub.metrics_snapshot().metrics.transport_messages_sent[transport("websocket")], 9);
+
+    // A disconnect the server decides is counted by its code.
+    rig.hub.disconnect(b, Disconnect::force_disconnect(), T0);
+    rig.pump();
+    let m = rig.hub.metrics_snapshot();
+    assert_eq!(m.metrics.server_disconnects.get(0, 3503), 1);
+    assert_eq!(m.num_clients, 1);
+
+    // Rendered under Centrifugo's names.
+    let mut text = String::new();
+    m.render(&mut text);
+    assert!(text.contains("centrifugo_client_num_reply_errors{method=\"subscribe\",code=\"102\"} 1\n"), "{text}");
+    assert!(text.contains("centrifugo_client_command_duration_seconds_sum{method=\"subscribe\"} 0.03\n"), "{text}");
+}
+
+#[test]
+fn nothing_is_counted_with_prometheus_off() {
+    let mut rig = Rig::new(config(json!({"allow_subscribe_for_client": true})));
+    let a = rig.ws(1, "u1");
+    rig.frame(a, json!({"id": 2, "subscribe": {"channel": "news"}}));
+    rig.serve_all();
+    rig.publish("news", 1, HistoryOptions::default());
+    let m = rig.hub.metrics_snapshot();
+    assert_eq!(m.num_clients, 1, "gauges come from the state either way");
+    assert_eq!(m.metrics, crate::metrics::Metrics::default());
+}
