@@ -2,8 +2,8 @@
 # rotor on the edge, end to end: installs (edge/setup.sh), builds the Worker, starts
 # `wrangler dev` on a free loopback port with fresh persisted state, runs the black-box
 # conformance suite against it (tests/conformance/, config tests/config/conformance.json), the
-# centrifuge SDK's Node suites (tests/sdk/*.test.mjs, config tests/config/sdk.json; off with
-# ROTOR_EDGE_SDK=0), the server API through the official clients (tests/api/ with PyPI cent,
+# centrifuge SDK's Node suites (tests/sdk/*.test.mjs) and the Python SDK (tests/sdk-python/;
+# both with config tests/config/sdk.json; off with ROTOR_EDGE_SDK=0), the server API through the official clients (tests/api/ with PyPI cent,
 # tests/api-js/ with npm cent.js, config tests/config/api.json; off with ROTOR_EDGE_API=0), the
 # admin web UI (tests/admin/, config tests/config/admin.json; off with ROTOR_EDGE_ADMIN=0) and
 # the edge's own checks (tests/edge/: durability across a wrangler restart, ordered fan-out
@@ -94,6 +94,9 @@ if [ "${ROTOR_EDGE_SDK:-1}" = 1 ]; then
   ROTOR_URL="$url" ROTOR_CLOSED_PORT="$(free_port)" ROTOR_API_KEY="$(key "$config" api_key)" \
     ROTOR_HMAC_SECRET="$(key "$config" token_hmac_secret_key)" ROTOR_WEBSOCKET_PINGS=0 \
     node --test --test-force-exit --test-concurrency=4 tests/sdk/*.test.mjs || rc=1
+  # The Python SDK from PyPI (centrifuge-python) against the same server.
+  ROTOR_URL="$url" ROTOR_API_KEY="$(key "$config" api_key)" ROTOR_HMAC_SECRET="$(key "$config" token_hmac_secret_key)" \
+    tests/sdk-python/run.sh || rc=1
   stop
 fi
 

@@ -109,6 +109,8 @@ pub struct WirePublish {
     pub skip_history: bool,
     #[prost(string, optional, tag = "6")]
     pub idempotency_key: Option<String>,
+    #[prost(bool, tag = "7")]
+    pub delta: bool,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -213,6 +215,9 @@ pub struct WirePublication {
     pub epoch: String,
     #[prost(message, optional, tag = "2")]
     pub publication: Option<Publication>,
+    /// The channel object's delta against the previous publication (see `shared::delta`).
+    #[prost(bytes = "bytes", optional, tag = "3")]
+    pub delta: Option<Bytes>,
 }
 
 /// A message that did not decode, or decoded to something the receiver cannot use.
@@ -243,6 +248,7 @@ impl From<&BrokerRequest> for WireRequest {
                 history: history_to(p.history),
                 skip_history: p.skip_history,
                 idempotency_key: p.idempotency_key.clone(),
+                delta: p.delta,
             }),
             BrokerOp::Subscribe { node, since, limit, history } => Op::Subscribe(WireSubscribe {
                 node: node.to_string(),
@@ -283,6 +289,7 @@ impl TryFrom<WireRequest> for BrokerRequest {
                 history: history_from(p.history),
                 skip_history: p.skip_history,
                 idempotency_key: p.idempotency_key,
+                delta: p.delta,
             }),
             Op::Subscribe(s) => BrokerOp::Subscribe {
                 node: Arc::from(s.node),
@@ -358,9 +365,10 @@ pub fn reply_from(r: WireReply) -> BrokerEvent {
 pub fn event_to(event: &BrokerEvent) -> Option<WireEvent> {
     let kind = match event {
         BrokerEvent::Reply { .. } => return None,
-        BrokerEvent::Publication { epoch, publication, .. } => EventKind::Publication(WirePublication {
+        BrokerEvent::Publication { epoch, publication, delta, .. } => EventKind::Publication(WirePublication {
             epoch: epoch.to_string(),
             publication: Some(Publication::clone(publication)),
+            delta: delta.clone(),
         }),
         BrokerEvent::Join { info, .. } => EventKind::Join(info.clone()),
         BrokerEvent::Leave { info, .. } => EventKind::Leave(info.clone()),
@@ -375,6 +383,7 @@ pub fn event_from(channel: &Arc<str>, e: WireEvent) -> Option<BrokerEvent> {
             channel: channel.clone(),
             epoch: Arc::from(p.epoch),
             publication: Arc::new(p.publication.unwrap_or_default()),
+            delta: p.delta,
         },
         EventKind::Join(info) => BrokerEvent::Join { channel: channel.clone(), info },
         EventKind::Leave(info) => BrokerEvent::Leave { channel: channel.clone(), info },
@@ -415,6 +424,7 @@ mod tests {
             history,
             skip_history: true,
             idempotency_key: Some("key".into()),
+            delta: true,
         }));
         roundtrip_request(BrokerOp::Publish(PublishOp { data: Bytes::from_static(b"{}"), ..Default::default() }));
         roundtrip_request(BrokerOp::Subscribe { node: Arc::from("n1"), since: since.clone(), limit: 300, history });
@@ -465,6 +475,7 @@ mod tests {
                 channel: channel.clone(),
                 epoch: Arc::from("ep"),
                 publication: Arc::new(Publication { data: Bytes::from_static(b"1"), offset: 9, ..Default::default() }),
+                delta: Some(Bytes::from_static(b"1\n1:1K;")),
             },
             BrokerEvent::Join { channel: channel.clone(), info: info("a") },
             BrokerEvent::Leave { channel: channel.clone(), info: info("a") },

@@ -4,6 +4,10 @@
 //!   (`Node::handle_api` + draining `poll_output`).
 //! - `decode_commands/json_batch_10`: a frame of 10 newline-separated JSON commands.
 //! - `verify_connect/hs256`: checking an HS256 connection token.
+//! - `delta/*`: a realistic stream (a 2 KB JSON document, a field or two changed per
+//!   version) published to a WebSocket client with `delta: "fossil"` and to one without,
+//!   JSON and Protobuf: prints the bytes each received and the share deltas saved, then times
+//!   one publication through the node and the Fossil encoder alone.
 //!
 //! `cargo bench -p shared` for the full run, `cargo bench -p shared -- --quick` for a fast one.
 //! These report numbers; they never assert them.
@@ -117,5 +121,122 @@ fn verify(c: &mut Criterion) {
     c.bench_function("verify_connect/hs256", |b| b.iter(|| verifier.verify_connect(black_box(&token), now_ms)));
 }
 
-criterion_group!(benches, fanout, decode, verify);
+/// Version `n` of a 2 KB product list: each version changes one item's price and stock, and
+/// the document's version and timestamp.
+fn document(n: u64) -> String {
+    let items: Vec<String> = (0..24u64)
+        .map(|i| {
+            let changed = i == (n * 7) % 24;
+            let price = if changed { 1000 + n % 97 } else { 1000 + i };
+            let stock = if changed { n % 13 } else { i * 3 };
+            format!(r#"{{"id":{i},"name":"product number {i}","price":{price},"stock":{stock},"tags":["x","y"]}}"#)
+        })
+        .collect();
+    format!(
+        r#"{{"version":{n},"updated":"2026-11-30T18:{:02}:{:02}Z","items":[{}]}}"#,
+        n / 60 % 60,
+        n % 60,
+        items.join(",")
+    )
+}
+
+/// A node whose namespace `doc` allows and publishes deltas; sessions 1 (delta) and 2 (plain)
+/// are WebSocket clients of `encoding` subscribed to `doc:1`.
+fn delta_node(encoding: Encoding) -> Node {
+    let config = json!({
+        "client_insecure": true,
+        "namespaces": [{"name": "doc", "allow_subscribe_for_client": true, "history_size": 10,
+                        "history_ttl": "60s", "allowed_delta_types": ["fossil"], "delta_publish": true}],
+    });
+    let config = Config::from_json_str(&config.to_string(), std::iter::empty()).expect("valid config").config;
+    let info = NodeInfo { id: "bench-node".into(), name: "bench".into(), version: "0".into() };
+    let mut node = Node::new(Arc::new(config), info, 7, START).expect("valid config");
+    for (id, delta) in [(1u64, "fossil"), (2, "")] {
+        let session = SessionId(id);
+        node.handle_open(session, Transport::Websocket(encoding), START);
+        let commands =
+            [json!({"id": 1, "connect": {}}), json!({"id": 2, "subscribe": {"channel": "doc:1", "delta": delta}})];
+        for command in commands {
+            let frame = match encoding {
+                Encoding::Json => command.to_string().into_bytes(),
+                Encoding::Protobuf => protobuf_command(&command),
+            };
+            node.handle_frame(session, &frame, START);
+            while node.poll_output().is_some() {}
+        }
+    }
+    node
+}
+
+/// The same command as Protobuf (connect and subscribe only), length-delimited.
+fn protobuf_command(command: &serde_json::Value) -> Vec<u8> {
+    use prost::Message as _;
+    let mut c = shared::protocol::Command { id: command["id"].as_u64().unwrap_or(0) as u32, ..Default::default() };
+    if command.get("connect").is_some() {
+        c.connect = Some(ConnectRequest::default());
+    }
+    if let Some(s) = command.get("subscribe") {
+        c.subscribe = Some(SubscribeRequest {
+            channel: s["channel"].as_str().unwrap_or_default().into(),
+            delta: s["delta"].as_str().unwrap_or_default().into(),
+            ..Default::default()
+        });
+    }
+    c.encode_length_delimited_to_vec()
+}
+
+fn publish_document(node: &mut Node, n: u64, now: Timestamp) -> [u64; 2] {
+    let command = ApiCommand::Publish(PublishRequest {
+        channel: "doc:1".into(),
+        data: Bytes::from(document(n)),
+        ..PublishRequest::default()
+    });
+    node.handle_api(ApiId(n), command, now);
+    let mut bytes = [0u64; 2];
+    while let Some(output) = node.poll_output() {
+        if let Output::Send { session, data } = output {
+            bytes[(session.0 - 1) as usize] += data.len() as u64;
+        }
+    }
+    bytes
+}
+
+fn delta(c: &mut Criterion) {
+    let versions = 1000u64;
+    for encoding in [Encoding::Json, Encoding::Protobuf] {
+        let mut node = delta_node(encoding);
+        let mut total = [0u64; 2];
+        for n in 1..=versions {
+            let [d, p] = publish_document(&mut node, n, START);
+            total[0] += d;
+            total[1] += p;
+        }
+        println!(
+            "delta/{encoding:?}: {versions} versions of a {} byte document: {} bytes with fossil deltas, {} bytes \
+             without ({:.1}% saved, {:.0} vs {:.0} bytes per publication)",
+            document(1).len(),
+            total[0],
+            total[1],
+            100.0 * (1.0 - total[0] as f64 / total[1] as f64),
+            total[0] as f64 / versions as f64,
+            total[1] as f64 / versions as f64,
+        );
+    }
+    let mut group = c.benchmark_group("delta");
+    let mut node = delta_node(Encoding::Json);
+    let mut n = 0u64;
+    group.bench_function("publish_2kb_to_delta_and_plain_clients", |b| {
+        b.iter(|| {
+            n += 1;
+            publish_document(&mut node, n, START)
+        })
+    });
+    let (a, b2) = (document(1), document(2));
+    group.bench_function("fossil_encode_2kb", |b| {
+        b.iter(|| shared::delta::fossil::encode(black_box(a.as_bytes()), black_box(b2.as_bytes())))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, fanout, decode, verify, delta);
 criterion_main!(benches);

@@ -132,6 +132,8 @@ pub struct PublishRequest {
     pub skip_history: bool,
     pub tags: BTreeMap<String, String>,
     pub idempotency_key: String,
+    /// Send this publication as a delta to subscribers that negotiated one.
+    pub delta: bool,
 }
 
 impl PublishRequest {
@@ -151,6 +153,7 @@ pub struct BroadcastRequest {
     pub skip_history: bool,
     pub tags: BTreeMap<String, String>,
     pub idempotency_key: String,
+    pub delta: bool,
 }
 
 impl BroadcastRequest {
@@ -165,6 +168,7 @@ impl BroadcastRequest {
                 skip_history: self.skip_history,
                 tags: self.tags.clone(),
                 idempotency_key: self.idempotency_key.clone(),
+                delta: self.delta,
             })
             .collect()
     }

@@ -56,7 +56,7 @@ pub struct ChannelOptions {
     pub allow_history_for_subscriber: bool,
     pub allow_history_for_anonymous: bool,
     pub allow_user_limited_channels: bool,
-    /// Stored, not compiled: its presence is what lets non-ASCII channel names through.
+    /// Channel names of the namespace must match it (Rust `regex` syntax, bounded in size).
     pub channel_regex: String,
 
     // Proxies to the application backend for this namespace's channels (each needs its
@@ -64,6 +64,10 @@ pub struct ChannelOptions {
     pub proxy_subscribe: bool,
     pub proxy_publish: bool,
     pub proxy_sub_refresh: bool,
+    /// Delta types subscribers may ask for: `[]` or `["fossil"]`.
+    pub allowed_delta_types: Vec<String>,
+    /// Every publication into the namespace is sent as a delta where subscribers negotiated one.
+    pub delta_publish: bool,
 }
 
 impl ChannelOptions {
@@ -71,6 +75,26 @@ impl ChannelOptions {
     pub fn history_enabled(&self) -> bool {
         self.history_size > 0 && !self.history_ttl.is_zero()
     }
+}
+
+/// Most bytes a compiled `channel_regex` may take (the program, and each lazy DFA's cache).
+pub const CHANNEL_REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// Compiles a namespace's `channel_regex`, bounded: matching is linear in the name (the
+/// `regex` crate has no backtracking), and a pattern whose program would exceed
+/// [`CHANNEL_REGEX_SIZE_LIMIT`] (`a{1000}{1000}`) is refused at start-up, naming the limit.
+pub fn compile_channel_regex(pattern: &str) -> Result<regex::Regex, String> {
+    regex::RegexBuilder::new(pattern)
+        .size_limit(CHANNEL_REGEX_SIZE_LIMIT)
+        .dfa_size_limit(CHANNEL_REGEX_SIZE_LIMIT)
+        .nest_limit(64)
+        .build()
+        .map_err(|e| match e {
+            regex::Error::CompiledTooBig(limit) => {
+                format!("the pattern compiles to more than {limit} bytes: simplify it")
+            }
+            e => format!("not a valid regular expression: {e}"),
+        })
 }
 
 /// Channels named `<name>:<rest>` get these options instead of the top-level ones.
@@ -610,6 +634,15 @@ impl Config {
             let why = format!("unknown mode \"{}\": use \"stream\" or \"cache\"", opts.force_recovery_mode);
             return Err(invalid(&format!("{at}force_recovery_mode"), why));
         }
+        if let Some(t) = opts.allowed_delta_types.iter().find(|t| t.as_str() != crate::delta::FOSSIL) {
+            let why = format!("unknown delta type \"{t}\": use \"fossil\"");
+            return Err(invalid(&format!("{at}allowed_delta_types"), why));
+        }
+        if !opts.channel_regex.is_empty() {
+            if let Err(why) = compile_channel_regex(&opts.channel_regex) {
+                return Err(invalid(&format!("{at}channel_regex"), why));
+            }
+        }
         let (size, ttl) = (opts.history_size > 0, !opts.history_ttl.is_zero());
         if size != ttl {
             let missing = if size { "history_ttl" } else { "history_size" };
@@ -653,6 +686,16 @@ impl Config {
             .find(|ns| ns.name == name)
             .map(|ns| &ns.options)
             .ok_or_else(|| UnknownNamespace { namespace: name.to_owned() })
+    }
+
+    /// The part of a channel name a `channel_regex` checks: after the private prefix and the
+    /// namespace (Centrifugo's rule).
+    pub fn channel_rest<'a>(&self, channel: &'a str) -> &'a str {
+        let channel = channel.strip_prefix(self.channel_private_prefix.as_str()).unwrap_or(channel);
+        if self.channel_namespace_boundary.is_empty() {
+            return channel;
+        }
+        channel.split_once(self.channel_namespace_boundary.as_str()).map_or(channel, |(_, rest)| rest)
     }
 
     /// How long a channel's stream meta lives: its own `history_meta_ttl`, else the global one.
@@ -1381,6 +1424,13 @@ mod tests {
                 "namespaces[0].force_recovery_mode",
                 "unknown mode",
             ),
+            (r#"{"channel_regex": "[unclosed"}"#, "channel_regex", "not a valid regular expression"),
+            (r#"{"channel_regex": "(a{1000}){1000}"}"#, "channel_regex", "more than 1048576 bytes"),
+            (
+                r#"{"namespaces": [{"name": "ok", "allowed_delta_types": ["xdelta"]}]}"#,
+                "namespaces[0].allowed_delta_types",
+                "unknown delta type \"xdelta\"",
+            ),
             (r#"{"history_size": 10}"#, "history_ttl", "both"),
             (r#"{"history_ttl": "10s"}"#, "history_size", "both"),
             (r#"{"force_recovery": true}"#, "force_recovery", "needs history"),
@@ -1410,7 +1460,8 @@ mod tests {
         // The same checks pass for well-formed settings.
         load(
             r#"{"api_error_mode": "transport", "namespaces": [{"name": "a-b_c.d", "force_recovery_mode": "cache",
-                "force_recovery": true, "history_size": 1, "history_ttl": 5, "channel_regex": "[unchecked"}],
+                "force_recovery": true, "history_size": 1, "history_ttl": 5, "channel_regex": "^[a-z0-9_]+$",
+                "allowed_delta_types": ["fossil"], "delta_publish": true}],
                 "user_subscribe_to_personal": true, "user_personal_channel_namespace": "a-b_c.d"}"#,
         );
     }

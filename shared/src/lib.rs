@@ -66,6 +66,7 @@ pub mod api;
 pub mod auth;
 pub mod broker;
 pub mod config;
+pub mod delta;
 pub mod glob;
 pub mod http;
 pub mod hub;

@@ -33,6 +33,7 @@
 //! `PROPS_AVOID=binary,personal,expire,ttl,timers,broker,unsub,race,epoch,restore` (or `all`)
 //! leaves out inputs (or checks) that hit bugs found before, to hunt for others while those
 //! are being fixed.
+#![recursion_limit = "256"]
 
 mod common;
 
@@ -157,15 +158,17 @@ fn config(k: &Knobs) -> Config {
         "allow_recovery": true,
         "allow_positioning": true,
         "allow_user_limited_channels": true,
+        "allowed_delta_types": ["fossil"],
+        "delta_publish": true,
         "namespaces": [
-            {"name": "live", "allow_subscribe_for_client": true, "allow_subscribe_for_anonymous": true,
+            {"name": "live", "allowed_delta_types": ["fossil"], "allow_subscribe_for_client": true, "allow_subscribe_for_anonymous": true,
              "allow_publish_for_client": true, "allow_publish_for_anonymous": true, "presence": true,
              "allow_presence_for_client": true, "join_leave": true, "force_push_join_leave": true},
-            {"name": "chat", "history_size": 5, "history_ttl": "60s", "history_meta_ttl": "600s",
+            {"name": "chat", "allowed_delta_types": ["fossil"], "delta_publish": true, "history_size": 5, "history_ttl": "60s", "history_meta_ttl": "600s",
              "force_recovery": true, "presence": true, "join_leave": true, "force_push_join_leave": true,
              "allow_subscribe_for_client": true, "allow_publish_for_subscriber": true,
              "allow_history_for_subscriber": true, "allow_presence_for_subscriber": true},
-            {"name": "rec", "history_size": 50, "history_ttl": "600s", "allow_recovery": true,
+            {"name": "rec", "allowed_delta_types": ["fossil"], "history_size": 50, "history_ttl": "600s", "allow_recovery": true,
              "allow_subscribe_for_client": true, "allow_publish_for_client": true, "allow_history_for_client": true},
         ],
     });
@@ -315,6 +318,7 @@ enum Cmd {
         join_leave: bool,
         reject: bool,
         tok: SubTok,
+        delta: bool,
     },
     Unsubscribe(Ch),
     Publish(Ch, Data),
@@ -579,8 +583,8 @@ fn rec() -> impl Strategy<Value = Rec> {
 
 fn cmd(a: Avoid) -> impl Strategy<Value = Cmd> {
     prop_oneof![
-        8 => (ch(), rec(), any::<bool>(), any::<bool>(), any::<bool>(), prop::bool::weighted(0.2), sub_tok(a)).prop_map(
-            |(ch, rec, positioned, recoverable, join_leave, reject, tok)| Cmd::Subscribe { ch, rec, positioned, recoverable, join_leave, reject, tok }
+        8 => (ch(), rec(), any::<bool>(), any::<bool>(), any::<bool>(), prop::bool::weighted(0.2), sub_tok(a), prop::bool::weighted(0.4)).prop_map(
+            |(ch, rec, positioned, recoverable, join_leave, reject, tok, delta)| Cmd::Subscribe { ch, rec, positioned, recoverable, join_leave, reject, tok, delta }
         ),
         3 => ch().prop_map(Cmd::Unsubscribe),
         8 => (ch(), data(a)).prop_map(|(c, d)| Cmd::Publish(c, d)),
@@ -711,6 +715,8 @@ fn op(a: Avoid) -> impl Strategy<Value = Op> {
 struct NPub {
     offset: u64,
     data: Vec<u8>,
+    /// A Fossil delta against the previous one (subscriptions that negotiated deltas).
+    delta: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -722,6 +728,8 @@ struct NSub {
     recovered: bool,
     was_recovering: bool,
     pubs: Vec<NPub>,
+    /// Fossil deltas granted.
+    delta: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -789,7 +797,7 @@ fn j_str(v: &Value, k: &str) -> String {
 
 fn json_pub(v: &Value) -> NPub {
     let data = v.get("data").map(|d| serde_json::to_vec(d).unwrap_or_default()).unwrap_or_default();
-    NPub { offset: j_u64(v, "offset"), data }
+    NPub { offset: j_u64(v, "offset"), data, delta: j_bool(v, "delta") }
 }
 
 fn json_sub(v: &Value) -> NSub {
@@ -800,6 +808,7 @@ fn json_sub(v: &Value) -> NSub {
         recoverable: j_bool(v, "recoverable"),
         recovered: j_bool(v, "recovered"),
         was_recovering: j_bool(v, "was_recovering"),
+        delta: j_bool(v, "delta"),
         pubs: v
             .get("publications")
             .and_then(Value::as_array)
@@ -883,7 +892,7 @@ fn json_message(v: &Value, unidirectional: bool) -> Result<Ev, String> {
 }
 
 fn pb_pub(p: &proto::Publication) -> NPub {
-    NPub { offset: p.offset, data: p.data.to_vec() }
+    NPub { offset: p.offset, data: p.data.to_vec(), delta: p.delta }
 }
 
 fn pb_sub(r: &proto::SubscribeResult) -> NSub {
@@ -895,6 +904,7 @@ fn pb_sub(r: &proto::SubscribeResult) -> NSub {
         recovered: r.recovered,
         was_recovering: r.was_recovering,
         pubs: r.publications.iter().map(pb_pub).collect(),
+        delta: r.delta,
     }
 }
 
@@ -1049,7 +1059,10 @@ fn marker(data: &[u8]) -> Option<u64> {
 
 fn payload(kind: Data, serial: u64) -> Vec<u8> {
     match kind {
-        Data::JsonObject => format!("{{\"n\":\"#P{serial}#\",\"x\":[1,{{}}]}}").into_bytes(),
+        // Padded: publications alike enough that Fossil deltas are smaller than they are.
+        Data::JsonObject => {
+            format!("{{\"n\":\"#P{serial}#\",\"x\":[1,{{}}],\"pad\":\"{}\"}}", "0123456789".repeat(6)).into_bytes()
+        }
         Data::JsonString => format!("\"#P{serial}#\"").into_bytes(),
         Data::JsonArray => format!("[\"#P{serial}#\",null]").into_bytes(),
         Data::Binary => {
@@ -1075,7 +1088,7 @@ fn b64(bytes: &[u8]) -> String {
 mod stats {
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    pub const NAMES: [&str; 14] = [
+    pub const NAMES: [&str; 16] = [
         "cases",
         "sessions connected",
         "subscriptions",
@@ -1090,8 +1103,10 @@ mod stats {
         "API calls",
         "evictions",
         "sessions restored",
+        "deltas applied",
+        "whole payloads to delta clients",
     ];
-    pub static COUNTS: [AtomicU64; 14] = [const { AtomicU64::new(0) }; 14];
+    pub static COUNTS: [AtomicU64; 16] = [const { AtomicU64::new(0) }; 16];
 
     pub fn bump(i: usize) {
         COUNTS[i].fetch_add(1, Ordering::Relaxed);
@@ -1121,6 +1136,8 @@ const CLOSES: usize = 10;
 const API_CALLS: usize = 11;
 const EVICTIONS: usize = 12;
 const RESTORED: usize = 13;
+const DELTAS: usize = 14;
+const WHOLE_FOR_DELTA: usize = 15;
 
 // =============================================================================================
 // The core under test: a node (hub and broker in one, answering at once), or a hub whose
@@ -1354,6 +1371,9 @@ struct Track {
     got: BTreeSet<u64>,
     /// The serial counter when it started: publications after this must arrive.
     since_serial: u64,
+    /// Deltas negotiated, and the payload the client holds as its base (decoded here).
+    delta: bool,
+    base: Option<Vec<u8>>,
 }
 
 #[derive(Clone, Debug)]
@@ -1917,7 +1937,7 @@ impl Harness {
         let mut pb = proto::Command { id, ..Default::default() };
         let channel_json = |ch: &str| serde_json::to_string(ch).expect("a string");
         match c {
-            Cmd::Subscribe { ch, rec, positioned, recoverable, join_leave, reject, tok } => {
+            Cmd::Subscribe { ch, rec, positioned, recoverable, join_leave, reject, tok, delta } => {
                 let name = ch.name();
                 let since = self.position(i, name, *rec);
                 let token = self.sub_token(i, name, tok);
@@ -1940,6 +1960,10 @@ impl Harness {
                 if *reject {
                     body["flag"] = json!(proto::FLAG_REJECT_UNRECOVERED);
                     r.flag = proto::FLAG_REJECT_UNRECOVERED;
+                }
+                if *delta {
+                    body["delta"] = json!("fossil");
+                    r.delta = "fossil".into();
                 }
                 if !token.is_empty() {
                     body["token"] = json!(token);
@@ -2416,7 +2440,7 @@ impl Harness {
                 Some(s) => base64::engine::general_purpose::STANDARD.decode(s).unwrap_or_default(),
                 None => serde_json::to_vec(&p["data"]).unwrap_or_default(),
             };
-            let npub = NPub { offset: j_u64(&p, "offset"), data };
+            let npub = NPub { offset: j_u64(&p, "offset"), data, delta: false };
             self.history_pub(channel, &epoch, &npub);
         }
     }
@@ -2694,6 +2718,8 @@ impl Harness {
             last_order: None,
             got: BTreeSet::new(),
             since_serial: self.serial,
+            delta: r.delta,
+            base: None,
         };
         self.sessions[i].tracks.insert(channel.to_owned(), track);
         stats::bump(SUBSCRIBED);
@@ -2717,6 +2743,8 @@ impl Harness {
             }
             return;
         };
+        // An empty epoch asks for "any epoch": the result names the stream's.
+        let since_epoch = if since_epoch.is_empty() { r.epoch.clone() } else { since_epoch };
         if r.recovered {
             if r.epoch != since_epoch || r.offset != since_offset {
                 violation!(
@@ -2793,6 +2821,42 @@ impl Harness {
     /// A publication arrived on `channel`.
     fn publication(&mut self, i: usize, channel: &str, p: &NPub) {
         let session = self.sessions[i].id;
+        // A delta client gets data as the SDKs take it: rebuild the payload first.
+        let decoded;
+        let p = match self.sessions[i].tracks.get(channel).filter(|t| t.delta) {
+            Some(track) => {
+                let base = track.base.clone();
+                let bytes = if self.sessions[i].transport.wire().encoding == Encoding::Json {
+                    match serde_json::from_slice::<String>(&p.data) {
+                        Ok(text) => text.into_bytes(),
+                        Err(_) => violation!(
+                            self,
+                            "{session} has deltas on {channel} but got data that is no JSON string: {p:?}"
+                        ),
+                    }
+                } else {
+                    p.data.clone()
+                };
+                let full = if p.delta {
+                    match base.as_deref().map(|b| shared::delta::fossil::apply(b, &bytes, 1 << 24)) {
+                        Some(Ok(full)) => full,
+                        other => {
+                            violation!(self, "{session} on {channel}: a delta that does not apply ({other:?}): {p:?}")
+                        }
+                    }
+                } else {
+                    bytes
+                };
+                if let Some(track) = self.sessions[i].tracks.get_mut(channel) {
+                    track.base = Some(full.clone());
+                }
+                stats::bump(if p.delta { DELTAS } else { WHOLE_FOR_DELTA });
+                decoded = NPub { offset: p.offset, data: full, delta: false };
+                &decoded
+            }
+            None if p.delta => violation!(self, "{session} got a delta on {channel} without asking: {p:?}"),
+            None => p,
+        };
         let Some(serial) = marker(&p.data) else {
             violation!(self, "{session} got a publication we never made on {channel}: {p:?}")
         };
@@ -3184,7 +3248,7 @@ fn hibernate_op(a: Avoid) -> impl Strategy<Value = Op> {
             }),
         8 => (chans(), data(a), prop::bool::weighted(0.1)).prop_map(|(ch, data, skip_history)| Op::Api(ApiOp::Publish { ch, data, b64: false, skip_history, key: None })),
         5 => (few(), chans(), recs(), any::<bool>(), any::<bool>()).prop_map(|(s, ch, rec, positioned, recoverable)| Op::Frame {
-            s, cmds: vec![Cmd::Subscribe { ch, rec, positioned, recoverable, join_leave: true, reject: false, tok: SubTok::None }], tail: Tail::None
+            s, cmds: vec![Cmd::Subscribe { ch, rec, positioned, recoverable, join_leave: true, reject: false, tok: SubTok::None, delta: false }], tail: Tail::None
         }),
         2 => (few(), chans()).prop_map(|(s, ch)| Op::Frame { s, cmds: vec![Cmd::Unsubscribe(ch)], tail: Tail::None }),
         2 => (few(), chans(), data(a)).prop_map(|(s, ch, d)| Op::Frame { s, cmds: vec![Cmd::Publish(ch, d)], tail: Tail::None }),
@@ -3214,7 +3278,7 @@ fn recovery_op(a: Avoid) -> impl Strategy<Value = Op> {
             .prop_map(|(ch, data, b64, skip_history)| Op::Api(ApiOp::Publish { ch, data, b64, skip_history, key: None })),
         6 => (few(), chans(), prop_oneof![3 => Just(Rec::Own), 1 => few().prop_map(Rec::Of), 1 => Just(Rec::No)], any::<bool>(), any::<bool>())
             .prop_map(|(s, ch, rec, positioned, recoverable)| Op::Frame {
-                s, cmds: vec![Cmd::Subscribe { ch, rec, positioned, recoverable, join_leave: false, reject: false, tok: SubTok::None }], tail: Tail::None
+                s, cmds: vec![Cmd::Subscribe { ch, rec, positioned, recoverable, join_leave: false, reject: false, tok: SubTok::None, delta: false }], tail: Tail::None
             }),
         3 => (few(), chans()).prop_map(|(s, ch)| Op::Frame { s, cmds: vec![Cmd::Unsubscribe(ch)], tail: Tail::None }),
         3 => (few(), chans(), data(a)).prop_map(|(s, ch, d)| Op::Frame { s, cmds: vec![Cmd::Publish(ch, d)], tail: Tail::None }),
@@ -3269,6 +3333,36 @@ mod found {
 
     fn publish(channel: &str, data: Data) -> Op {
         Op::Api(ApiOp::Publish { ch: ch(channel), data, b64: false, skip_history: false, key: None })
+    }
+
+    /// Fossil deltas through every core shape (node, broker at a distance, hibernation), on
+    /// JSON and Protobuf WebSockets: live publications, then a recovery from the client's own
+    /// position. The harness rebuilds each payload from the deltas as the SDKs do.
+    #[test]
+    fn delta_clients_rebuild_every_payload() {
+        let sub = |rec| Cmd::Subscribe {
+            ch: ch("chat:a"),
+            rec,
+            positioned: false,
+            recoverable: false,
+            join_leave: false,
+            reject: false,
+            tok: SubTok::None,
+            delta: true,
+        };
+        for tr in [Tr::Ws, Tr::WsProto] {
+            for split in [None, Some(true), Some(false)] {
+                let before = stats::COUNTS[DELTAS].load(std::sync::atomic::Ordering::Relaxed);
+                let mut ops = vec![open(tr, token("u1"), &[]), frame(vec![sub(Rec::No)]), Op::Flush];
+                ops.extend((0..4).map(|_| publish("chat:a", Data::JsonObject)));
+                ops.extend([Op::Flush, frame(vec![Cmd::Unsubscribe(ch("chat:a"))]), Op::Flush]);
+                ops.extend((0..3).map(|_| publish("chat:a", Data::JsonObject)));
+                ops.extend([frame(vec![sub(Rec::Own)]), Op::Flush, publish("chat:a", Data::JsonObject), Op::Flush]);
+                run_case_with(&knobs(), &ops, Avoid::default(), split);
+                let after = stats::COUNTS[DELTAS].load(std::sync::atomic::Ordering::Relaxed);
+                assert!(after >= before + 3, "{tr:?} {split:?}: deltas applied {before} -> {after}");
+            }
+        }
     }
 
     /// A binary publication in history, read by a JSON client: `message encodes` panic.
@@ -3399,6 +3493,7 @@ mod found {
                 join_leave: false,
                 reject: false,
                 tok: SubTok::None,
+                delta: false,
             }]),
             Op::Deliver { requests: 1, events: 1 },
             Op::Api(ApiOp::Unsubscribe { user: U(1), ch: None, client: None }),
@@ -3440,6 +3535,7 @@ mod found {
                     join_leave: false,
                     reject: false,
                     tok: SubTok::None,
+                    delta: false,
                 }],
                 tail: Tail::None,
             },

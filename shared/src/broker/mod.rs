@@ -95,6 +95,9 @@ pub struct PublishOp {
     pub history: HistoryOptions,
     pub skip_history: bool,
     pub idempotency_key: Option<String>,
+    /// Encode a delta against the stream's previous publication, for subscribers that
+    /// negotiated one (`delta: true` in the API, or the namespace's `delta_publish`).
+    pub delta: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -112,10 +115,26 @@ pub enum BrokerReply {
 #[derive(Clone, Debug, PartialEq)]
 #[must_use]
 pub enum BrokerEvent {
-    Reply { id: RequestId, result: Result<BrokerReply, Error> },
-    Publication { channel: Arc<str>, epoch: Arc<str>, publication: Arc<Publication> },
-    Join { channel: Arc<str>, info: ClientInfo },
-    Leave { channel: Arc<str>, info: ClientInfo },
+    Reply {
+        id: RequestId,
+        result: Result<BrokerReply, Error>,
+    },
+    /// `delta`: the publication's data as a Fossil delta against the stream's previous
+    /// publication (offset - 1, same epoch), when asked for and smaller than the data.
+    Publication {
+        channel: Arc<str>,
+        epoch: Arc<str>,
+        publication: Arc<Publication>,
+        delta: Option<Bytes>,
+    },
+    Join {
+        channel: Arc<str>,
+        info: ClientInfo,
+    },
+    Leave {
+        channel: Arc<str>,
+        info: ClientInfo,
+    },
 }
 
 /// Idempotent publish results are remembered this long (Centrifugo's memory broker default).
@@ -197,7 +216,9 @@ impl Broker {
                 let stream = self.stream(&channel, history, now);
                 let top = stream.position();
                 let publications = match since {
-                    Some(since) if history.enabled() && since.epoch == top.epoch => stream.since(since.offset, limit),
+                    Some(since) if history.enabled() && (since.epoch.is_empty() || since.epoch == top.epoch) => {
+                        stream.since(since.offset, limit)
+                    }
                     _ => Vec::new(),
                 };
                 Ok(BrokerReply::Subscribed { top, publications })
@@ -319,6 +340,16 @@ impl Broker {
         let (position, epoch) = if op.history.enabled() && !op.skip_history {
             let ttl = op.history.ttl_ms;
             let stream = self.stream(channel, op.history, now);
+            // The delta is made once here, where the previous publication is known, and
+            // shared by every node and subscriber.
+            let delta = match stream.entries.back() {
+                Some((prev, _)) if op.delta && prev.offset == stream.top => {
+                    crate::delta::fossil::encode(&prev.data, &publication.data)
+                        .filter(|d| d.len() < publication.data.len())
+                        .map(Bytes::from)
+                }
+                _ => None,
+            };
             stream.top += 1;
             publication.offset = stream.top;
             let publication = Arc::new(publication);
@@ -327,11 +358,11 @@ impl Broker {
             let epoch = stream.epoch.clone();
             let position = stream.position();
             self.deadlines.insert((now.after_ms(ttl), channel.to_owned()));
-            self.deliver(channel, epoch.clone(), publication);
+            self.deliver(channel, epoch.clone(), publication, delta);
             (position, epoch)
         } else {
             let epoch: Arc<str> = self.streams.get(channel).map(|s| s.epoch.clone()).unwrap_or_else(|| Arc::from(""));
-            self.deliver(channel, epoch.clone(), Arc::new(publication));
+            self.deliver(channel, epoch.clone(), Arc::new(publication), None);
             (StreamPosition::default(), epoch)
         };
         let _ = epoch;
@@ -344,12 +375,12 @@ impl Broker {
         Ok(BrokerReply::Published(position))
     }
 
-    fn deliver(&mut self, channel: &str, epoch: Arc<str>, publication: Arc<Publication>) {
+    fn deliver(&mut self, channel: &str, epoch: Arc<str>, publication: Arc<Publication>, delta: Option<Bytes>) {
         let channel = match self.nodes.get_key_value(channel) {
             Some((name, _)) => name.clone(),
             None => return, // nobody listens
         };
-        self.outputs.push_back(BrokerEvent::Publication { channel, epoch, publication });
+        self.outputs.push_back(BrokerEvent::Publication { channel, epoch, publication, delta });
     }
 
     fn history(

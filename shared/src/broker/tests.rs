@@ -355,7 +355,7 @@ fn publication_event_carries_data_info_tags_and_epoch() {
     };
     let position = d.publish_with("a", op, 0);
     match &d.events[..] {
-        [BrokerEvent::Publication { channel, epoch, publication }] => {
+        [BrokerEvent::Publication { channel, epoch, publication, .. }] => {
             assert_eq!(&**channel, "a");
             assert_eq!(**epoch, *position.epoch);
             assert_eq!(&publication.data[..], b"{\"x\":1}");

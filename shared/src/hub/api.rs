@@ -266,6 +266,7 @@ impl Hub {
             history: self.history_options(opts),
             skip_history: req.skip_history,
             idempotency_key: (!req.idempotency_key.is_empty()).then_some(req.idempotency_key),
+            delta: req.delta || opts.delta_publish,
         };
         Step::Broker { channel: req.channel, op: BrokerOp::Publish(op), kind: ApiKind::Publish }
     }
@@ -407,6 +408,7 @@ impl Hub {
                     .unwrap_or(namespace_push_join_leave && emit_join_leave),
                 history,
                 data: data.clone(),
+                delta: false,
             };
             self.start_subscription(session, channel.clone(), plan, None, since.clone(), false);
             if let Some(at) = expires_at {

@@ -66,6 +66,9 @@ impl Hub {
                 // No RPC handler is configured: 108 "not available", as Centrifugo answers.
                 self.error_reply(session, id, Error::not_available())
             }
+        } else if command.ping.is_some() {
+            // Protocol v2 has no ping command: Centrifugo answers it with 108 too.
+            self.error_reply(session, id, Error::not_available())
         } else if command.send.is_some() {
             // Asynchronous messages need a handler too; without one they are dropped.
         } else if let Some(r) = command.refresh {
@@ -73,7 +76,7 @@ impl Hub {
         } else if let Some(r) = command.sub_refresh {
             self.sub_refresh(session, id, &r.channel, &r.token, now)
         } else {
-            // `ping` commands and commands with nothing in them are not part of protocol v2.
+            // Commands with nothing in them are not part of protocol v2.
             self.disconnect(session, Disconnect::bad_request(), now)
         }
     }
@@ -86,12 +89,19 @@ impl Hub {
         HistoryOptions { size: opts.history_size, ttl_ms: ms(opts.history_ttl), meta_ttl_ms: ms(meta) }
     }
 
-    /// Client-chosen channel names: within `channel_max_length`, ASCII unless the namespace
-    /// has a `channel_regex`.
+    /// Client-chosen channel names: within `channel_max_length`, and matching the namespace's
+    /// `channel_regex` (the part after the namespace) or, without one, ASCII.
     pub(crate) fn valid_channel_name(&self, channel: &str, opts: &ChannelOptions) -> bool {
-        !channel.is_empty()
-            && channel.len() <= self.config.channel_max_length as usize
-            && (channel.is_ascii() || !opts.channel_regex.is_empty())
+        if channel.is_empty() || channel.len() > self.config.channel_max_length as usize {
+            return false;
+        }
+        if opts.channel_regex.is_empty() {
+            return channel.is_ascii();
+        }
+        // Compiled for every namespace when the hub was made; a pattern missing there (a
+        // token's override cannot add one) lets nothing through.
+        let rest = self.config.channel_rest(channel);
+        self.channel_regexes.get(&opts.channel_regex).is_some_and(|r| r.is_match(rest))
     }
 
     pub(crate) fn may_subscribe_without_token(&self, user: &str, channel: &str, opts: &ChannelOptions) -> bool {
@@ -157,7 +167,17 @@ impl Hub {
             push_join_leave: false,
             history,
             data: Default::default(),
+            delta: false,
         };
+        if !req.tf.is_empty() {
+            // Tags filters need `allow_tags_filter`, which rotor does not offer: Centrifugo
+            // disconnects such a subscribe as a bad request.
+            return self.disconnect(session, Disconnect::bad_request(), now);
+        }
+        if !req.delta.is_empty() && req.delta != crate::delta::FOSSIL {
+            // An unknown delta type is a broken client (Centrifugo disconnects too).
+            return self.disconnect(session, Disconnect::bad_request(), now);
+        }
         if !req.token.is_empty() {
             match self.sub_verifier.verify_subscribe(&req.token, now.as_millis()) {
                 Ok(claims) => {
@@ -228,6 +248,9 @@ impl Hub {
                 || plan.recoverable
                 || (req.positioned && (opts.allow_positioning || history_access)));
         plan.push_join_leave = opts.join_leave && (opts.force_push_join_leave || (req.join_leave && presence_access));
+        // A delta type the namespace does not allow is no error: the result says no delta.
+        plan.delta =
+            req.delta == crate::delta::FOSSIL && opts.allowed_delta_types.iter().any(|t| t == crate::delta::FOSSIL);
         let since =
             (req.recover && plan.recoverable).then(|| StreamPosition { offset: req.offset, epoch: req.epoch.clone() });
         let reject = req.flag & FLAG_REJECT_UNRECOVERED != 0;
@@ -269,6 +292,7 @@ impl Hub {
         if let Ok(BrokerReply::Subscribed { top, .. }) = &result {
             self.position_seen(&channel, &top.epoch, top.offset);
         }
+        let cache = recover.is_some() && self.cache_recovery(&channel);
         let server_refreshed = self.config.namespace_for(&channel).is_ok_and(|o| self.sub_refreshed_by_proxy(o));
         let Some(s) = self.sessions.get_mut(&session) else { return };
         let Some(sub) = s.subs.get_mut(&channel).filter(|sub| sub.request == request) else {
@@ -280,7 +304,7 @@ impl Hub {
         let restoring = sub.restoring;
         let outcome: Result<SubscribeResult, Error> = match result {
             Ok(BrokerReply::Subscribed { top, publications }) => {
-                let mut r = SubscribeResult { data: token_data, ..Default::default() };
+                let mut r = SubscribeResult { data: token_data, delta: sub.delta, ..Default::default() };
                 if let Some(at) = sub.expires_at.filter(|_| !server_refreshed) {
                     r.expires = true;
                     r.ttl = super::ttl_secs(now, at);
@@ -294,9 +318,25 @@ impl Hub {
                 sub.epoch = Arc::from(top.epoch.as_str());
                 sub.offset = top.offset;
                 match recover {
+                    Some(since) if cache => {
+                        super::recovery_modes::cache_result(&mut r, &since, &top, &publications);
+                        if sub.delta && command.is_some() && !r.publications.is_empty() {
+                            if let Ok(sent) = super::delta::recovered(r.publications.clone(), s.wire.encoding) {
+                                sub.delta_base = r.publications.last().map_or(0, |p| p.offset);
+                                r.publications = sent;
+                            }
+                        }
+                        if !r.recovered && reject_unrecovered {
+                            Err(Error::unrecoverable_position())
+                        } else {
+                            Ok(r)
+                        }
+                    }
                     Some(since) => {
                         r.was_recovering = true;
-                        let recovered = since.epoch == top.epoch
+                        // An empty epoch means "any epoch" (SDKs send it when the
+                        // application hands them only an offset): history decides.
+                        let recovered = (since.epoch.is_empty() || since.epoch == top.epoch)
                             && match (publications.first(), publications.last()) {
                                 (Some(first), Some(last)) => {
                                     since.offset.checked_add(1) == Some(first.offset) && last.offset == top.offset
@@ -307,6 +347,14 @@ impl Hub {
                             r.recovered = true;
                             r.offset = since.offset;
                             r.publications = publications.iter().map(|p| Publication::clone(p)).collect();
+                            if sub.delta && command.is_some() {
+                                // A JSON client with binary data keeps the raw form: its
+                                // reply then fails to encode, which ends it with 3506.
+                                if let Ok(sent) = super::delta::recovered(r.publications.clone(), s.wire.encoding) {
+                                    r.publications = sent;
+                                    sub.delta_base = publications.last().map_or(0, |p| p.offset);
+                                }
+                            }
                             Ok(r)
                         } else if reject_unrecovered {
                             Err(Error::unrecoverable_position())
@@ -401,6 +449,7 @@ impl Hub {
         if !self.sessions.get(&session).is_some_and(|s| s.subs.contains_key(channel)) {
             return;
         }
+        self.ensure_position_check(session, now);
         if presence {
             let ttl = ms(self.config.global_presence_ttl);
             self.request(channel, BrokerOp::PresenceAdd { info: info.clone(), ttl_ms: ttl }, Pending::Ignore);
@@ -442,7 +491,8 @@ impl Hub {
 
     fn publish(&mut self, session: SessionId, id: u32, channel: String, data: bytes::Bytes, now: Timestamp) {
         let Some(s) = self.sessions.get(&session) else { return };
-        if channel.is_empty() {
+        if channel.is_empty() || data.is_empty() {
+            // Centrifugo: "channel and data required for publish", a disconnect.
             return self.disconnect(session, Disconnect::bad_request(), now);
         }
         let Ok(opts) = self.config.namespace_for(&channel) else {
@@ -464,11 +514,9 @@ impl Hub {
         ) {
             return self.error_reply(session, id, Error::permission_denied());
         }
-        if data.is_empty() {
-            return self.error_reply(session, id, Error::bad_request());
-        }
         let info = s.info(&sub.map(|sub| sub.chan_info.clone()).unwrap_or_default());
-        let op = PublishOp { data, info: Some(info), history: self.history_options(opts), ..Default::default() };
+        let history = self.history_options(opts);
+        let op = PublishOp { data, info: Some(info), history, delta: opts.delta_publish, ..Default::default() };
         self.command_request(session, id, &channel, BrokerOp::Publish(op), CommandKind::Publish);
     }
 
@@ -520,8 +568,9 @@ impl Hub {
         ) {
             return self.error_reply(session, id, Error::permission_denied());
         }
-        let max = self.config.client_history_max_publication_limit as i64;
-        let limit = if req.limit < 0 || req.limit as i64 > max { max } else { req.limit as i64 };
+        // A zero maximum caps nothing (Centrifugo's rule): -1 is then "all".
+        let max = i64::try_from(self.config.client_history_max_publication_limit).unwrap_or(i64::MAX);
+        let limit = if max > 0 && (req.limit < 0 || i64::from(req.limit) > max) { max } else { i64::from(req.limit) };
         let op = BrokerOp::History { since: req.since, limit, reverse: req.reverse, history };
         self.command_request(session, id, &req.channel, op, CommandKind::History);
     }
@@ -603,12 +652,20 @@ impl Hub {
     }
 
     fn sub_refresh(&mut self, session: SessionId, id: u32, channel: &str, token: &str, now: Timestamp) {
-        if channel.is_empty() || token.is_empty() {
-            return self.error_reply(session, id, Error::bad_request());
+        // Centrifugo's order: no channel is a broken client; then the subscription must exist
+        // and be one the client refreshes (not server-side); then a token is required.
+        if channel.is_empty() {
+            return self.disconnect(session, Disconnect::bad_request(), now);
         }
         let Some(s) = self.sessions.get(&session) else { return };
-        if !s.subs.contains_key(channel) {
+        let Some(sub) = s.subs.get(channel) else {
             return self.error_reply(session, id, Error::permission_denied());
+        };
+        if sub.server_side {
+            return self.disconnect(session, Disconnect::bad_request(), now);
+        }
+        if token.is_empty() {
+            return self.error_reply(session, id, Error::bad_request());
         }
         let claims = match self.sub_verifier.verify_subscribe(token, now.as_millis()) {
             Ok(c) => c,

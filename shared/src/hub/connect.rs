@@ -44,6 +44,8 @@ pub(crate) struct SubscriptionPlan {
     pub history: HistoryOptions,
     /// `data` from a subscription token, returned in the subscribe result.
     pub data: Bytes,
+    /// Fossil deltas negotiated (client-side subscriptions that asked for an allowed type).
+    pub delta: bool,
 }
 
 impl SubscriptionPlan {
@@ -61,6 +63,7 @@ impl SubscriptionPlan {
             push_join_leave: opts.join_leave && opts.force_push_join_leave,
             history,
             data: Bytes::new(),
+            delta: false,
         }
     }
 }
@@ -308,11 +311,21 @@ impl Hub {
                 buffer: Vec::new(),
                 restoring: false,
                 request: crate::broker::RequestId(0),
+                delta: plan.delta,
+                delta_base: 0,
+                behind: None,
             },
         );
         self.channels.entry(channel.clone()).or_default().pending.insert(session);
-        let limit = self.config.client_recovery_max_publication_limit as usize;
-        let op = BrokerOp::Subscribe { node: self.node.id.clone(), since: since.clone(), limit, history: plan.history };
+        let mut limit = self.config.client_recovery_max_publication_limit as usize;
+        let mut ask = since.clone();
+        if since.is_some() && self.cache_recovery(&channel) {
+            // Cache mode wants the latest publication whatever the client's position: ask
+            // for the whole (bounded) history; `on_subscribed` keeps the last one.
+            ask = Some(StreamPosition::default());
+            limit = usize::try_from(plan.history.size).unwrap_or(usize::MAX).max(1);
+        }
+        let op = BrokerOp::Subscribe { node: self.node.id.clone(), since: ask, limit, history: plan.history };
         let (recover, data) = (since, plan.data);
         let request = self.request(
             &channel.clone(),

@@ -37,7 +37,13 @@ enum Lost {
 }
 
 impl Hub {
-    pub(crate) fn deliver(&mut self, channel: &Arc<str>, epoch: &Arc<str>, publication: &Arc<Publication>) {
+    pub(crate) fn deliver(
+        &mut self,
+        channel: &Arc<str>,
+        epoch: &Arc<str>,
+        publication: &Arc<Publication>,
+        delta: Option<Bytes>,
+    ) {
         if publication.offset > 0 {
             self.position_seen(channel, epoch, publication.offset);
         }
@@ -46,6 +52,7 @@ impl Hub {
         let push =
             Push { channel: channel.to_string(), r#pub: Some(Publication::clone(publication)), ..Default::default() };
         let mut encoded = Encoded::new(push);
+        let mut delta_encoded = super::delta::DeltaEncoded::new(channel, delta);
         let mut lost = Vec::new();
         let mut ids = Vec::new();
         let offset = publication.offset;
@@ -55,6 +62,7 @@ impl Hub {
         for &session in &subscribers.active {
             let Some(s) = self.sessions.get_mut(&session) else { continue };
             let Some(sub) = s.subs.get_mut_shared(&shared_name) else { continue };
+            let base_ok = super::delta::holds_base(sub, epoch, offset);
             if offset > 0 {
                 if sub.positioned && (*sub.epoch != **epoch || sub.offset.checked_add(1) != Some(offset)) {
                     let skipped = &mut sent[s.transport.metric_index()];
@@ -70,7 +78,13 @@ impl Hub {
                     sub.epoch = epoch.clone();
                 }
             }
-            match encoded.get(s.wire) {
+            let data = if sub.delta {
+                sub.delta_base = offset;
+                delta_encoded.get(publication, s.wire, base_ok)
+            } else {
+                encoded.get(s.wire)
+            };
+            match data {
                 Ok(data) if s.has_event_ids() => ids.push((session, data)),
                 Ok(data) => self.outputs.push_back(Output::Send { session, data }),
                 Err(NotJson) => {
@@ -124,8 +138,20 @@ impl Hub {
             sub.offset = publication.offset;
             sub.epoch = epoch.clone();
         }
-        let push =
-            Push { channel: channel.to_string(), r#pub: Some(Publication::clone(publication)), ..Default::default() };
+        let publication = if sub.delta {
+            // Whole: the client's delta chain starts (again) here.
+            sub.delta_base = publication.offset;
+            match super::delta::for_delta_client(publication, None, s.wire.encoding) {
+                Some(Ok(p)) => p,
+                _ => {
+                    self.end(session, Disconnect::inappropriate_protocol());
+                    return;
+                }
+            }
+        } else {
+            Publication::clone(publication)
+        };
+        let push = Push { channel: channel.to_string(), r#pub: Some(publication), ..Default::default() };
         let encoded = s.wire.push(&push);
         self.send_encoded(session, encoded, true);
     }

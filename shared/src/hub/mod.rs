@@ -6,10 +6,13 @@
 mod api;
 mod commands;
 mod connect;
+mod delta;
 mod event_ids;
 mod fanout;
 mod metrics;
+mod position_check;
 mod proxy;
+mod recovery_modes;
 mod restore;
 mod session;
 mod timers;
@@ -87,6 +90,8 @@ enum Pending {
     Api { target: api::ApiTarget, kind: crate::api::ApiKind },
     /// Fire and forget (presence updates, join/leave, node interest).
     Ignore,
+    /// A periodic position check of one subscription.
+    PositionCheck { session: SessionId, channel: Arc<str> },
 }
 
 #[derive(Default)]
@@ -148,6 +153,8 @@ pub struct Hub {
     counting: bool,
     /// The time of the command being handled, for its reply's duration.
     now: Timestamp,
+    /// Each namespace's compiled `channel_regex`, by pattern.
+    channel_regexes: BTreeMap<String, regex::Regex>,
 }
 
 /// A configuration the hub cannot run with (bad key material).
@@ -183,6 +190,14 @@ impl Hub {
         };
         let event_id_key = event_id_key(&config);
         let config_prometheus = config.prometheus;
+        let mut channel_regexes = BTreeMap::new();
+        let patterns =
+            std::iter::once(&c.channel.channel_regex).chain(c.namespaces.iter().map(|n| &n.options.channel_regex));
+        for pattern in patterns.filter(|p| !p.is_empty()) {
+            let regex = crate::config::compile_channel_regex(pattern)
+                .map_err(|why| HubConfigError(format!("channel_regex {pattern:?}: {why}")))?;
+            channel_regexes.insert(pattern.clone(), regex);
+        }
         Ok(Hub {
             config,
             node,
@@ -207,6 +222,7 @@ impl Hub {
             metrics: Default::default(),
             counting: config_prometheus,
             now,
+            channel_regexes,
         })
     }
 
@@ -392,7 +408,9 @@ impl Hub {
                     self.on_broker_reply(id, pending, result, now);
                 }
             }
-            BrokerEvent::Publication { channel, epoch, publication } => self.deliver(&channel, &epoch, &publication),
+            BrokerEvent::Publication { channel, epoch, publication, delta } => {
+                self.deliver(&channel, &epoch, &publication, delta)
+            }
             BrokerEvent::Join { channel, info } => self.deliver_join_leave(&channel, info, true),
             BrokerEvent::Leave { channel, info } => self.deliver_join_leave(&channel, info, false),
         }
@@ -471,6 +489,7 @@ impl Hub {
             }
             Pending::Api { target, kind } => self.on_api_reply(target, kind, result, now),
             Pending::Ignore => {}
+            Pending::PositionCheck { session, channel } => self.on_position_checked(session, &channel, result),
         }
     }
 

@@ -400,6 +400,7 @@ impl Hub {
             push_join_leave: false,
             history: self.history_options(&opts),
             data: grant.data,
+            delta: false, // decided in subscribe_granted, as for every client subscribe
         };
         if let Some(s) = self.sessions.get_mut(&session) {
             s.busy = false;
@@ -455,6 +456,7 @@ impl Hub {
             history: self.history_options(opts),
             skip_history: answer.skip_history,
             idempotency_key: Some(std::mem::take(&mut answer.idempotency_key)).filter(|k| !k.is_empty()),
+            delta: opts.delta_publish,
         };
         // Still busy: the broker's answer finishes the command.
         self.command_request(session, command, &channel, BrokerOp::Publish(op), CommandKind::Publish);

@@ -58,7 +58,7 @@ pub struct ProxySnapshot {
 pub struct SubscriptionSnapshot {
     pub ch: String,
     /// Flags: 1 server-side, 2 recoverable, 4 positioned, 8 presence, 16 emits join/leave,
-    /// 32 receives join/leave.
+    /// 32 receives join/leave, 64 Fossil deltas.
     pub f: u8,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub info: String,
@@ -72,6 +72,7 @@ const POSITIONED: u8 = 4;
 const PRESENCE: u8 = 8;
 const EMIT_JOIN_LEAVE: u8 = 16;
 const PUSH_JOIN_LEAVE: u8 = 32;
+const DELTA: u8 = 64;
 
 /// Changes a host that outlives its memory must store, since it last asked.
 #[derive(Debug, Default, PartialEq)]
@@ -177,6 +178,7 @@ impl Hub {
                     (sub.presence, PRESENCE),
                     (sub.emit_join_leave, EMIT_JOIN_LEAVE),
                     (sub.push_join_leave, PUSH_JOIN_LEAVE),
+                    (sub.delta, DELTA),
                 ] {
                     if on {
                         f |= bit;
@@ -254,6 +256,7 @@ impl Hub {
                 push_join_leave: sub.f & PUSH_JOIN_LEAVE != 0,
                 history: self.history_options(opts),
                 data: Bytes::new(),
+                delta: sub.f & DELTA != 0,
             };
             // Recover from the last position the node received. Without one (its row was
             // lost) a positioned subscription cannot know what it missed: an impossible

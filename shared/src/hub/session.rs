@@ -186,6 +186,14 @@ pub(crate) struct Subscription {
     /// The broker request that set this subscription up: a late answer to an earlier
     /// subscription of the same channel, since replaced, is not its answer.
     pub request: crate::broker::RequestId,
+    /// Fossil deltas negotiated: publications go out as deltas or with data as a JSON string.
+    pub delta: bool,
+    /// The offset of the publication the client holds as its delta base (0: none yet), so
+    /// that a delta made against offset - 1 may go to it. All the delta state there is.
+    pub delta_base: u64,
+    /// The stream top a position check found ahead of this subscription (see
+    /// `position_check.rs`): still behind it at the next check, the subscription lost its place.
+    pub behind: Option<(Arc<str>, u64)>,
 }
 
 /// A session's subscriptions, sorted by channel. A sorted vector rather than a map: sessions

@@ -30,6 +30,8 @@ pub(crate) enum Timer {
     Refresh,
     /// A subscription's `expire_at` passed: ask the sub_refresh proxy.
     SubRefresh(Arc<str>),
+    /// Positioned subscriptions compare their position with the stream's top.
+    PositionCheck,
 }
 
 impl Hub {
@@ -76,6 +78,7 @@ impl Hub {
         if presence {
             self.ensure_presence_refresh(session, now);
         }
+        self.ensure_position_check(session, now);
     }
 
     /// Starts the session's presence refresh unless it runs already (one chain per session).
@@ -134,6 +137,7 @@ impl Hub {
             Timer::Proxy(id) => self.proxy_timed_out(id, now),
             Timer::Refresh => self.refresh_by_proxy(session, now),
             Timer::SubRefresh(channel) => self.sub_refresh_by_proxy(session, channel, now),
+            Timer::PositionCheck => self.check_positions(session, now),
             Timer::PresenceRefresh => {
                 let ttl = ms(self.config.global_presence_ttl);
                 let entries: Vec<_> = s

@@ -105,8 +105,21 @@ pub struct SubscribeRequest {
     pub recoverable: bool,
     #[prost(bool, tag = "11")]
     pub join_leave: bool,
+    /// The delta type the client wants (`"fossil"`), or empty.
+    #[prost(string, tag = "12")]
+    pub delta: String,
+    /// A tags filter (a `FilterNode`), kept only as "present": non-empty when one was sent.
+    #[prost(bytes = "bytes", tag = "13")]
+    #[serde(deserialize_with = "present")]
+    pub tf: Bytes,
     #[prost(int64, tag = "14")]
     pub flag: i64,
+}
+
+/// Reads any JSON value as "present" (a non-empty marker), `null` as absent.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+    let v = Option::<serde::de::IgnoredAny>::deserialize(d)?;
+    Ok(if v.is_some() { Bytes::from_static(b"1") } else { Bytes::new() })
 }
 
 /// Subscribe flag bit: answer an unrecoverable position with error 112, not `recovered:false`.
@@ -314,6 +327,10 @@ pub struct Publication {
     #[prost(btree_map = "string, string", tag = "7")]
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+    /// `data` is a Fossil delta against the previous publication the client received.
+    #[prost(bool, tag = "8")]
+    #[serde(skip_serializing_if = "is_false")]
+    pub delta: bool,
     #[prost(int64, tag = "9")]
     #[serde(skip_serializing_if = "is_zero_i64")]
     pub time: i64,
@@ -408,6 +425,10 @@ pub struct SubscribeResult {
     #[prost(bool, tag = "12")]
     #[serde(skip_serializing_if = "is_false")]
     pub was_recovering: bool,
+    /// The delta type asked for was granted: publications may come as deltas.
+    #[prost(bool, tag = "13")]
+    #[serde(skip_serializing_if = "is_false")]
+    pub delta: bool,
 }
 
 #[derive(Clone, PartialEq, Serialize, prost::Message)]

@@ -283,6 +283,16 @@ fn rpc_without_a_handler_is_not_available() {
 }
 
 #[test]
+fn a_ping_command_is_not_available() {
+    // Protocol v2 has no ping command; Centrifugo answers it with 108 and keeps the connection.
+    let mut sim = Sim::new(&config());
+    let (s, _) = connected(&mut sim, "42");
+    let r = sim.command(s, json!({"id": 2, "ping": {}}));
+    assert_eq!(error_code(&r), Some(108), "{r}");
+    assert!(!sim.is_closed(s));
+}
+
+#[test]
 fn protocol_violations_close_3501() {
     let mut sim = Sim::new(&config());
     let mut monitor = Monitor::new(&mut sim);
@@ -291,10 +301,12 @@ fn protocol_violations_close_3501() {
         (r#"{"id":1,"publish":{"channel":"chat:a","data":{}}}"#, false),
         ("{\"id\":1,\"connect\":{}", false), // malformed JSON
         ("not json at all", false),
-        ("", false),                        // empty frame
-        (r#"{"id":2,"ping":{}}"#, true),    // ping commands are not protocol v2
-        (r#"{"id":2,"connect":{}}"#, true), // second connect
-        (r#"{"id":2}"#, true),              // a command with nothing in it
+        ("", false),                                                             // empty frame
+        (r#"{"id":2,"publish":{"channel":"chat:a"}}"#, true),                    // publish without data
+        (r#"{"id":2,"subscribe":{"channel":"chat:a","tf":{"key":"k"}}}"#, true), // tags filter
+        (r#"{"id":2,"sub_refresh":{"token":"x"}}"#, true),                       // sub_refresh without a channel
+        (r#"{"id":2,"connect":{}}"#, true),                                      // second connect
+        (r#"{"id":2}"#, true),                                                   // a command with nothing in it
     ];
     for (frame, after_connect) in cases {
         let s =
