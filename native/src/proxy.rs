@@ -6,9 +6,12 @@
 //! same hyper), and it pools connections per host with keep-alive. `https://` endpoints go
 //! through hyper-rustls (rustls with ring, Mozilla's roots from webpki-roots: no system
 //! OpenSSL). The hub owns the timeout; the call is bounded here too, so that no task
-//! outlives it. At most [`MAX_IN_FLIGHT`] calls are on the wire at once (a thousand clients
+//! outlives it. At most `MAX_IN_FLIGHT` (1,024) calls are on the wire at once (a thousand clients
 //! connecting through a slow backend would otherwise open a thousand sockets to it, and fds
-//! are shared with the clients'); the others wait their turn within their own timeout.
+//! are shared with the clients'); the others wait their turn within their own timeout. The
+//! sockets themselves are counted too, by the connector (`CountedConnector`): the pool finishes
+//! a connect in the background when its call gave up, so counting calls alone does not bound
+//! sockets. A socket holds its permit until it closes, idle in the pool or not.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,25 +25,28 @@ use hyper_util::rt::TokioExecutor;
 use shared::proxy::{ProxyOutcome, ProxyRequest, MAX_ANSWER_BYTES};
 use tokio::sync::Semaphore;
 
-/// Idle connections kept per backend host.
-const MAX_IDLE_PER_HOST: usize = 256;
-/// Calls on the wire at once (so connections to backends, idle ones aside).
+/// Idle connections kept per backend host (six endpoints on six hosts stay well under
+/// `MAX_SOCKETS` even with full pools).
+const MAX_IDLE_PER_HOST: usize = 64;
+/// Calls on the wire at once.
 const MAX_IN_FLIGHT: usize = 1024;
+/// Sockets open to backends at once, idle ones included.
+const MAX_SOCKETS: usize = MAX_IN_FLIGHT + 6 * MAX_IDLE_PER_HOST;
 
 #[derive(Clone)]
 pub struct ProxyClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<CountedConnector, Full<Bytes>>,
     in_flight: Arc<Semaphore>,
 }
 
 impl Default for ProxyClient {
     fn default() -> Self {
-        ProxyClient::with_limit(MAX_IN_FLIGHT)
+        ProxyClient::with_limits(MAX_IN_FLIGHT, MAX_SOCKETS)
     }
 }
 
 impl ProxyClient {
-    fn with_limit(in_flight: usize) -> Self {
+    fn with_limits(in_flight: usize, sockets: usize) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
@@ -50,6 +56,7 @@ impl ProxyClient {
             .https_or_http()
             .enable_http1()
             .wrap_connector(connector);
+        let connector = CountedConnector { inner: connector, sockets: Arc::new(Semaphore::new(sockets)) };
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
@@ -98,6 +105,83 @@ impl ProxyClient {
     }
 }
 
+type Inner = HttpsConnector<HttpConnector>;
+type InnerStream = hyper_rustls::MaybeHttpsStream<hyper_util::rt::TokioIo<tokio::net::TcpStream>>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The connector, each socket holding a permit of a bounded count until it is dropped.
+#[derive(Clone)]
+struct CountedConnector {
+    inner: Inner,
+    sockets: Arc<Semaphore>,
+}
+
+impl tower_service::Service<http::Uri> for CountedConnector {
+    type Response = Counted;
+    type Error = BoxError;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Counted, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), BoxError>> {
+        tower_service::Service::<http::Uri>::poll_ready(&mut self.inner, cx)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let mut inner = self.inner.clone();
+        let sockets = self.sockets.clone();
+        Box::pin(async move {
+            let permit = sockets.acquire_owned().await?;
+            let stream = tower_service::Service::call(&mut inner, uri).await?;
+            Ok(Counted { stream, _permit: permit })
+        })
+    }
+}
+
+/// A backend socket and its permit.
+struct Counted {
+    stream: InnerStream,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl hyper_util::client::legacy::connect::Connection for Counted {
+    fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
+        self.stream.connected()
+    }
+}
+
+impl hyper::rt::Read for Counted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for Counted {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
 /// An error and its causes, innermost last ("client error (Connect): tcp connect error:
 /// Connection refused").
 fn causes(e: &dyn std::error::Error) -> String {
@@ -117,7 +201,7 @@ mod tests {
     use shared::proxy::{ProxyId, ProxyKind};
 
     /// A backend that accepts connections and never answers: however many calls wait on it,
-    /// no more than the limit of sockets are opened to it, and every call still ends at its
+    /// no more than the limit of sockets are open to it at once, and every call still ends at its
     /// timeout.
     #[tokio::test]
     async fn calls_to_a_stalled_backend_open_no_more_sockets_than_the_limit() {
@@ -132,7 +216,7 @@ mod tests {
                 held.push(socket);
             }
         });
-        let client = ProxyClient::with_limit(8);
+        let client = ProxyClient::with_limits(8, 8);
         let calls = (0..40u64).map(|i| {
             let client = client.clone();
             tokio::spawn(async move {
@@ -149,12 +233,15 @@ mod tests {
             })
         });
         let started = std::time::Instant::now();
-        for call in calls.collect::<Vec<_>>() {
+        let calls = calls.collect::<Vec<_>>();
+        // Before any call has timed out no socket has closed, so what was accepted is open.
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        let open = accepted.load(std::sync::atomic::Ordering::SeqCst);
+        assert!((1..=8).contains(&open), "{open} sockets open to the backend at once");
+        for call in calls {
             let outcome = call.await.unwrap();
             assert!(matches!(&outcome, ProxyOutcome::Failed(c) if c.contains("within 500 ms")), "{outcome:?}");
         }
         assert!(started.elapsed() < Duration::from_secs(2), "waiting for a turn counts against the timeout");
-        let opened = accepted.load(std::sync::atomic::Ordering::SeqCst);
-        assert!(opened <= 8, "{opened} sockets opened to the backend");
     }
 }
