@@ -110,3 +110,22 @@ fn gauges_follow_churn_and_come_back_to_zero() {
     let m = rig.hub.metrics_snapshot();
     assert_eq!((m.num_clients, m.num_users, m.num_channels, m.num_subscriptions), (0, 0, 0, 0));
 }
+
+/// A command the backend answers (here an RPC through the proxy) lasts until the answer
+/// comes, not until whatever event the hub saw last.
+#[test]
+fn a_proxied_command_lasts_until_the_backend_answers() {
+    let mut rig = Rig::new(config(json!({"prometheus": true, "proxy_rpc_endpoint": "http://127.0.0.1:9/rpc"})));
+    let a = rig.ws(1, "u1");
+    rig.take(a);
+    rig.frame(a, json!({"id": 2, "rpc": {"method": "m", "data": {}}}));
+    let call = rig.proxied.pop_front().expect("an rpc proxy call");
+    let answer =
+        crate::proxy::ProxyOutcome::Answer { status: 200, body: json!({"result": {"data": {}}}).to_string().into() };
+    rig.hub.handle_proxy_reply(call.id, answer, Timestamp(T0.0 + 500));
+    rig.pump();
+    assert_eq!(rig.take(a), vec![json!({"id": 2, "rpc": {"data": {}}})]);
+    let mut text = String::new();
+    rig.hub.metrics_snapshot().render(&mut text);
+    assert!(text.contains("centrifugo_client_command_duration_seconds_sum{method=\"rpc\"} 0.5\n"), "{text}");
+}
