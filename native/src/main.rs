@@ -74,7 +74,11 @@ fn serve(args: cli::Args) -> std::process::ExitCode {
         tracing::info!(version = env!("CARGO_PKG_VERSION"), address = %local, "rotor listening");
         let accepting = tokio::spawn(server::serve(listener, engine.clone()));
         shutdown_signal().await;
-        drain(accepting, &engine, shutdown_timeout).await;
+        // A second signal (an impatient Ctrl-C) ends the drain at once.
+        tokio::select! {
+            _ = drain(accepting, &engine, shutdown_timeout) => {}
+            _ = shutdown_signal() => tracing::warn!("shutdown: a second signal; exiting without finishing the drain"),
+        }
         std::process::ExitCode::SUCCESS
     });
     // Tasks still running (idle keep-alive connections) are dropped without waiting.
