@@ -26,6 +26,8 @@ test("metrics merge the node objects; health turns 503 when a node object stops 
 
   // Behind the API key at the edge.
   assert.equal((await fetch(`${base}/metrics`)).status, 401);
+  assert.equal((await fetch(`${base}/metrics`, { headers: { "x-api-key": "wrong" } })).status, 401);
+  assert.equal((await fetch(`${base}/metrics?api_key=wrong`)).status, 401);
 
   const user = (sub) => ({ token: token({ sub }, config.token_hmac_secret_key) });
   const streams = [];
