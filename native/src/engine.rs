@@ -7,7 +7,8 @@
 //! connection whose frames the engine cannot keep up with stops reading its socket, and the
 //! client's own TCP window carries the backpressure. One queue keeps each connection's
 //! events in order; `Closed` skips admission (it must never be lost or wait, and there is at
-//! most one per connection) and so does `Shutdown`.
+//! most one per connection) and so does `Shutdown`; `/health` and `/metrics` round trips
+//! skip it too, bounded by their own count ([`PROBES`]).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -44,6 +45,12 @@ pub type Conn = Arc<Outbox>;
 const INBOX_BYTES: usize = 1024 * 1024;
 /// What an event counts for at least, so the queue also holds a bounded number of events.
 const MIN_EVENT_BYTES: usize = 256;
+/// `/health` and `/metrics` round trips queued at most. They skip the byte bound: behind a
+/// client flood (every connection waiting for admission) they would wait for all of it, and
+/// a busy engine would look dead to a load balancer and lose Prometheus its figures just when
+/// they matter. Queued directly, they wait only for what the inbox holds (at most
+/// `INBOX_BYTES`); this bound keeps a flood of probes from growing the queue instead.
+const PROBES: usize = 64;
 
 pub enum Event {
     Open {
@@ -146,6 +153,8 @@ impl Drop for SessionGuard {
 pub struct Engine {
     tx: mpsc::UnboundedSender<Queued>,
     admission: Arc<Semaphore>,
+    /// Places for probes (see [`PROBES`]).
+    probes: Arc<Semaphore>,
     next_session: Arc<AtomicU64>,
     pub config: Arc<Config>,
     /// Which path is which endpoint (from `config`).
@@ -174,6 +183,12 @@ impl Engine {
         }
     }
 
+    /// Queues a `/health` or `/metrics` round trip: past the byte bound, within [`PROBES`].
+    async fn probe(&self, event: Event) {
+        let Ok(place) = self.probes.clone().acquire_owned().await else { return };
+        let _ = self.tx.send(Queued { event, _admitted: Some(place) });
+    }
+
     /// Tells the engine a connection ended. Never waits and never refused: there is one per
     /// connection, so these are bounded by the connections.
     pub fn closed(&self, session: SessionId) {
@@ -186,11 +201,12 @@ impl Engine {
         rx.await.unwrap_or_else(|_| Err(Error::internal()))
     }
 
-    /// Whether the engine answers a round trip within `limit` (queue admission included).
+    /// Whether the engine answers a round trip within `limit` (what is queued ahead included,
+    /// but not the connections waiting to queue more: see [`PROBES`]).
     pub async fn healthy(&self, limit: std::time::Duration) -> bool {
         let (reply, rx) = oneshot::channel();
         let round_trip = async {
-            self.send(Event::Health { reply }).await;
+            self.probe(Event::Health { reply }).await;
             rx.await.is_ok()
         };
         tokio::time::timeout(limit, round_trip).await.unwrap_or(false)
@@ -209,7 +225,7 @@ impl Engine {
     pub async fn metrics(&self, limit: Duration) -> Option<Snapshot> {
         let (reply, rx) = oneshot::channel();
         let round_trip = async {
-            self.send(Event::Metrics { reply }).await;
+            self.probe(Event::Metrics { reply }).await;
             rx.await.ok()
         };
         tokio::time::timeout(limit, round_trip).await.ok().flatten()
@@ -233,9 +249,10 @@ pub fn start(config: Arc<Config>, node_name: String, timeouts: Timeouts) -> Resu
     let stall_after = std::env::var("ROTOR_TEST_ENGINE_STALL_MS").ok().and_then(|v| v.parse().ok());
     tokio::spawn(run(node, rx, tx.downgrade(), stall_after.map(Duration::from_millis)));
     let admission = Arc::new(Semaphore::new(INBOX_BYTES));
+    let probes = Arc::new(Semaphore::new(PROBES));
     let admin_logins = Arc::default();
     let next_session = Arc::new(AtomicU64::new(1));
-    Ok(Engine { tx, admission, next_session, config, endpoints, node_id, timeouts, admin_logins })
+    Ok(Engine { tx, admission, probes, next_session, config, endpoints, node_id, timeouts, admin_logins })
 }
 
 pub fn random_u64() -> u64 {
@@ -398,5 +415,27 @@ impl Loop {
         if let Some(queued) = conn.push(out) {
             self.node.handle_backlog(session, queued, now);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine() -> Engine {
+        let config = Arc::new(Config::default());
+        start(config, "test".into(), Timeouts::DEFAULT).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A client flood fills the inbox and queues behind it: the engine is busy, not wedged,
+    /// so `/health` and `/metrics` must not wait for the flood's admission (a load balancer
+    /// would take a busy node out, Prometheus would lose the figures when they matter).
+    #[tokio::test]
+    async fn probes_do_not_wait_behind_a_full_inbox() {
+        let engine = engine();
+        let held = engine.admission.clone().acquire_many_owned(INBOX_BYTES as u32).await;
+        assert!(held.is_ok());
+        assert!(engine.healthy(Duration::from_millis(500)).await, "a busy engine is healthy");
+        assert!(engine.metrics(Duration::from_millis(500)).await.is_some(), "and answers a scrape");
     }
 }

@@ -74,16 +74,26 @@ fn serve(args: cli::Args) -> std::process::ExitCode {
         tracing::info!(version = env!("CARGO_PKG_VERSION"), address = %local, "rotor listening");
         let accepting = tokio::spawn(server::serve(listener, engine.clone()));
         shutdown_signal().await;
-        drain(accepting, &engine, shutdown_timeout).await;
+        // A second signal (an impatient Ctrl-C) ends the drain at once.
+        tokio::select! {
+            _ = drain(accepting, &engine, shutdown_timeout) => {}
+            _ = shutdown_signal() => tracing::warn!("shutdown: a second signal; exiting without finishing the drain"),
+        }
         std::process::ExitCode::SUCCESS
     });
     // Tasks still running (idle keep-alive connections) are dropped without waiting.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    logging::flush(LAST_LINES);
     code
 }
 
+/// How long the last log lines may take to be written before the process exits (only an
+/// output that stopped taking lines needs that long).
+const LAST_LINES: std::time::Duration = std::time::Duration::from_millis(500);
+
 fn fail(e: &str) -> std::process::ExitCode {
     tracing::error!("{e}");
+    logging::flush(LAST_LINES);
     eprintln!("rotor: {e}");
     std::process::ExitCode::FAILURE
 }
@@ -124,6 +134,7 @@ fn exit_on_panic() {
     std::panic::set_hook(Box::new(move |info| {
         report(info);
         tracing::error!(panic = %info, "fatal: a panic (a bug); exiting with code 70 so that a supervisor restarts rotor");
+        logging::flush(LAST_LINES);
         eprintln!("rotor: fatal: {info}; exiting (code 70) so that a supervisor restarts rotor");
         std::process::exit(70);
     }));

@@ -231,3 +231,30 @@ fn sigterm_drains_clients_with_3001_and_exits_in_time() {
     let done = log_lines(&rotor).into_iter().find(|l| l["message"] == "shutdown: every connection flushed and closed");
     assert_eq!(done.map(|l| l["connections"].clone()), Some(json!(3)), "{}", rotor.log());
 }
+
+/// A second SIGTERM (or Ctrl-C) during a drain that waits for a client who does not read:
+/// rotor exits at once instead of waiting out `shutdown_timeout`.
+#[test]
+fn a_second_signal_ends_the_drain_at_once() {
+    let mut rotor =
+        Rotor::start("ops-drain-twice", json!({"shutdown_timeout": "30s", "client_queue_max_size": 16_777_216}), None);
+    let mut stuck = small_window_socket(rotor.addr);
+    let body = json!({"token": token_with("stuck", &["news"])}).to_string();
+    stuck.write_all(post("/connection/uni_http_stream", &body).as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // Several MiB the client does not read: its connection cannot flush.
+    publish_bulk(rotor.addr, "news", 40, 128 * 1024);
+    unsafe {
+        libc::kill(rotor.pid() as libc::pid_t, libc::SIGTERM);
+    }
+    assert!(
+        find_log(&rotor, Duration::from_secs(5), |l| l["message"] == "shutting down: no new connections").is_some(),
+        "{}",
+        rotor.log()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(rotor.alive(), "the drain waits for the stuck client");
+    let exited = rotor.terminate(Duration::from_secs(5)).expect("rotor exits after a second SIGTERM");
+    assert!(exited < Duration::from_secs(2), "took {exited:?}");
+    drop(stuck);
+}

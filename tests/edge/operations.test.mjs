@@ -26,6 +26,8 @@ test("metrics merge the node objects; health turns 503 when a node object stops 
 
   // Behind the API key at the edge.
   assert.equal((await fetch(`${base}/metrics`)).status, 401);
+  assert.equal((await fetch(`${base}/metrics`, { headers: { "x-api-key": "wrong" } })).status, 401);
+  assert.equal((await fetch(`${base}/metrics?api_key=wrong`)).status, 401);
 
   const user = (sub) => ({ token: token({ sub }, config.token_hmac_secret_key) });
   const streams = [];
@@ -64,4 +66,11 @@ test("metrics merge the node objects; health turns 503 when a node object stops 
     await sleep(500);
   }
   assert.equal(last, 503);
+
+  // A node object that does not answer leaves out its figures; the scrape is still answered.
+  const t0 = Date.now();
+  const r = await fetch(`${base}/metrics`, { headers: { "x-api-key": config.api_key }, signal: AbortSignal.timeout(15_000) });
+  assert.equal(r.status, 200);
+  assert.match(await r.text(), /centrifugo_node_num_clients /);
+  assert.ok(Date.now() - t0 < 5000, `scrape took ${Date.now() - t0} ms`);
 });

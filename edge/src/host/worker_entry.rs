@@ -92,10 +92,21 @@ async fn metrics(env: &Env, loaded: &Loaded) -> Result<Response> {
     let mut asks = Vec::new();
     for k in 0..loaded.edge.node_count {
         let stub = namespace.id_from_name(&format!("node-{k}"))?.get_stub()?;
-        asks.push(async move {
+        let ask = async move {
             let r = stub.fetch_with_request(internal_request(METRICS_PATH, Vec::new())?).await?;
             let bytes = response_bytes(r).await?;
             serde_json::from_slice::<Snapshot>(&bytes).map_err(|e| worker::Error::RustError(e.to_string()))
+        };
+        // Within a second, as `/health`: a node object that does not answer must not hang
+        // the scrape; its figures are left out.
+        let limit = worker::Delay::from(std::time::Duration::from_secs(1));
+        asks.push(async move {
+            match futures_util::future::select(Box::pin(ask), limit).await {
+                futures_util::future::Either::Left((answer, _)) => answer,
+                futures_util::future::Either::Right(_) => {
+                    Err(worker::Error::RustError("no answer within 1 s".to_owned()))
+                }
+            }
         });
     }
     let mut total = Snapshot::default();

@@ -439,7 +439,9 @@ impl Hub {
         self.snapshot_changed(session);
         if let Some(subs) = self.channels.get_mut(channel) {
             subs.pending.remove(&session);
-            subs.insert_active(session, transport);
+            if subs.insert_active(session, transport) {
+                self.subscriptions = self.subscriptions.saturating_add(1);
+            }
         }
         for (epoch, publication) in buffered {
             self.deliver_to(session, channel, &epoch, &publication);

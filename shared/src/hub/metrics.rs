@@ -64,7 +64,7 @@ impl Hub {
             num_clients: self.sessions.len() as u64,
             num_users: self.by_user.len() as u64,
             num_channels: self.channels.len() as u64,
-            num_subscriptions: self.channels.values().map(|c| c.active.len() as u64).sum(),
+            num_subscriptions: self.subscriptions,
             num_nodes: 1,
             metrics: self.metrics.clone(),
         }
@@ -79,7 +79,8 @@ impl Hub {
 
     pub(crate) fn count_open(&mut self, transport: Transport) {
         if self.counting {
-            self.metrics.transport_connects[transport.metric_index()] += 1;
+            let n = &mut self.metrics.transport_connects[transport.metric_index()];
+            *n = n.saturating_add(1);
         }
     }
 
@@ -109,7 +110,7 @@ impl Hub {
         if let Some(d) = self.metrics.command_durations.get_mut(usize::from(method)) {
             d.observe(micros);
         }
-        self.metrics.transport_messages_sent[index] += 1;
+        self.metrics.transport_messages_sent[index] = self.metrics.transport_messages_sent[index].saturating_add(1);
     }
 
     pub(crate) fn count_disconnect(&mut self, disconnect: &Disconnect) {
@@ -128,7 +129,7 @@ impl Hub {
             BrokerOp::Leave { .. } => MessageType::Leave,
             _ => return,
         };
-        self.metrics.messages_sent[t as usize] += 1;
+        self.metrics.messages_sent[t as usize] = self.metrics.messages_sent[t as usize].saturating_add(1);
     }
 
     /// A message from the broker, and the messages it became (by transport).
@@ -136,7 +137,7 @@ impl Hub {
         if !self.counting {
             return;
         }
-        self.metrics.messages_received[t as usize] += 1;
+        self.metrics.messages_received[t as usize] = self.metrics.messages_received[t as usize].saturating_add(1);
         for (total, n) in self.metrics.transport_messages_sent.iter_mut().zip(sent) {
             *total = total.saturating_add(*n);
         }

@@ -104,18 +104,22 @@ struct ChannelSubscribers {
 }
 
 impl ChannelSubscribers {
-    fn insert_active(&mut self, session: SessionId, transport: Transport) {
-        if self.active.insert(session) {
-            self.by_transport[transport.metric_index()] += 1;
+    /// Whether the session was not yet an active subscriber.
+    fn insert_active(&mut self, session: SessionId, transport: Transport) -> bool {
+        let added = self.active.insert(session);
+        if let Some(n) = self.by_transport.get_mut(transport.metric_index()).filter(|_| added) {
+            *n = n.saturating_add(1);
         }
+        added
     }
 
-    fn remove_active(&mut self, session: SessionId, transport: Option<Transport>) {
-        if self.active.remove(&session) {
-            if let Some(n) = transport.and_then(|t| self.by_transport.get_mut(t.metric_index())) {
-                *n = n.saturating_sub(1);
-            }
+    /// Whether the session was an active subscriber.
+    fn remove_active(&mut self, session: SessionId, transport: Option<Transport>) -> bool {
+        let removed = self.active.remove(&session);
+        if let Some(n) = transport.and_then(|t| self.by_transport.get_mut(t.metric_index())).filter(|_| removed) {
+            *n = n.saturating_sub(1);
         }
+        removed
     }
 }
 
@@ -132,6 +136,9 @@ pub struct Hub {
     /// Sessions per user: a plain vector, as users rarely hold more than a few connections.
     by_user: BTreeMap<Arc<str>, Vec<SessionId>>,
     channels: BTreeMap<Arc<str>, ChannelSubscribers>,
+    /// Active subscribers over all `channels`, kept as they change: a scrape of `/metrics`
+    /// must not walk every channel.
+    subscriptions: u64,
     timers: BTreeSet<(Timestamp, SessionId, Timer)>,
     pending: HashMap<RequestId, Pending>,
     next_request: u64,
@@ -220,6 +227,7 @@ impl Hub {
             proxies: HashMap::new(),
             next_proxy: 1,
             metrics: Default::default(),
+            subscriptions: 0,
             counting: config_prometheus,
             now,
             channel_regexes,
@@ -566,8 +574,8 @@ impl Hub {
         }
         for (channel, presence, join_leave, info) in leaving {
             // The session is gone from `sessions`: its transport is known here only.
-            if let Some(subs) = self.channels.get_mut(&channel) {
-                subs.remove_active(session, Some(s.transport));
+            if self.channels.get_mut(&channel).is_some_and(|subs| subs.remove_active(session, Some(s.transport))) {
+                self.subscriptions = self.subscriptions.saturating_sub(1);
             }
             self.leave_channel(session, &channel, presence, join_leave, info);
         }
@@ -591,7 +599,9 @@ impl Hub {
         let transport = self.sessions.get(&session).map(|s| s.transport);
         let empty = match self.channels.get_mut(channel) {
             Some(subs) => {
-                subs.remove_active(session, transport);
+                if subs.remove_active(session, transport) {
+                    self.subscriptions = self.subscriptions.saturating_sub(1);
+                }
                 subs.pending.remove(&session);
                 subs.active.is_empty() && subs.pending.is_empty()
             }

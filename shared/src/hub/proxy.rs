@@ -91,6 +91,8 @@ impl Hub {
     /// What the backend answered to [`Output::Proxy`] `id` (or why it did not). An answer
     /// for a call that timed out, or whose session ended, is dropped.
     pub fn handle_proxy_reply(&mut self, id: ProxyId, outcome: ProxyOutcome, now: Timestamp) {
+        // The time replies are measured to (metrics): the command waited for this answer.
+        self.now = now;
         let Some(call) = self.proxies.remove(&id) else { return };
         self.cancel(call.session(), &Timer::Proxy(id));
         self.on_proxy_outcome(call, outcome, now);

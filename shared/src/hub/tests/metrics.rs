@@ -71,3 +71,61 @@ fn nothing_is_counted_with_prometheus_off() {
     assert_eq!(m.num_clients, 1, "gauges come from the state either way");
     assert_eq!(m.metrics, crate::metrics::Metrics::default());
 }
+
+/// The subscription gauge is kept as subscriptions change (a scrape must not walk every
+/// channel): it always equals the channels' active subscribers, and comes back to 0.
+#[test]
+fn gauges_follow_churn_and_come_back_to_zero() {
+    let mut rig = Rig::new(config(json!({"prometheus": true, "allow_subscribe_for_client": true})));
+    let walked = |hub: &Hub| hub.channels.values().map(|c| c.active.len() as u64).sum::<u64>();
+    let sessions: Vec<SessionId> = (1..=30).map(|i| rig.ws(i, &format!("u{}", i % 7))).collect();
+    for (i, &s) in sessions.iter().enumerate() {
+        for ch in ["a", "b", "c"] {
+            rig.frame(s, json!({"id": 2 + i, "subscribe": {"channel": ch}}));
+            rig.serve_all();
+        }
+    }
+    // Subscribing twice to the same channel is refused and counts nothing.
+    rig.frame(sessions[0], json!({"id": 99, "subscribe": {"channel": "a"}}));
+    rig.serve_all();
+    assert_eq!(rig.hub.metrics_snapshot().num_subscriptions, 90);
+    assert_eq!(walked(&rig.hub), 90);
+    for (i, &s) in sessions.iter().enumerate() {
+        match i % 3 {
+            0 => rig.hub.handle_closed(s, T0),
+            1 => rig.hub.disconnect(s, Disconnect::force_disconnect(), T0),
+            _ => {
+                rig.frame(s, json!({"id": 200, "unsubscribe": {"channel": "b"}}));
+                rig.serve_all();
+            }
+        }
+        rig.pump();
+        assert_eq!(rig.hub.metrics_snapshot().num_subscriptions, walked(&rig.hub));
+    }
+    assert_eq!(rig.hub.metrics_snapshot().num_subscriptions, 20);
+    for &s in &sessions {
+        rig.hub.handle_closed(s, T0);
+    }
+    rig.pump();
+    let m = rig.hub.metrics_snapshot();
+    assert_eq!((m.num_clients, m.num_users, m.num_channels, m.num_subscriptions), (0, 0, 0, 0));
+}
+
+/// A command the backend answers (here an RPC through the proxy) lasts until the answer
+/// comes, not until whatever event the hub saw last.
+#[test]
+fn a_proxied_command_lasts_until_the_backend_answers() {
+    let mut rig = Rig::new(config(json!({"prometheus": true, "proxy_rpc_endpoint": "http://127.0.0.1:9/rpc"})));
+    let a = rig.ws(1, "u1");
+    rig.take(a);
+    rig.frame(a, json!({"id": 2, "rpc": {"method": "m", "data": {}}}));
+    let call = rig.proxied.pop_front().expect("an rpc proxy call");
+    let answer =
+        crate::proxy::ProxyOutcome::Answer { status: 200, body: json!({"result": {"data": {}}}).to_string().into() };
+    rig.hub.handle_proxy_reply(call.id, answer, Timestamp(T0.0 + 500));
+    rig.pump();
+    assert_eq!(rig.take(a), vec![json!({"id": 2, "rpc": {"data": {}}})]);
+    let mut text = String::new();
+    rig.hub.metrics_snapshot().render(&mut text);
+    assert!(text.contains("centrifugo_client_command_duration_seconds_sum{method=\"rpc\"} 0.5\n"), "{text}");
+}
