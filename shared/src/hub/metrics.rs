@@ -61,7 +61,9 @@ impl Hub {
     /// The node's figures now: the counters so far and the gauges from the hub's state.
     pub fn metrics_snapshot(&self) -> Snapshot {
         Snapshot {
-            num_clients: self.sessions.len() as u64,
+            // Connected clients only, as Centrifugo and `info` count them: a socket still
+            // handshaking (or waiting on the connect proxy) is no client yet.
+            num_clients: self.sessions.values().filter(|s| s.state == super::State::Connected).count() as u64,
             num_users: self.by_user.len() as u64,
             num_channels: self.channels.len() as u64,
             num_subscriptions: self.subscriptions,

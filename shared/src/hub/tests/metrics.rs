@@ -129,3 +129,14 @@ fn a_proxied_command_lasts_until_the_backend_answers() {
     rig.hub.metrics_snapshot().render(&mut text);
     assert!(text.contains("centrifugo_client_command_duration_seconds_sum{method=\"rpc\"} 0.5\n"), "{text}");
 }
+
+#[test]
+fn a_socket_not_yet_connected_is_no_client() {
+    let mut rig = Rig::new(config(json!({"prometheus": true})));
+    rig.ws(1, "u1");
+    // Opened, never sent its connect command (or still waiting on the connect proxy).
+    rig.hub.handle_open(SessionId(2), Transport::Websocket(Encoding::Json), T0);
+    rig.hub.handle_open(SessionId(3), Transport::UniHttpStream, T0);
+    let m = rig.hub.metrics_snapshot();
+    assert_eq!((m.num_clients, m.num_users), (1, 1));
+}
