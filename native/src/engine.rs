@@ -8,7 +8,7 @@
 //! client's own TCP window carries the backpressure. One queue keeps each connection's
 //! events in order; `Closed` skips admission (it must never be lost or wait, and there is at
 //! most one per connection) and so does `Shutdown`; `/health` and `/metrics` round trips
-//! skip it too, bounded by their own count ([`PROBES`]).
+//! skip it too, bounded by their own count (`PROBES`).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -202,7 +202,7 @@ impl Engine {
     }
 
     /// Whether the engine answers a round trip within `limit` (what is queued ahead included,
-    /// but not the connections waiting to queue more: see [`PROBES`]).
+    /// but not the connections waiting to queue more: see `PROBES`).
     pub async fn healthy(&self, limit: std::time::Duration) -> bool {
         let (reply, rx) = oneshot::channel();
         let round_trip = async {

@@ -261,6 +261,9 @@ pub struct Config {
     pub proxy_http_headers: Vec<String>,
     pub proxy_static_http_headers: BTreeMap<String, String>,
     pub proxy_include_connection_meta: bool,
+    /// Ask the connect proxy even when the client brings a connection token (which is then
+    /// not used): the backend decides every connection. Off: only token-less connects go to it.
+    pub proxy_connect_always: bool,
 
     // Operating rotor: logs, metrics, shutdown.
     /// `none`, `trace`, `debug`, `info`, `warn` or `error`.
@@ -375,6 +378,7 @@ impl Default for Config {
             proxy_http_headers: Vec::new(),
             proxy_static_http_headers: BTreeMap::new(),
             proxy_include_connection_meta: false,
+            proxy_connect_always: false,
             log_level: "info".into(),
             log_file: String::new(),
             prometheus: false,
@@ -596,6 +600,9 @@ impl Config {
                 let why = format!("\"{url}\" is not an http:// or https:// URL (rotor's proxies are HTTP only)");
                 return Err(invalid(key, why));
             }
+        }
+        if self.proxy_connect_always && self.proxy_connect_endpoint.is_empty() {
+            return Err(invalid("proxy_connect_always", "needs \"proxy_connect_endpoint\"".to_owned()));
         }
         let token = |name: &str| {
             !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))

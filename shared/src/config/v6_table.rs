@@ -138,6 +138,12 @@ pub const ROWS: &[Row] = &[
         "allow a JWKS endpoint on private addresses",
     ),
     row(
+        "client.proxy_connect_always",
+        Flat("proxy_connect_always"),
+        "false",
+        "rotor's own: ask the connect proxy even when the client brings a token",
+    ),
+    row(
         "client.allow_anonymous_connect_without_token",
         Flat("allow_anonymous_connect_without_token"),
         "false",

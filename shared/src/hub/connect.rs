@@ -83,7 +83,8 @@ impl SubscribeOverrides {
 
 impl Hub {
     pub(crate) fn connect(&mut self, session: SessionId, command: u32, request: ConnectRequest, now: Timestamp) {
-        if request.token.is_empty() && crate::proxy::ProxyKind::Connect.enabled(&self.config) {
+        let by_proxy = request.token.is_empty() || self.config.proxy_connect_always;
+        if by_proxy && crate::proxy::ProxyKind::Connect.enabled(&self.config) {
             return self.connect_by_proxy(session, command, request, now);
         }
         let credentials = match self.credentials(&request, now) {

@@ -381,3 +381,30 @@ fn connect_subs_do_not_bypass_the_subscribe_proxy() {
     rig.frame(s, json!({"id": 2, "subscribe": {"channel": "px:secret"}}));
     assert_eq!(rig.proxied.len(), 1, "the subscribe proxy decides");
 }
+
+#[test]
+fn a_token_goes_to_the_backend_only_when_configured_so() {
+    let mut rig = Rig::new(proxy_config());
+    let s = SessionId(1);
+    rig.hub.handle_open(s, Transport::Websocket(Encoding::Json), T0);
+    rig.frame(s, json!({"id": 1, "connect": {"token": token("7")}}));
+    assert!(rig.proxied.is_empty(), "a token connects without the backend");
+    assert_eq!(rig.take(s)[0]["connect"]["client"].is_string(), true);
+
+    let mut always = proxy_config().as_ref().clone();
+    always.proxy_connect_always = true;
+    let mut rig = Rig::new(Arc::new(always));
+    rig.hub.handle_open(s, Transport::Websocket(Encoding::Json), T0);
+    rig.frame(s, json!({"id": 1, "connect": {"token": token("7")}}));
+    assert!(rig.take(s).is_empty(), "no reply before the backend answers");
+    assert_eq!(rig.proxied[0].kind, ProxyKind::Connect);
+    rig.answer(ok(json!({"result": {"user": "backend-user"}})), T0);
+    assert!(rig.take(s)[0]["connect"]["client"].is_string());
+}
+
+#[test]
+fn always_asking_needs_a_connect_endpoint() {
+    let loaded = Config::from_json_str(r#"{"proxy_connect_always": true}"#, Vec::new());
+    let err = loaded.err().expect("refused").to_string();
+    assert!(err.contains("proxy_connect_always"), "{err}");
+}
