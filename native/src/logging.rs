@@ -29,15 +29,7 @@ use tracing_subscriber::fmt::{FormatFields, MakeWriter};
 pub const QUEUED_LINES: usize = 16 * 1024;
 
 /// Installs the process's subscriber. Before it, nothing is logged; an error names the key.
-pub fn init(level: &str, file: &str) -> Result<(), String> {
-    let filter = match level {
-        "none" => LevelFilter::OFF,
-        "trace" => LevelFilter::TRACE,
-        "debug" => LevelFilter::DEBUG,
-        "warn" => LevelFilter::WARN,
-        "error" => LevelFilter::ERROR,
-        _ => LevelFilter::INFO,
-    };
+pub fn init(filter: LevelFilter, file: &str) -> Result<(), String> {
     let builder = tracing_subscriber::fmt().with_max_level(filter).with_target(false);
     let installed = if file.is_empty() {
         let stderr = std::io::stderr();

@@ -32,7 +32,7 @@ fn serve(args: cli::Args) -> std::process::ExitCode {
         }
     };
     let mut config = loaded.config;
-    if let Err(e) = logging::init(&config.log_level, &config.log_file) {
+    if let Err(e) = logging::init(config.log_filter(), &config.log_file) {
         eprintln!("rotor: {}", loaded.source);
         eprintln!("rotor: {e}");
         return std::process::ExitCode::FAILURE;

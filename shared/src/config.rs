@@ -464,6 +464,19 @@ pub const ENV_PREFIX: &str = "ROTOR_";
 pub const LOG_LEVELS: [&str; 6] = ["none", "trace", "debug", "info", "warn", "error"];
 
 impl Config {
+    /// What `log_level` lets through (validated at load: anything else is `info`).
+    pub fn log_filter(&self) -> tracing::level_filters::LevelFilter {
+        use tracing::level_filters::LevelFilter;
+        match self.log_level.as_str() {
+            "none" => LevelFilter::OFF,
+            "trace" => LevelFilter::TRACE,
+            "debug" => LevelFilter::DEBUG,
+            "warn" => LevelFilter::WARN,
+            "error" => LevelFilter::ERROR,
+            _ => LevelFilter::INFO,
+        }
+    }
+
     /// Parses a JSON config file, applies `CENTRIFUGO_*` and `ROTOR_<KEY>` overrides from
     /// `env`, and validates.
     ///

@@ -8,15 +8,7 @@ use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
 /// Installs the isolate's subscriber (a second call does nothing).
-pub fn init(level: &str) {
-    let filter = match level {
-        "none" => LevelFilter::OFF,
-        "trace" => LevelFilter::TRACE,
-        "debug" => LevelFilter::DEBUG,
-        "warn" => LevelFilter::WARN,
-        "error" => LevelFilter::ERROR,
-        _ => LevelFilter::INFO,
-    };
+pub fn init(filter: LevelFilter) {
     // No timestamps: the console stamps each line, and wasm32 has no system clock to read.
     let _ = tracing_subscriber::fmt()
         .json()

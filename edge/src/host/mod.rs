@@ -76,7 +76,7 @@ pub fn load_config(env: &Env) -> Result<Loaded, String> {
     }
     let result = parse_env(env);
     match &result {
-        Ok(loaded) => logging::init(&loaded.config.log_level),
+        Ok(loaded) => logging::init(loaded.config.log_filter()),
         Err(e) => worker::console_error!("rotor: configuration error: {e}"),
     }
     LOADED.with(|l| *l.borrow_mut() = Some(result.clone()));

@@ -464,28 +464,42 @@ impl Hub {
         self.command_request(session, command, &channel, BrokerOp::Publish(op), CommandKind::Publish);
     }
 
-    fn on_refresh_answer(&mut self, session: SessionId, outcome: ProxyOutcome, now: Timestamp) {
-        let answer = proxy::read_answer::<RefreshAnswer>(outcome);
-        let r = match answer {
+    /// A refresh or sub_refresh answer: the new expiry and info, or how the session ends
+    /// (`expired` for an answer that says so or whose time has already passed: asking again
+    /// would only loop).
+    fn read_refresh(
+        &mut self,
+        kind: ProxyKind,
+        outcome: ProxyOutcome,
+        expired: Disconnect,
+        now: Timestamp,
+    ) -> Result<(Option<Timestamp>, Option<Bytes>), Disconnect> {
+        let r = match proxy::read_answer::<RefreshAnswer>(outcome) {
             Ok(Answer::Result(r)) => r,
-            Ok(Answer::Disconnect(d)) => return self.disconnect(session, d, now),
-            Ok(Answer::Error(_)) => return self.disconnect(session, Disconnect::server_error(), now),
+            Ok(Answer::Disconnect(d)) => return Err(d),
+            Ok(Answer::Error(_)) => return Err(Disconnect::server_error()),
             Err(failure) => {
-                self.proxy_failed(ProxyKind::Refresh, failure);
-                return self.disconnect(session, Disconnect::server_error(), now);
+                self.proxy_failed(kind, failure);
+                return Err(Disconnect::server_error());
             }
         };
-        // Refreshed into the past is expired too: asking again would only loop.
         if r.expired || r.expires_at_ms().is_some_and(|at| at <= now.as_millis()) {
-            return self.disconnect(session, Disconnect::expired(), now);
+            return Err(expired);
         }
         let expires_at = r.expires_at_ms().map(Timestamp);
-        let info = match r.info() {
-            Ok(info) => info,
+        match r.info() {
+            Ok(info) => Ok((expires_at, info)),
             Err(failure) => {
-                self.proxy_failed(ProxyKind::Refresh, failure);
-                return self.disconnect(session, Disconnect::server_error(), now);
+                self.proxy_failed(kind, failure);
+                Err(Disconnect::server_error())
             }
+        }
+    }
+
+    fn on_refresh_answer(&mut self, session: SessionId, outcome: ProxyOutcome, now: Timestamp) {
+        let (expires_at, info) = match self.read_refresh(ProxyKind::Refresh, outcome, Disconnect::expired(), now) {
+            Ok(answer) => answer,
+            Err(d) => return self.disconnect(session, d, now),
         };
         let Some(s) = self.sessions.get_mut(&session) else { return };
         s.expires_at = expires_at;
@@ -501,26 +515,10 @@ impl Hub {
     }
 
     fn on_sub_refresh_answer(&mut self, session: SessionId, channel: Arc<str>, outcome: ProxyOutcome, now: Timestamp) {
-        let answer = proxy::read_answer::<RefreshAnswer>(outcome);
-        let r = match answer {
-            Ok(Answer::Result(r)) => r,
-            Ok(Answer::Disconnect(d)) => return self.disconnect(session, d, now),
-            Ok(Answer::Error(_)) => return self.disconnect(session, Disconnect::server_error(), now),
-            Err(failure) => {
-                self.proxy_failed(ProxyKind::SubRefresh, failure);
-                return self.disconnect(session, Disconnect::server_error(), now);
-            }
-        };
-        if r.expired || r.expires_at_ms().is_some_and(|at| at <= now.as_millis()) {
-            return self.disconnect(session, Disconnect::subscription_expired(), now);
-        }
-        let expires_at = r.expires_at_ms().map(Timestamp);
-        let info = match r.info() {
-            Ok(info) => info,
-            Err(failure) => {
-                self.proxy_failed(ProxyKind::SubRefresh, failure);
-                return self.disconnect(session, Disconnect::server_error(), now);
-            }
+        let expired = Disconnect::subscription_expired();
+        let (expires_at, info) = match self.read_refresh(ProxyKind::SubRefresh, outcome, expired, now) {
+            Ok(answer) => answer,
+            Err(d) => return self.disconnect(session, d, now),
         };
         let Some(sub) = self.sessions.get_mut(&session).and_then(|s| s.subs.get_mut(&channel)) else { return };
         sub.expires_at = expires_at;
